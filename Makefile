@@ -1,0 +1,46 @@
+# Everyone's entry points. Every target installs what it needs into .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install dev test test-unit lint typecheck bench openapi up down clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Slipstream needs Python 3.11+")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+dev: install
+	$(BIN)/slipstream dev --tasks examples --trigger hello-world
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+test-unit: install
+	$(BIN)/python -m pytest -q tests/unit
+
+lint: install
+	$(BIN)/ruff check proto libs services tests bench examples
+
+typecheck: install
+	$(BIN)/mypy proto libs services
+
+bench: install
+	$(BIN)/python bench/run.py --out docs/benchmarks.md
+
+openapi: install
+	$(BIN)/python -m slipstream_cli.main gen-contract
+
+up:
+	docker compose up --build -d
+
+down:
+	docker compose down
+
+clean:
+	rm -rf $(VENV) .slipstream

@@ -1,0 +1,1 @@
+"""Example tasks served by `make dev`."""

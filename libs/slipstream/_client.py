@@ -1,0 +1,88 @@
+"""The HTTP client of the SDK: one aiohttp session per event loop, closed with the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+import aiohttp
+import msgspec
+from slipstream_proto import ErrorBody
+
+from slipstream import _config
+from slipstream.errors import ApiConnectionError, api_error
+
+T = TypeVar("T")
+
+_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
+    weakref.WeakKeyDictionary()
+)
+_closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncIterator[None]] = (
+    weakref.WeakKeyDictionary()
+)
+_encoder = msgspec.json.Encoder()
+_error_decoder = msgspec.json.Decoder(ErrorBody)
+
+
+async def _close_with_loop(session: aiohttp.ClientSession) -> AsyncIterator[None]:
+    # asyncio.run() finalises async generators before closing its loop: that closes us.
+    try:
+        yield
+    finally:
+        await session.close()
+
+
+async def session() -> aiohttp.ClientSession:
+    """This event loop's session (created on first use)."""
+    loop = asyncio.get_running_loop()
+    current = _sessions.get(loop)
+    if current is None or current.closed:
+        current = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=60, connect=10),
+            connector=aiohttp.TCPConnector(limit=100),
+        )
+        _sessions[loop] = current
+        closer = _close_with_loop(current)
+        await closer.__anext__()
+        _closers[loop] = closer
+    return current
+
+
+async def aclose() -> None:
+    """Close this event loop's session now."""
+    loop = asyncio.get_running_loop()
+    current = _sessions.pop(loop, None)
+    _closers.pop(loop, None)
+    if current is not None:
+        await current.close()
+
+
+def _headers(config: _config.ClientConfig, extra: dict[str, str] | None = None) -> dict[str, str]:
+    headers = {"Authorization": f"Bearer {config.secret_key}", "Content-Type": "application/json"}
+    if extra:
+        headers.update(extra)
+    return headers
+
+
+async def request(method: str, path: str, result_type: type[T], body: Any = None) -> T:
+    """Call the API and decode its answer into `result_type`; typed errors otherwise."""
+    config = _config.current()
+    http = await session()
+    data = _encoder.encode(body) if body is not None else None
+    try:
+        async with http.request(
+            method, config.api_url + path, data=data, headers=_headers(config)
+        ) as response:
+            content = await response.read()
+            status = response.status
+    except aiohttp.ClientError as exc:
+        raise ApiConnectionError(f"could not reach the API at {config.api_url}: {exc}") from exc
+    if status >= 400:
+        try:
+            message = _error_decoder.decode(content).error
+        except msgspec.DecodeError:
+            message = content.decode(errors="replace")[:500] or f"HTTP {status}"
+        raise api_error(status, message)
+    return msgspec.json.decode(content, type=result_type)

@@ -1,0 +1,150 @@
+"""`@task`: defining a task, and triggering it."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+import msgspec
+from slipstream_proto import QueueOption, TriggerOptions, TriggerRequest, TriggerResponse
+
+from slipstream import _client
+from slipstream._context import TaskContext
+from slipstream._retry import RetryOptions, validate_retry
+from slipstream.errors import TaskOptionError
+
+P = TypeVar("P")
+R = TypeVar("R")
+
+TaskFunction = Callable[[P, TaskContext], Awaitable[R] | R]
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+# Every task defined in this process, by id (the worker registers them all).
+registry: dict[str, Task[Any, Any]] = {}
+
+
+class RunHandle(msgspec.Struct, frozen=True):
+    """What a trigger returns: the new run's id (and whether an existing run was reused)."""
+
+    id: str
+    is_cached: bool = False
+
+
+def trigger_options(
+    *,
+    queue: str | None = None,
+    concurrency_key: str | None = None,
+    delay: str | datetime | None = None,
+    tags: str | list[str] | None = None,
+    metadata: dict[str, Any] | None = None,
+    max_attempts: int | None = None,
+    priority: int | None = None,
+) -> TriggerOptions:
+    """The wire options of a trigger from its keyword arguments."""
+    return TriggerOptions(
+        queue=QueueOption(name=queue) if queue else None,
+        concurrency_key=concurrency_key,
+        delay=_delay_text(delay),
+        tags=tags,
+        metadata=metadata,
+        max_attempts=max_attempts,
+        priority=priority,
+    )
+
+
+def _delay_text(delay: str | datetime | None) -> str | None:
+    if isinstance(delay, datetime):
+        return (delay if delay.tzinfo else delay.replace(tzinfo=UTC)).isoformat()
+    return delay
+
+
+async def trigger_task(task_id: str, payload: Any, options: TriggerOptions) -> RunHandle:
+    """POST /api/v1/tasks/{task_id}/trigger."""
+    response = await _client.request(
+        "POST",
+        f"/api/v1/tasks/{task_id}/trigger",
+        TriggerResponse,
+        TriggerRequest(payload=payload, options=options),
+    )
+    return RunHandle(response.id, response.is_cached)
+
+
+class Task(Generic[P, R]):
+    """A task: a function the platform runs durably, with retries, when triggered."""
+
+    def __init__(self, id: str, fn: TaskFunction[P, R], retry: RetryOptions) -> None:
+        self.id = id
+        self.fn = fn
+        self.retry = retry
+        self.is_async = inspect.iscoroutinefunction(fn)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.id!r}>"
+
+    def manifest(self) -> dict[str, Any]:
+        """What a worker registers for this task."""
+        return {"id": self.id, "retry": dict(self.retry)}
+
+    async def trigger(
+        self,
+        payload: P | None = None,
+        *,
+        queue: str | None = None,
+        concurrency_key: str | None = None,
+        delay: str | datetime | None = None,
+        tags: str | list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        max_attempts: int | None = None,
+        priority: int | None = None,
+    ) -> RunHandle:
+        """Start a run of this task and return its handle without waiting for it."""
+        options = trigger_options(
+            queue=queue,
+            concurrency_key=concurrency_key,
+            delay=delay,
+            tags=tags,
+            metadata=metadata,
+            max_attempts=max_attempts,
+            priority=priority,
+        )
+        return await trigger_task(self.id, payload, options)
+
+
+def task(
+    id: str, *, retry: RetryOptions | None = None
+) -> Callable[[TaskFunction[P, R]], Task[P, R]]:
+    """Define a task: `@task(id="hello-world")` over `async def run(payload, ctx)`."""
+    if not isinstance(id, str) or not _ID.match(id):
+        raise TaskOptionError(
+            f"task id {id!r} is not valid: use 1-128 letters, digits, '-', '_', '.' or ':',"
+            " starting with a letter or digit, e.g. @task(id='send-email')"
+        )
+    checked_retry = validate_retry(id, retry)
+
+    def decorate(fn: TaskFunction[P, R]) -> Task[P, R]:
+        if not callable(fn):
+            raise TaskOptionError(f"@task(id={id!r}) must decorate a function, not {fn!r}")
+        params = [
+            p for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        if len(params) != 2:
+            raise TaskOptionError(
+                f"task {id!r}: the function must take (payload, ctx), not"
+                f" {len(params)} positional parameter(s)"
+            )
+        if id in registry and registry[id].fn is not fn:
+            existing = registry[id].fn
+            raise TaskOptionError(
+                f"task id {id!r} is already used by {existing.__module__}.{existing.__qualname__}:"
+                " task ids must be unique"
+            )
+        defined = Task(id, fn, checked_retry)
+        registry[id] = defined
+        return defined
+
+    return decorate

@@ -1,0 +1,84 @@
+"""Errors the SDK raises.
+
+    SlipstreamError
+     +-- TaskOptionError        a @task option is wrong (raised when the module is imported)
+     +-- ConfigurationError     SLIPSTREAM_API_URL / SLIPSTREAM_SECRET_KEY missing or bad
+     +-- ApiConnectionError     the API could not be reached
+     +-- ApiError               the API answered with an error status
+          +-- BadRequestError           400: the request's JSON or fields are wrong
+          +-- AuthenticationError       401: missing or wrong secret key
+          +-- NotFoundError             404: no such run (in this environment)
+          +-- PayloadTooLargeError      413
+          +-- UnprocessableEntityError  422: valid JSON that breaks a rule
+     +-- TaskRunError           raised inside a worker; ends the attempt with its message
+          +-- OutputNotSerializableError  the task returned something that is not JSON
+"""
+
+from __future__ import annotations
+
+
+class SlipstreamError(Exception):
+    """Base of every error the SDK raises."""
+
+
+class TaskOptionError(SlipstreamError, ValueError):
+    """A task definition has an option that is missing, unknown or of the wrong type."""
+
+
+class ConfigurationError(SlipstreamError):
+    """The SDK is not configured: set SLIPSTREAM_API_URL and SLIPSTREAM_SECRET_KEY."""
+
+
+class ApiConnectionError(SlipstreamError):
+    """The API could not be reached."""
+
+
+class ApiError(SlipstreamError):
+    """The API answered with an error status; `status` and `message` say which."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class BadRequestError(ApiError):
+    """400: the request's JSON or fields are wrong."""
+
+
+class AuthenticationError(ApiError):
+    """401: the secret key is missing or wrong."""
+
+
+class NotFoundError(ApiError):
+    """404: the run (or task) does not exist in this environment."""
+
+
+class PayloadTooLargeError(ApiError):
+    """413: the payload is over the limit."""
+
+
+class UnprocessableEntityError(ApiError):
+    """422: the request is well-formed but breaks a rule."""
+
+
+class TaskRunError(SlipstreamError):
+    """Base of errors the runtime raises for a run."""
+
+
+class OutputNotSerializableError(TaskRunError):
+    """A task returned a value that cannot be encoded as JSON."""
+
+
+_BY_STATUS: dict[int, type[ApiError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    404: NotFoundError,
+    413: PayloadTooLargeError,
+    422: UnprocessableEntityError,
+}
+
+
+def api_error(status: int, message: str) -> ApiError:
+    """The typed error for an HTTP status."""
+    return _BY_STATUS.get(status, ApiError)(status, message)

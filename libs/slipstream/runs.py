@@ -1,0 +1,47 @@
+"""Reading runs: `await runs.retrieve(id)` and `async for run in runs.subscribe_to_run(id)`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from urllib.parse import quote
+
+import aiohttp
+import msgspec
+from slipstream_proto import RealtimeError, RealtimeMessage, RealtimeRun, Run
+
+from slipstream import _client, _config
+from slipstream.errors import ApiConnectionError, api_error
+
+__all__ = ["retrieve", "subscribe_to_run"]
+
+_message_decoder = msgspec.json.Decoder(RealtimeMessage)
+
+
+async def retrieve(run_id: str) -> Run:
+    """The run with its status, payload, output, error and attempts."""
+    return await _client.request("GET", f"/api/v3/runs/{quote(run_id, safe='')}", Run)
+
+
+async def subscribe_to_run(run_id: str) -> AsyncIterator[Run]:
+    """Yield the run now and after every status change; stop once it has finished."""
+    config = _config.current()
+    http = await _client.session()
+    url = f"{config.realtime_url}/realtime/v1/runs/{quote(run_id, safe='')}"
+    try:
+        ws = await http.ws_connect(url, headers={"Authorization": f"Bearer {config.secret_key}"},
+                                   heartbeat=30)
+    except aiohttp.ClientError as exc:
+        raise ApiConnectionError(f"could not reach realtime at {config.realtime_url}: {exc}") from exc
+    async with ws:
+        async for frame in ws:
+            if frame.type != aiohttp.WSMsgType.TEXT:
+                break
+            message = _message_decoder.decode(frame.data)
+            if isinstance(message, RealtimeError):
+                raise api_error(message.status, message.error)
+            assert isinstance(message, RealtimeRun)
+            yield message.run
+            if message.run.is_completed:
+                return
+    if ws.close_code not in (1000, None):
+        raise ApiConnectionError(f"realtime closed the subscription with code {ws.close_code}")

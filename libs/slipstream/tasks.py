@@ -1,0 +1,35 @@
+"""Triggering tasks by id, from any backend: `await tasks.trigger("hello-world", {...})`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from slipstream._task import RunHandle, trigger_options, trigger_task
+
+__all__ = ["trigger"]
+
+
+async def trigger(
+    task_id: str,
+    payload: Any = None,
+    *,
+    queue: str | None = None,
+    concurrency_key: str | None = None,
+    delay: str | datetime | None = None,
+    tags: str | list[str] | None = None,
+    metadata: dict[str, Any] | None = None,
+    max_attempts: int | None = None,
+    priority: int | None = None,
+) -> RunHandle:
+    """Start a run of the task `task_id` (no client-side validation) and return its handle."""
+    options = trigger_options(
+        queue=queue,
+        concurrency_key=concurrency_key,
+        delay=delay,
+        tags=tags,
+        metadata=metadata,
+        max_attempts=max_attempts,
+        priority=priority,
+    )
+    return await trigger_task(task_id, payload, options)

@@ -1,0 +1,98 @@
+"""The JetStream bus: connecting, creating the streams, and publishing events.
+
+Postgres holds the truth; every message here can be rebuilt from it. A publish that fails
+after the Postgres commit is logged and left to the sweepers, which find the run whose next
+step was not taken (see docs/adr/0002-state-derived-outbox.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.errors import NoRespondersError, TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import APIError, BadRequestError
+from slipstream_proto import STREAMS, StreamSpec, encode_event
+from slipstream_proto.events import Event
+
+from slipstream_platform import telemetry
+
+log = logging.getLogger(__name__)
+
+
+async def connect(url: str, name: str) -> NATS:
+    """Connect to NATS, reconnecting forever if the server goes away."""
+    return await nats.connect(
+        url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.25,
+        connect_timeout=5,
+        allow_reconnect=True,
+    )
+
+
+def _stream_config(spec: StreamSpec) -> StreamConfig:
+    return StreamConfig(
+        name=spec.name,
+        subjects=list(spec.subjects),
+        retention=RetentionPolicy(spec.retention),
+        storage=StorageType.FILE,
+        max_age=spec.max_age_seconds,
+        duplicate_window=spec.duplicate_window_seconds,
+    )
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    """Create the platform's streams, or bring their config up to date."""
+    for spec in STREAMS:
+        config = _stream_config(spec)
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)
+        except APIError as exc:
+            if exc.err_code != 10058:  # stream name already in use with another config
+                raise
+            await js.update_stream(config)
+
+
+class Bus:
+    """Publishes events with retries; trace context goes in the headers."""
+
+    def __init__(self, nc: NATS) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+
+    async def publish(self, subject: str, event: Event, *, msg_id: str | None = None) -> None:
+        """Publish and wait for the stream's ack, retrying through leader elections."""
+        headers = telemetry.inject_headers()
+        if msg_id:
+            headers["Nats-Msg-Id"] = msg_id
+        data = encode_event(event)
+        for attempt in range(5):
+            try:
+                await self.js.publish(subject, data, headers=headers or None, timeout=2)
+                return
+            except (NoRespondersError, NatsTimeoutError, asyncio.TimeoutError):
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.05 * 2**attempt)
+
+    async def publish_quietly(self, items: list[tuple[str, Event]]) -> None:
+        """Publish several events concurrently; log (don't raise) failures.
+
+        Used after a Postgres commit: the sweepers repair whatever a lost message left undone.
+        """
+        if not items:
+            return
+        results = await asyncio.gather(
+            *(self.publish(subject, event) for subject, event in items), return_exceptions=True
+        )
+        for (subject, _), result in zip(items, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("publish to %s failed (the sweeper will repair): %r", subject, result)

@@ -1,0 +1,41 @@
+"""Durations and times as the seed writes them: "1h52m18s", ISO 8601, datetimes."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+_DURATION = re.compile(r"^(?:\d+(?:w|d|hr|h|m|s))+$")
+_PART = re.compile(r"(\d+)(w|d|hr|h|m|s)")
+_UNIT_SECONDS = {"w": 604800, "d": 86400, "hr": 3600, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse "1h52m18s"-style text (units w, d, h or hr, m, s); ValueError otherwise."""
+    if not _DURATION.match(text):
+        raise ValueError(
+            f"{text!r} is not a duration: write it like '30s', '15m', '2h' or '1h52m18s'"
+        )
+    return timedelta(seconds=sum(int(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(text)))
+
+
+def resolve_delay(value: str | datetime, now: datetime) -> datetime | None:
+    """When a run with this `delay` may start, or None if it may start now.
+
+    A duration counts from `now`; an ISO 8601 string or datetime is a point in time
+    (naive means UTC). A time in the past means no delay.
+    """
+    if isinstance(value, datetime):
+        at = value
+    elif _DURATION.match(value):
+        at = now + parse_duration(value)
+    else:
+        try:
+            at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(
+                f"delay {value!r} is neither a duration like '1h30m' nor an ISO 8601 time"
+            ) from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at if at > now else None

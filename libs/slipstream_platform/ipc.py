@@ -1,0 +1,95 @@
+"""Messages between a supervisor and its worker processes, framed over a socket pair.
+
+Each frame is a 4-byte big-endian length and a msgpack body. These never leave the
+machine, so they live here and not in proto/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from typing import Any
+
+import msgspec
+
+
+class Ready(msgspec.Struct, tag="ready", kw_only=True):
+    """Sent once by a worker process after it imported the task module."""
+
+    pid: int
+    tasks: list[dict[str, Any]]
+
+
+class LoadFailed(msgspec.Struct, tag="load_failed", kw_only=True):
+    """Sent instead of Ready when the task module could not be imported."""
+
+    error: str
+
+
+class Execute(msgspec.Struct, tag="execute", kw_only=True):
+    """Run one attempt."""
+
+    run_id: str
+    task_id: str
+    payload_json: str | None
+    attempt_id: str
+    attempt_number: int
+    max_attempts: int
+    created_at: str
+    tags: list[str]
+    environment_id: str
+    environment_type: str
+
+
+class Outcome(msgspec.Struct, tag="outcome", kw_only=True):
+    """How an attempt ended. `retry_delay_ms` None means: do not retry."""
+
+    run_id: str
+    attempt_number: int
+    ok: bool
+    output_json: str | None = None
+    error_json: str | None = None
+    retry_delay_ms: int | None = None
+
+
+Message = Ready | LoadFailed | Execute | Outcome
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Message)
+_HEADER = struct.Struct(">I")
+
+
+def frame(message: Message) -> bytes:
+    """Length-prefixed bytes of a message."""
+    body = _encoder.encode(message)
+    return _HEADER.pack(len(body)) + body
+
+
+def read_blocking(sock: socket.socket) -> Message | None:
+    """Read one message (worker side); None when the other end has closed."""
+    header = _recv_exactly(sock, _HEADER.size)
+    if header is None:
+        return None
+    body = _recv_exactly(sock, _HEADER.unpack(header)[0])
+    return None if body is None else _decoder.decode(body)
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
+    chunks = bytearray()
+    while len(chunks) < n:
+        chunk = sock.recv(n - len(chunks))
+        if not chunk:
+            return None
+        chunks.extend(chunk)
+    return bytes(chunks)
+
+
+async def read(reader: asyncio.StreamReader) -> Message | None:
+    """Read one message (supervisor side); None when the worker process has gone."""
+    try:
+        header = await reader.readexactly(_HEADER.size)
+        body = await reader.readexactly(_HEADER.unpack(header)[0])
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    return _decoder.decode(body)

@@ -1,0 +1,108 @@
+"""Running a service: open NATS, Postgres and HTTP in one AsyncExitStack, stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack
+from typing import Any, Generic, TypeVar
+
+import asyncpg
+from aiohttp import web
+from nats.aio.client import Client as NATS
+
+from slipstream_platform import bus as bus_module
+from slipstream_platform import db, telemetry
+from slipstream_platform.bus import Bus
+from slipstream_platform.http import json_errors, json_response
+from slipstream_platform.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+class Service(Generic[S]):
+    """What a service's setup function receives: its connections, HTTP app and tasks."""
+
+    def __init__(self, name: str, settings: S) -> None:
+        self.name = name
+        self.settings = settings
+        self.stop = asyncio.Event()
+        self.app = web.Application(
+            middlewares=[json_errors],
+            client_max_size=getattr(settings, "max_body_bytes", 1024 * 1024),
+        )
+        self.app.router.add_get("/healthz", self._health)
+        self.pool: asyncpg.Pool
+        self.nc: NATS
+        self.bus: Bus
+        self.port = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
+
+    async def _health(self, request: web.Request) -> web.Response:
+        await self.pool.fetchval("SELECT 1")
+        ok = self.nc.is_connected
+        return json_response(
+            {"status": "ok" if ok else "degraded", "service": self.name}, 200 if ok else 503
+        )
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Run a background loop; if it dies with an error, the service stops."""
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._loop_done)
+        self._tasks.append(task)
+
+    def _loop_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: loop %s died", self.name, task.get_name(), exc_info=task.exception())
+            self.stop.set()
+
+    async def _cancel_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+async def run_service(
+    name: str,
+    settings: S,
+    setup: Callable[[Service[S]], Awaitable[None]],
+    *,
+    pool_size: int = 10,
+) -> None:
+    """Start the service, serve until SIGTERM or SIGINT, then shut down cleanly."""
+    service = Service(name, settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, service.stop.set)
+    telemetry.setup(name, settings.otel_exporter)
+    async with AsyncExitStack() as stack:
+        stack.callback(telemetry.shutdown)
+        service.pool = await db.create_pool(settings.database_url, max_size=pool_size)
+        stack.push_async_callback(service.pool.close)
+        service.nc = await bus_module.connect(settings.nats_url, name)
+        stack.push_async_callback(service.nc.drain)
+        await bus_module.ensure_streams(service.nc.jetstream())
+        service.bus = Bus(service.nc)
+        await setup(service)
+        runner = web.AppRunner(service.app, access_log=None, handle_signals=False)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        service.port = sockets[0].getsockname()[1] if sockets else settings.http_port
+        log.info("%s listening on http://%s:%s", name, settings.http_host, service.port)
+        stack.push_async_callback(service._cancel_tasks)
+        for hook in service.on_shutdown:
+            stack.push_async_callback(hook)
+        await service.stop.wait()
+        log.info("%s stopping", name)

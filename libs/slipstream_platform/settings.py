@@ -1,0 +1,99 @@
+"""Service settings: one frozen Struct per service, filled from SLIPSTREAM_* variables.
+
+Each field `foo_bar` is read from `SLIPSTREAM_FOO_BAR`. Services call `load_settings` once,
+in their entry point, with `os.environ`; a bad value names the variable and the value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TypeVar
+
+import msgspec
+
+from slipstream_platform.errors import SettingsError
+
+PREFIX = "SLIPSTREAM_"
+
+
+class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """What every service needs."""
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/slipstream"
+    nats_url: str = "nats://127.0.0.1:4222"
+    http_host: str = "127.0.0.1"
+    http_port: int = 0
+    log_level: str = "INFO"
+    # none | console | otlp (otlp needs opentelemetry-exporter-otlp installed)
+    otel_exporter: str = "none"
+
+
+class TriggerApiSettings(CommonSettings, frozen=True, kw_only=True):
+    """trigger-api: the HTTP API."""
+
+    http_port: int = 3030
+    max_body_bytes: int = 3 * 1024 * 1024
+
+
+class QueueManagerSettings(CommonSettings, frozen=True, kw_only=True):
+    """queue-manager: assigns queued runs to workers with free slots."""
+
+    http_port: int = 3032
+    sweep_interval: float = 1.0
+
+
+class SchedulerSettings(CommonSettings, frozen=True, kw_only=True):
+    """scheduler: delayed runs and the sweeper for deadlines."""
+
+    http_port: int = 3033
+    tick_interval: float = 0.25
+    sweep_interval: float = 2.0
+    worker_timeout: float = 15.0
+    dequeued_timeout: float = 30.0
+
+
+class SupervisorSettings(CommonSettings, frozen=True, kw_only=True):
+    """supervisor: runs attempts in a warm pool of worker processes."""
+
+    http_port: int = 3034
+    tasks: str = ""
+    secret_key: str = ""
+    api_url: str = "http://127.0.0.1:3030"
+    realtime_url: str = ""
+    concurrency: int = 4
+    heartbeat_interval: float = 2.0
+    shutdown_grace: float = 30.0
+    version: str = "dev"
+
+
+class RealtimeSettings(CommonSettings, frozen=True, kw_only=True):
+    """realtime: websocket subscriptions to runs."""
+
+    http_port: int = 3031
+    poll_interval: float = 2.0
+
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+def load_settings(cls: type[S], environ: Mapping[str, str]) -> S:
+    """Build `cls` from the SLIPSTREAM_* entries of `environ`."""
+    values: dict[str, str] = {}
+    for name in cls.__struct_fields__:
+        var = PREFIX + name.upper()
+        if var in environ:
+            values[name] = environ[var]
+    try:
+        settings = msgspec.convert(values, cls, strict=False)
+    except msgspec.ValidationError as exc:
+        # msgspec names the field as `$.field`: point at the variable instead.
+        field = str(exc).rsplit("$.", 1)[-1].strip("`") if "$." in str(exc) else ""
+        var = PREFIX + field.upper()
+        raise SettingsError(
+            f"{var}={environ.get(var, '')!r} is not valid: {exc}".replace(f" - at `$.{field}`", "")
+        ) from None
+    if settings.otel_exporter not in {"none", "console", "otlp"}:
+        raise SettingsError(
+            f"SLIPSTREAM_OTEL_EXPORTER={settings.otel_exporter!r}: use none, console or otlp"
+        )
+    return settings

@@ -1,0 +1,312 @@
+"""Runs: every status change is one guarded statement, so racing writers cannot both win.
+
+Functions that change statuses return the `Transition`s they committed (once the caller's
+transaction commits), which the caller publishes as `RunUpdated` events.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+import msgspec
+
+from slipstream_platform.ids import new_id
+
+Conn = asyncpg.Connection | asyncpg.Pool
+
+_RETURNING = "RETURNING r.id, r.environment_id, r.status, r.updated_at"
+
+
+class Transition(msgspec.Struct, frozen=True):
+    """A committed status change of one run."""
+
+    run_id: str
+    environment_id: str
+    status: str
+    updated_at: datetime
+
+
+def _transitions(rows: list[asyncpg.Record]) -> list[Transition]:
+    return [Transition(r["id"], r["environment_id"], r["status"], r["updated_at"]) for r in rows]
+
+
+_SERVED = (
+    "EXISTS (SELECT 1 FROM workers w WHERE w.environment_id = r.environment_id"
+    " AND w.stopped_at IS NULL AND r.task_identifier = ANY(w.task_ids))"
+)
+
+
+async def insert(
+    conn: Conn,
+    *,
+    environment_id: str,
+    task_identifier: str,
+    status: str,
+    payload_json: str | None,
+    queue: str,
+    concurrency_key: str | None,
+    tags: list[str],
+    metadata_json: str | None,
+    max_attempts: int | None,
+    priority_ms: int,
+    delayed_until: datetime | None,
+    traceparent: str | None,
+) -> Transition:
+    """Create a run in its first status."""
+    row = await conn.fetchrow(
+        "INSERT INTO runs AS r (id, environment_id, task_identifier, status, payload, queue,"
+        " concurrency_key, tags, metadata, max_attempts, priority_ms, delayed_until, traceparent,"
+        " queue_ts)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9::jsonb, $10, $11, $12, $13,"
+        " now() - make_interval(secs => $11::bigint / 1000.0)) " + _RETURNING,
+        new_id("run"),
+        environment_id,
+        task_identifier,
+        status,
+        payload_json,
+        queue,
+        concurrency_key,
+        tags,
+        metadata_json,
+        max_attempts,
+        priority_ms,
+        delayed_until,
+        traceparent,
+    )
+    return _transitions([row])[0]
+
+
+async def get(conn: Conn, environment_id: str, run_id: str) -> asyncpg.Record | None:
+    """The whole run row, if it exists in this environment."""
+    return await conn.fetchrow(
+        "SELECT * FROM runs WHERE id = $1 AND environment_id = $2", run_id, environment_id
+    )
+
+
+async def statuses(conn: Conn, run_ids: list[str]) -> dict[str, datetime]:
+    """`updated_at` of each run that exists."""
+    rows = await conn.fetch("SELECT id, updated_at FROM runs WHERE id = ANY($1)", run_ids)
+    return {r["id"]: r["updated_at"] for r in rows}
+
+
+async def promote_pending_version(
+    conn: Conn, environment_id: str | None = None
+) -> list[Transition]:
+    """PENDING_VERSION -> QUEUED for every run whose task a live worker now serves."""
+    rows = await conn.fetch(
+        "UPDATE runs r SET status = 'QUEUED', available_at = now(), updated_at = now()"
+        " WHERE r.status = 'PENDING_VERSION' AND ($1::text IS NULL OR r.environment_id = $1)"
+        f" AND {_SERVED} {_RETURNING}",
+        environment_id,
+    )
+    return _transitions(rows)
+
+
+async def promote_due_delayed(conn: Conn, limit: int = 1000) -> list[Transition]:
+    """DELAYED -> QUEUED (or PENDING_VERSION if no worker serves the task) once due."""
+    rows = await conn.fetch(
+        "WITH due AS (SELECT id FROM runs WHERE status = 'DELAYED' AND delayed_until <= now()"
+        " ORDER BY delayed_until LIMIT $1 FOR UPDATE SKIP LOCKED)"
+        " UPDATE runs r SET"
+        f" status = CASE WHEN {_SERVED} THEN 'QUEUED' ELSE 'PENDING_VERSION' END,"
+        " queue_ts = now() - make_interval(secs => r.priority_ms / 1000.0),"
+        " available_at = now(), updated_at = now()"
+        f" FROM due WHERE r.id = due.id {_RETURNING}",
+        limit,
+    )
+    return _transitions(rows)
+
+
+async def next_delayed_at(conn: Conn) -> datetime | None:
+    """When the earliest DELAYED run is due."""
+    value: datetime | None = await conn.fetchval(
+        "SELECT min(delayed_until) FROM runs WHERE status = 'DELAYED'"
+    )
+    return value
+
+
+async def claim_for_worker(
+    conn: asyncpg.Connection,
+    *,
+    worker_id: str,
+    environment_id: str,
+    task_ids: list[str],
+    capacity: int,
+) -> list[asyncpg.Record]:
+    """QUEUED -> DEQUEUED for as many ready runs as the worker has free slots.
+
+    Must run in a transaction: the advisory lock on the worker makes the free-slot count
+    exact even when several queue-manager replicas assign to the same worker.
+    """
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", worker_id)
+    return await conn.fetch(
+        "WITH busy AS (SELECT count(*) AS n FROM runs"
+        "   WHERE worker_id = $1 AND status IN ('DEQUEUED', 'EXECUTING')),"
+        " picked AS (SELECT id FROM runs"
+        "   WHERE environment_id = $2 AND status = 'QUEUED' AND task_identifier = ANY($3::text[])"
+        "   AND available_at <= now()"
+        "   ORDER BY queue_ts, id LIMIT greatest($4 - (SELECT n FROM busy), 0)"
+        "   FOR UPDATE SKIP LOCKED)"
+        " UPDATE runs r SET status = 'DEQUEUED', worker_id = $1, dequeued_at = now(),"
+        " updated_at = now() FROM picked WHERE r.id = picked.id"
+        " RETURNING r.id, r.environment_id, r.status, r.updated_at, r.task_identifier,"
+        " r.traceparent",
+        worker_id,
+        environment_id,
+        task_ids,
+        capacity,
+    )
+
+
+async def next_available_at(conn: Conn) -> datetime | None:
+    """When the earliest QUEUED run that is backing off becomes ready."""
+    value: datetime | None = await conn.fetchval(
+        "SELECT min(available_at) FROM runs WHERE status = 'QUEUED' AND available_at > now()"
+    )
+    return value
+
+
+async def start_attempt(
+    conn: asyncpg.Connection, *, run_id: str, worker_id: str, default_max_attempts: int
+) -> tuple[asyncpg.Record, str] | None:
+    """DEQUEUED -> EXECUTING and a new attempt (its id returned with the run row).
+
+    None if the run is no longer ours to start (a repeated dispatch, or it was requeued).
+    """
+    run = await conn.fetchrow(
+        "UPDATE runs r SET status = 'EXECUTING', attempt_count = attempt_count + 1,"
+        " started_at = coalesce(started_at, now()), updated_at = now(),"
+        " max_attempts = coalesce(max_attempts, $3)"
+        " WHERE id = $1 AND status = 'DEQUEUED' AND worker_id = $2"
+        " RETURNING r.*",
+        run_id,
+        worker_id,
+        default_max_attempts,
+    )
+    if run is None:
+        return None
+    attempt_id = new_id("attempt")
+    await conn.execute(
+        "INSERT INTO attempts (id, run_id, number, status, worker_id)"
+        " VALUES ($1, $2, $3, 'EXECUTING', $4)",
+        attempt_id,
+        run_id,
+        run["attempt_count"],
+        worker_id,
+    )
+    return run, attempt_id
+
+
+async def attempt_id_of(conn: Conn, run_id: str, number: int) -> str | None:
+    """The id of a run's attempt by number."""
+    value: str | None = await conn.fetchval(
+        "SELECT id FROM attempts WHERE run_id = $1 AND number = $2", run_id, number
+    )
+    return value
+
+
+async def complete_attempt(
+    conn: Conn, *, run_id: str, attempt_number: int, output_json: str
+) -> Transition | None:
+    """EXECUTING -> COMPLETED with the output."""
+    row = await conn.fetchrow(
+        "WITH r AS (UPDATE runs r SET status = 'COMPLETED', output = $3::jsonb,"
+        "   finished_at = now(), updated_at = now()"
+        f"   WHERE id = $1 AND status = 'EXECUTING' AND attempt_count = $2 {_RETURNING}),"
+        " a AS (UPDATE attempts SET status = 'COMPLETED', completed_at = now()"
+        "   WHERE run_id = $1 AND number = $2 AND EXISTS (SELECT 1 FROM r))"
+        " SELECT * FROM r",
+        run_id,
+        attempt_number,
+        output_json,
+    )
+    return _transitions([row])[0] if row else None
+
+
+async def fail_attempt(
+    conn: Conn,
+    *,
+    run_id: str,
+    attempt_number: int,
+    error_json: str,
+    retry_at: datetime | None,
+    final_status: str = "FAILED",
+) -> Transition | None:
+    """End an attempt with an error: QUEUED again (at `retry_at`) or `final_status`."""
+    attempt_status = "CRASHED" if final_status == "CRASHED" else "FAILED"
+    row = await conn.fetchrow(
+        "WITH r AS (UPDATE runs r SET"
+        "   status = CASE WHEN $4::timestamptz IS NULL THEN $5 ELSE 'QUEUED' END,"
+        "   error = $3::jsonb, updated_at = now(), available_at = coalesce($4, now()),"
+        "   finished_at = CASE WHEN $4::timestamptz IS NULL THEN now() END"
+        f"   WHERE id = $1 AND status = 'EXECUTING' AND attempt_count = $2 {_RETURNING}),"
+        " a AS (UPDATE attempts SET status = $6, error = $3::jsonb, completed_at = now()"
+        "   WHERE run_id = $1 AND number = $2 AND EXISTS (SELECT 1 FROM r))"
+        " SELECT * FROM r",
+        run_id,
+        attempt_number,
+        error_json,
+        retry_at,
+        final_status,
+        attempt_status,
+    )
+    return _transitions([row])[0] if row else None
+
+
+async def requeue_dequeued(
+    conn: Conn, *, worker_id: str | None = None, older_than_seconds: float | None = None
+) -> list[Transition]:
+    """DEQUEUED -> QUEUED for runs a worker never started (its dispatch was lost or refused)."""
+    rows = await conn.fetch(
+        "UPDATE runs r SET status = 'QUEUED', worker_id = NULL, updated_at = now()"
+        " WHERE status = 'DEQUEUED' AND ($1::text IS NULL OR worker_id = $1)"
+        " AND ($2::float8 IS NULL OR dequeued_at < now() - make_interval(secs => $2))"
+        f" {_RETURNING}",
+        worker_id,
+        older_than_seconds,
+    )
+    return _transitions(rows)
+
+
+_STALLED_ERROR = (
+    '{"name": "TaskRunStalledError", "message": "the worker running this attempt stopped'
+    ' sending heartbeats (it was killed or lost its connection)"}'
+)
+
+
+async def recover_from_stopped_workers(conn: asyncpg.Connection) -> list[Transition]:
+    """Runs left on workers that stopped: never started -> QUEUED; executing -> retried.
+
+    An executing run whose attempts are used up ends SYSTEM_FAILURE.
+    """
+    dequeued = await conn.fetch(
+        "UPDATE runs r SET status = 'QUEUED', worker_id = NULL, updated_at = now()"
+        " FROM workers w WHERE w.id = r.worker_id AND w.stopped_at IS NOT NULL"
+        f" AND r.status = 'DEQUEUED' {_RETURNING}"
+    )
+    executing = await conn.fetch(
+        "WITH r AS (UPDATE runs r SET"
+        "   status = CASE WHEN r.attempt_count < coalesce(r.max_attempts, 1)"
+        "     THEN 'QUEUED' ELSE 'SYSTEM_FAILURE' END,"
+        "   finished_at = CASE WHEN r.attempt_count < coalesce(r.max_attempts, 1)"
+        "     THEN NULL ELSE now() END,"
+        "   error = $1::jsonb, worker_id = NULL, available_at = now(), updated_at = now()"
+        "   FROM workers w WHERE w.id = r.worker_id AND w.stopped_at IS NOT NULL"
+        f"   AND r.status = 'EXECUTING' {_RETURNING}, r.attempt_count),"
+        " a AS (UPDATE attempts t SET status = 'FAILED', error = $1::jsonb, completed_at = now()"
+        "   FROM r WHERE t.run_id = r.id AND t.number = r.attempt_count"
+        "   AND t.status = 'EXECUTING')"
+        " SELECT * FROM r",
+        _STALLED_ERROR,
+    )
+    return _transitions(list(dequeued) + list(executing))
+
+
+async def list_attempts(conn: Conn, run_id: str) -> list[asyncpg.Record]:
+    """A run's attempts, first first."""
+    return await conn.fetch(
+        "SELECT id, number, status, error, created_at, started_at, completed_at"
+        " FROM attempts WHERE run_id = $1 ORDER BY number",
+        run_id,
+    )

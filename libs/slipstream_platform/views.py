@@ -1,0 +1,66 @@
+"""Build the wire objects of runs from their rows (shared by trigger-api and realtime)."""
+
+from __future__ import annotations
+
+import asyncpg
+import msgspec
+from slipstream_proto import Run, RunAttempt, RunError
+
+from slipstream_platform.statemachine import status_flags
+from slipstream_platform.store import runs as run_store
+
+
+def _raw(json_text: str | None) -> msgspec.Raw | None:
+    # Payload and output are already JSON: embed them without parsing them again.
+    return msgspec.Raw(json_text.encode()) if json_text is not None else None
+
+
+def _error(json_text: str | None) -> RunError | None:
+    return msgspec.json.decode(json_text, type=RunError) if json_text else None
+
+
+def run_view(row: asyncpg.Record, attempts: list[asyncpg.Record]) -> Run:
+    """The run object of `GET /api/v3/runs/{id}` and of realtime messages."""
+    started, finished = row["started_at"], row["finished_at"]
+    duration_ms = int((finished - started).total_seconds() * 1000) if started and finished else 0
+    return Run(
+        id=row["id"],
+        task_identifier=row["task_identifier"],
+        status=row["status"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        payload=_raw(row["payload"]),
+        output=_raw(row["output"]),
+        error=_error(row["error"]),
+        started_at=started,
+        finished_at=finished,
+        delayed_until=row["delayed_until"],
+        attempt_count=row["attempt_count"],
+        attempts=[
+            RunAttempt(
+                id=a["id"],
+                number=a["number"],
+                status=a["status"],
+                created_at=a["created_at"],
+                started_at=a["started_at"],
+                completed_at=a["completed_at"],
+                error=_error(a["error"]),
+            )
+            for a in attempts
+        ],
+        tags=list(row["tags"]),
+        metadata=_raw(row["metadata"]),  # type: ignore[arg-type]
+        version=row["version"],
+        queue=row["queue"],
+        concurrency_key=row["concurrency_key"],
+        duration_ms=duration_ms,
+        **status_flags(row["status"]),
+    )
+
+
+async def load_run(conn: asyncpg.Connection | asyncpg.Pool, environment_id: str, run_id: str) -> Run | None:
+    """Read a run and its attempts and build its wire object."""
+    row = await run_store.get(conn, environment_id, run_id)
+    if row is None:
+        return None
+    return run_view(row, await run_store.list_attempts(conn, run_id))

@@ -1,0 +1,113 @@
+"""JetStream messages, the subjects they travel on, and the streams that hold them.
+
+Every message is an `Event`: a frozen, keyword-only Struct with a stable `type` tag.
+New fields get defaults; a field's type never changes; a tag is never reused.
+Trace context travels in the NATS headers (W3C `traceparent`), not in the body.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+SUBJECT_PREFIX = "slipstream"
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", rename="camel"):
+    """Base of every JetStream message."""
+
+
+class QueueSignal(Event, tag="queue.signal"):
+    """Wakes the queue-manager: runs became ready, or capacity was freed, in an environment.
+
+    A signal carries no state: the queue-manager reads Postgres, so a lost or repeated
+    signal is harmless (its periodic pass covers a lost one).
+    """
+
+    environment_id: str
+    reason: Literal["triggered", "released", "worker", "requeued", "delay"]
+
+
+class DispatchRun(Event, tag="run.dispatch"):
+    """Tells one supervisor to start an attempt of a run the queue-manager assigned to it."""
+
+    run_id: str
+    environment_id: str
+    task_identifier: str
+    worker_id: str
+
+
+class RunUpdated(Event, tag="run.updated"):
+    """A run's status changed (committed in Postgres before this is published)."""
+
+    run_id: str
+    environment_id: str
+    status: str
+    updated_at: datetime
+
+
+AnyEvent = QueueSignal | DispatchRun | RunUpdated
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(AnyEvent)
+
+
+def encode_event(event: Event) -> bytes:
+    """Encode any event as JSON bytes."""
+    return _encoder.encode(event)
+
+
+def decode_event(data: bytes) -> AnyEvent:
+    """Decode JSON bytes into the event type named by their `type` tag."""
+    return _decoder.decode(data)
+
+
+def queue_signal_subject(environment_id: str) -> str:
+    """Subject of the queue signals of one environment."""
+    return f"{SUBJECT_PREFIX}.queue.{environment_id}"
+
+
+def dispatch_subject(worker_id: str) -> str:
+    """Subject that one supervisor (worker) receives its dispatches on."""
+    return f"{SUBJECT_PREFIX}.dispatch.{worker_id}"
+
+
+def run_updated_subject(environment_id: str, run_id: str) -> str:
+    """Subject of a run's status changes; realtime filters on these."""
+    return f"{SUBJECT_PREFIX}.updates.{environment_id}.{run_id}"
+
+
+class StreamSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A JetStream stream the platform creates at start-up (idempotently)."""
+
+    name: str
+    subjects: tuple[str, ...]
+    retention: Literal["limits", "workqueue"]
+    max_age_seconds: float
+    duplicate_window_seconds: float = 120.0
+
+
+QUEUE_STREAM = StreamSpec(
+    name="SLIPSTREAM_QUEUE",
+    subjects=(f"{SUBJECT_PREFIX}.queue.>",),
+    retention="workqueue",
+    max_age_seconds=3600,
+)
+DISPATCH_STREAM = StreamSpec(
+    name="SLIPSTREAM_DISPATCH",
+    subjects=(f"{SUBJECT_PREFIX}.dispatch.>",),
+    retention="workqueue",
+    max_age_seconds=3600,
+)
+UPDATES_STREAM = StreamSpec(
+    name="SLIPSTREAM_UPDATES",
+    subjects=(f"{SUBJECT_PREFIX}.updates.>",),
+    retention="limits",
+    max_age_seconds=600,
+)
+STREAMS: tuple[StreamSpec, ...] = (QUEUE_STREAM, DISPATCH_STREAM, UPDATES_STREAM)
+
+# The one durable consumer that all queue-manager replicas share.
+QUEUE_MANAGER_CONSUMER = "queue-manager"

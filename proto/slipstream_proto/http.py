@@ -1,0 +1,114 @@
+"""HTTP request and response bodies of trigger-api (the seed's REST shapes, camelCase)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+
+class _Body(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=False):
+    """Base of every HTTP body."""
+
+
+class ErrorBody(_Body):
+    """Every error response: `{"error": "..."}`."""
+
+    error: str
+
+
+class QueueOption(_Body, forbid_unknown_fields=True):
+    """`options.queue`: run on another declared queue."""
+
+    name: str
+
+
+class TriggerOptions(_Body, forbid_unknown_fields=True):
+    """`options` of a trigger request; fields as the seed's REST API names them."""
+
+    queue: QueueOption | None = None
+    concurrency_key: str | None = None
+    delay: str | None = None
+    ttl: str | int | None = None
+    idempotency_key: str | None = None
+    idempotency_key_ttl: str | None = msgspec.field(default=None, name="idempotencyKeyTTL")
+    priority: int | None = None
+    max_attempts: int | None = None
+    max_duration: int | None = None
+    machine: str | None = None
+    metadata: dict[str, Any] | None = None
+    tags: str | list[str] | None = None
+    debounce: dict[str, Any] | None = None
+    region: str | None = None
+    lock_to_version: str | None = None
+
+
+class TriggerRequest(_Body, forbid_unknown_fields=True):
+    """Body of `POST /api/v1/tasks/{taskId}/trigger`."""
+
+    payload: Any = None
+    context: Any = None
+    options: TriggerOptions | None = None
+
+
+class TriggerResponse(_Body):
+    """Answer to a trigger: the new run's id."""
+
+    id: str
+    is_cached: bool = False
+
+
+class RunError(_Body):
+    """Why an attempt or a run failed."""
+
+    message: str
+    name: str = "Error"
+    stack_trace: str | None = None
+
+
+class RunAttempt(_Body):
+    """One execution of a run."""
+
+    id: str
+    number: int
+    status: str
+    created_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    error: RunError | None = None
+
+
+class Run(_Body):
+    """A run as `GET /api/v3/runs/{runId}` and realtime return it."""
+
+    id: str
+    task_identifier: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    payload: Any = None
+    output: Any = None
+    error: RunError | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    delayed_until: datetime | None = None
+    attempt_count: int = 0
+    attempts: list[RunAttempt] = []
+    tags: list[str] = []
+    metadata: dict[str, Any] | None = None
+    version: str | None = None
+    queue: str | None = None
+    concurrency_key: str | None = None
+    idempotency_key: str | None = None
+    is_test: bool = False
+    depth: int = 0
+    duration_ms: int = 0
+    is_queued: bool = False
+    is_executing: bool = False
+    is_waiting: bool = False
+    is_completed: bool = False
+    is_success: bool = False
+    is_failed: bool = False
+    is_cancelled: bool = False
+    is_canceled: bool = False

@@ -1,0 +1,1 @@
+"""queue-manager: assigns ready runs to workers with free slots, in queue order."""

@@ -1,0 +1,138 @@
+"""Wiring of the queue-manager: queue signals in, dispatches out.
+
+Signals only say "look at this environment"; the ready order and the free slots are read
+from Postgres in one transaction per worker (`runs.claim_for_worker`), so replicas can run
+side by side and a lost signal only delays a run until the next periodic pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from slipstream_platform import telemetry
+from slipstream_platform.service import Service
+from slipstream_platform.settings import QueueManagerSettings
+from slipstream_platform.store import runs as run_store
+from slipstream_platform.store import workers
+from slipstream_proto import DispatchRun, QueueSignal, RunUpdated, decode_event
+from slipstream_proto.events import (
+    QUEUE_MANAGER_CONSUMER,
+    QUEUE_STREAM,
+    dispatch_subject,
+    run_updated_subject,
+)
+
+log = logging.getLogger(__name__)
+_tracer = telemetry.tracer(__name__)
+
+
+class Dispatcher:
+    """Coalesces signals per environment and dispatches in passes."""
+
+    def __init__(self, service: Service[QueueManagerSettings]) -> None:
+        self.service = service
+        self.pending: set[str] = set()
+        self.full_pass = True
+        self.wake = asyncio.Event()
+        self.live: list[workers.LiveWorker] = []
+
+    async def on_signal(self, msg: Msg) -> None:
+        try:
+            event = decode_event(msg.data)
+            if isinstance(event, QueueSignal):
+                self.pending.add(event.environment_id)
+                if event.reason == "worker":
+                    self.full_pass = True
+                self.wake.set()
+        except Exception:
+            log.exception("bad message on %s", msg.subject)
+        await msg.ack()
+
+    async def run(self) -> None:
+        interval = self.service.settings.sweep_interval
+        while True:
+            woke = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=interval)
+                woke = True
+            self.wake.clear()
+            if self.full_pass or not woke:
+                # Periodic pass: every environment with a live worker, whatever was signalled.
+                self.live = await workers.live(self.service.pool)
+                envs = {w.environment_id for w in self.live}
+                self.full_pass = False
+            else:
+                envs = set(self.pending)
+            self.pending.clear()
+            await self.dispatch(envs)
+
+    async def dispatch(self, envs: set[str]) -> None:
+        for worker in self.live:
+            if worker.environment_id not in envs:
+                continue
+            async with self.service.pool.acquire() as conn, conn.transaction():
+                rows = await run_store.claim_for_worker(
+                    conn,
+                    worker_id=worker.id,
+                    environment_id=worker.environment_id,
+                    task_ids=worker.task_ids,
+                    capacity=worker.capacity,
+                )
+            if rows:
+                await self.announce(worker.id, rows)
+
+    async def announce(self, worker_id: str, rows: list) -> None:  # type: ignore[type-arg]
+        publishes = []
+        for row in rows:
+            parent = telemetry.extract({"traceparent": row["traceparent"]} if row["traceparent"] else None)
+            with _tracer.start_as_current_span("dispatch", context=parent, attributes={"run": row["id"]}):
+                publishes.append(
+                    asyncio.create_task(
+                        self.service.bus.publish(
+                            dispatch_subject(worker_id),
+                            DispatchRun(
+                                run_id=row["id"],
+                                environment_id=row["environment_id"],
+                                task_identifier=row["task_identifier"],
+                                worker_id=worker_id,
+                            ),
+                        )
+                    )
+                )
+        updates = [
+            (
+                run_updated_subject(row["environment_id"], row["id"]),
+                RunUpdated(run_id=row["id"], environment_id=row["environment_id"],
+                           status=row["status"], updated_at=row["updated_at"]),
+            )
+            for row in rows
+        ]
+        for result in await asyncio.gather(*publishes, return_exceptions=True):
+            if isinstance(result, BaseException):
+                log.warning("dispatch publish failed (the sweeper requeues the run): %r", result)
+        await self.service.bus.publish_quietly(updates)  # type: ignore[arg-type]
+
+
+async def setup(service: Service[QueueManagerSettings]) -> None:
+    """Subscribe to queue signals (one durable consumer shared by all replicas) and dispatch."""
+    dispatcher = Dispatcher(service)
+    sub = await service.bus.js.subscribe(
+        f"{QUEUE_STREAM.subjects[0]}",
+        queue=QUEUE_MANAGER_CONSUMER,
+        durable=QUEUE_MANAGER_CONSUMER,
+        stream=QUEUE_STREAM.name,
+        cb=dispatcher.on_signal,
+        manual_ack=True,
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=30,
+            max_ack_pending=20_000,
+        ),
+    )
+    service.on_shutdown.append(sub.unsubscribe)
+    service.spawn(dispatcher.run(), "dispatch")

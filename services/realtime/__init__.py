@@ -1,0 +1,1 @@
+"""realtime: streams run status changes to websocket subscribers."""

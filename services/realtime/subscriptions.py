@@ -1,0 +1,160 @@
+"""Websocket subscriptions to runs, fed by one ordered JetStream consumer per process.
+
+An update event only says "run X changed": the current run is read from Postgres and sent
+to every subscriber of X. A periodic poll of the subscribed runs covers any lost event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+
+import msgspec
+from aiohttp import WSCloseCode, web
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from slipstream_platform.service import Service
+from slipstream_platform.settings import RealtimeSettings
+from slipstream_platform.store import environments
+from slipstream_platform.store import runs as run_store
+from slipstream_platform.views import load_run
+from slipstream_proto import RealtimeError, RealtimeRun, RunUpdated, decode_event
+from slipstream_proto.events import UPDATES_STREAM
+
+log = logging.getLogger(__name__)
+_encoder = msgspec.json.Encoder()
+
+
+class Subscription:
+    """The sockets watching one run, and what they were last sent."""
+
+    def __init__(self, environment_id: str) -> None:
+        self.environment_id = environment_id
+        self.sockets: set[web.WebSocketResponse] = set()
+        self.last_sent: datetime | None = None
+        self.refreshing = False
+        self.dirty = False
+
+
+class Hub:
+    """All subscriptions of this process."""
+
+    def __init__(self, service: Service[RealtimeSettings]) -> None:
+        self.service = service
+        self.runs: dict[str, Subscription] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def on_update(self, msg: Msg) -> None:
+        try:
+            event = decode_event(msg.data)
+        except msgspec.DecodeError:
+            log.warning("bad message on %s", msg.subject)
+            return
+        if isinstance(event, RunUpdated) and event.run_id in self.runs:
+            self.refresh(event.run_id)
+
+    def refresh(self, run_id: str) -> None:
+        """Send the run's current state to its subscribers (coalesced)."""
+        sub = self.runs.get(run_id)
+        if sub is None:
+            return
+        if sub.refreshing:
+            sub.dirty = True
+            return
+        sub.refreshing = True
+        task = asyncio.create_task(self._refresh(run_id, sub))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _refresh(self, run_id: str, sub: Subscription) -> None:
+        try:
+            while True:
+                sub.dirty = False
+                run = await load_run(self.service.pool, sub.environment_id, run_id)
+                if run is not None and run.updated_at != sub.last_sent:
+                    sub.last_sent = run.updated_at
+                    data = _encoder.encode(RealtimeRun(run=run)).decode()
+                    for ws in list(sub.sockets):
+                        with contextlib.suppress(Exception):
+                            await ws.send_str(data)
+                    if run.is_completed:
+                        self.runs.pop(run_id, None)
+                        for ws in list(sub.sockets):
+                            await ws.close(code=WSCloseCode.OK, message=b"run finished")
+                        return
+                if not sub.dirty:
+                    return
+        except Exception:
+            log.exception("refreshing run %s failed", run_id)
+        finally:
+            sub.refreshing = False
+
+    async def poll(self) -> None:
+        """Catch changes whose events were lost."""
+        while True:
+            await asyncio.sleep(self.service.settings.poll_interval)
+            if not self.runs:
+                continue
+            try:
+                current = await run_store.statuses(self.service.pool, list(self.runs))
+            except Exception:
+                log.exception("poll failed")
+                continue
+            for run_id, updated_at in current.items():
+                sub = self.runs.get(run_id)
+                if sub is not None and sub.last_sent != updated_at:
+                    self.refresh(run_id)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(heartbeat=30)
+        await ws.prepare(request)
+        run_id = request.match_info["run_id"]
+
+        async def fail(status: int, message: str) -> web.WebSocketResponse:
+            await ws.send_str(_encoder.encode(RealtimeError(error=message, status=status)).decode())
+            await ws.close(code=4000 + status, message=message[:100].encode())
+            return ws
+
+        header = request.headers.get("Authorization", "")
+        scheme, _, key = header.partition(" ")
+        key = key.strip() if scheme.lower() == "bearer" else request.query.get("token", "")
+        env = await environments.by_api_key(self.service.pool, key) if key else None
+        if env is None:
+            return await fail(401, "Invalid or Missing API key")
+        # Register first, then read: an update between the two is not missed.
+        sub = self.runs.setdefault(run_id, Subscription(env.id))
+        if sub.environment_id != env.id:
+            return await fail(404, "Run not found")
+        sub.sockets.add(ws)
+        try:
+            run = await load_run(self.service.pool, env.id, run_id)
+            if run is None:
+                return await fail(404, "Run not found")
+            await ws.send_str(_encoder.encode(RealtimeRun(run=run)).decode())
+            if run.is_completed:
+                await ws.close(code=WSCloseCode.OK, message=b"run finished")
+                return ws
+            async for _ in ws:
+                pass  # clients send nothing; this waits for the close
+            return ws
+        finally:
+            sub.sockets.discard(ws)
+            if not sub.sockets and self.runs.get(run_id) is sub:
+                del self.runs[run_id]
+
+
+async def setup(service: Service[RealtimeSettings]) -> None:
+    """Route the websocket, follow the updates stream, poll as a safety net."""
+    hub = Hub(service)
+    sub = await service.bus.js.subscribe(
+        UPDATES_STREAM.subjects[0],
+        stream=UPDATES_STREAM.name,
+        cb=hub.on_update,
+        ordered_consumer=True,
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW),
+    )
+    service.on_shutdown.append(sub.unsubscribe)
+    service.app.router.add_get("/realtime/v1/runs/{run_id}", hub.handle)
+    service.spawn(hub.poll(), "poll")

@@ -1,0 +1,1 @@
+"""scheduler: durable timers (delayed runs) and the sweeper that repairs stalled work."""

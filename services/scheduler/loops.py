@@ -1,0 +1,82 @@
+"""The scheduler's two loops: due delayed runs, and the sweeper.
+
+Both only run guarded, idempotent statements, so several replicas may run at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from slipstream_platform.service import Service
+from slipstream_platform.settings import SchedulerSettings
+from slipstream_platform.store import runs as run_store
+from slipstream_platform.store import workers
+from slipstream_platform.store.runs import Transition
+from slipstream_proto import QueueSignal, RunUpdated
+from slipstream_proto.events import queue_signal_subject, run_updated_subject
+
+log = logging.getLogger(__name__)
+
+
+async def announce(service: Service[SchedulerSettings], changed: list[Transition], reason: str) -> None:
+    """Publish the status changes, and wake the queue-manager where runs became QUEUED."""
+    items: list[tuple[str, QueueSignal | RunUpdated]] = [
+        (
+            run_updated_subject(t.environment_id, t.run_id),
+            RunUpdated(run_id=t.run_id, environment_id=t.environment_id, status=t.status,
+                       updated_at=t.updated_at),
+        )
+        for t in changed
+    ]
+    for env in sorted({t.environment_id for t in changed if t.status == "QUEUED"}):
+        items.append((queue_signal_subject(env), QueueSignal(environment_id=env, reason=reason)))  # type: ignore[arg-type]
+    await service.bus.publish_quietly(items)  # type: ignore[arg-type]
+
+
+async def delayed_loop(service: Service[SchedulerSettings]) -> None:
+    """Move DELAYED runs whose time has come to QUEUED."""
+    while True:
+        try:
+            changed = await run_store.promote_due_delayed(service.pool)
+        except Exception:
+            log.exception("promoting delayed runs failed; trying again")
+            changed = []
+        if changed:
+            await announce(service, changed, "delay")
+            continue
+        await asyncio.sleep(service.settings.tick_interval)
+
+
+async def sweep_once(service: Service[SchedulerSettings]) -> list[Transition]:
+    """One pass of the sweeper; returns what it changed."""
+    settings = service.settings
+    changed: list[Transition] = []
+    async with service.pool.acquire() as conn:
+        silent = await workers.stop_silent(conn, settings.worker_timeout)
+        if silent:
+            log.warning("workers stopped sending heartbeats: %s", ", ".join(silent))
+        async with conn.transaction():
+            changed += await run_store.recover_from_stopped_workers(conn)
+        changed += await run_store.requeue_dequeued(conn, older_than_seconds=settings.dequeued_timeout)
+        changed += await run_store.promote_pending_version(conn)
+    if changed:
+        log.info("sweeper moved %d run(s)", len(changed))
+        await announce(service, changed, "requeued")
+    return changed
+
+
+async def sweep_loop(service: Service[SchedulerSettings]) -> None:
+    """Repair what crashes left behind, every `sweep_interval` seconds."""
+    while True:
+        try:
+            await sweep_once(service)
+        except Exception:
+            log.exception("sweep failed; trying again next interval")
+        await asyncio.sleep(service.settings.sweep_interval)
+
+
+async def setup(service: Service[SchedulerSettings]) -> None:
+    """Start the loops."""
+    service.spawn(delayed_loop(service), "delayed")
+    service.spawn(sweep_loop(service), "sweep")

@@ -1,0 +1,189 @@
+"""`slipstream` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_DATA_DIR = ".slipstream"
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+async def _follow(task_id: str, payload: object) -> None:
+    from slipstream import runs, tasks
+
+    handle = await tasks.trigger(task_id, payload)
+    print(f"\ntriggered {task_id} -> {handle.id}")
+    async for run in runs.subscribe_to_run(handle.id):
+        print(f"  {run.status}")
+        if run.is_completed:
+            if run.is_success:
+                print(f"  output: {json.dumps(run.output)}")
+            else:
+                print(f"  error: {run.error.message if run.error else '?'}")
+
+
+def dev(args: argparse.Namespace) -> int:
+    """Start everything locally, serve the task module, trigger an example, keep running."""
+    from slipstream_platform.local import LocalPlatform
+
+    import slipstream
+
+    data_dir = Path(args.data_dir)
+    api_port = args.port if _port_free(args.port) else None
+    realtime_port = args.realtime_port if _port_free(args.realtime_port) else None
+    platform = LocalPlatform(data_dir, api_port=api_port, realtime_port=realtime_port)
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        print(f"starting NATS and Postgres under {data_dir}/ ...")
+        platform.start_servers()
+        key = platform.bootstrap("default")["DEVELOPMENT"]
+        (data_dir / "dev.env").write_text(
+            f"SLIPSTREAM_API_URL={platform.api_url}\n"
+            f"SLIPSTREAM_REALTIME_URL={platform.realtime_url}\n"
+            f"SLIPSTREAM_SECRET_KEY={key}\n"
+        )
+        print(f"starting services, serving tasks from {args.tasks!r} ...")
+        platform.start_services(args.tasks, key, concurrency=args.concurrency)
+        slipstream.configure(api_url=platform.api_url, secret_key=key, realtime_url=platform.realtime_url)
+        if args.trigger:
+            asyncio.run(_follow(args.trigger, json.loads(args.payload)))
+        print(
+            f"\nSlipstream is running (logs in {data_dir}/logs/).\n"
+            f"  API:       {platform.api_url}\n"
+            f"  realtime:  {platform.realtime_url}\n"
+            f"  secret key (DEVELOPMENT): {key}\n"
+            f"  settings for your shell:  set -a; . {data_dir}/dev.env; set +a\n\n"
+            "Try:\n"
+            f"  curl -s -X POST {platform.api_url}/api/v1/tasks/hello-world/trigger \\\n"
+            f"    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n"
+            "    -d '{\"payload\": {\"name\": \"Ada\"}}'\n"
+            f"  curl -s {platform.api_url}/api/v3/runs/RUN_ID -H 'Authorization: Bearer {key}'\n\n"
+            "Press Ctrl-C to stop.",
+            flush=True,
+        )
+        while not stop:
+            for name, proc in list(platform.processes.items()):
+                if proc.poll() is not None:
+                    log = (platform.logs / f"{name}.log").read_text(errors="replace")[-2000:]
+                    print(f"\n{name} exited with code {proc.returncode}:\n{log}", file=sys.stderr)
+                    return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("\nstopping ...", flush=True)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        platform.stop()
+    return 0
+
+
+def worker(args: argparse.Namespace) -> int:
+    """Run a supervisor serving the task module against an existing platform."""
+    os.environ["SLIPSTREAM_TASKS"] = args.tasks
+    if args.concurrency:
+        os.environ["SLIPSTREAM_CONCURRENCY"] = str(args.concurrency)
+    from supervisor.__main__ import main as supervisor_main
+
+    supervisor_main()
+    return 0
+
+
+def migrate(args: argparse.Namespace) -> int:
+    """Apply migrations; with --bootstrap, create a project and print its keys."""
+    import asyncpg
+    from slipstream_platform import db
+    from slipstream_platform.store import environments
+
+    dsn = args.database_url or os.environ.get("SLIPSTREAM_DATABASE_URL")
+    if not dsn:
+        print("set SLIPSTREAM_DATABASE_URL or pass --database-url", file=sys.stderr)
+        return 2
+
+    async def run() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            for name in await db.migrate(conn):
+                print(f"applied {name}")
+            if args.bootstrap:
+                keys = await environments.bootstrap_project(conn, args.bootstrap)
+                for env_type, key in sorted(keys.items()):
+                    print(f"{env_type}: {key}")
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+    return 0
+
+
+def gen_contract(args: argparse.Namespace) -> int:
+    """Write proto/openapi.json and proto/events.schema.json from the Structs."""
+    import slipstream_proto
+    from slipstream_proto.openapi import events_schema, openapi_document
+
+    folder = Path(args.out or Path(slipstream_proto.__file__).parent.parent)
+    for name, document in (("openapi.json", openapi_document()), ("events.schema.json", events_schema())):
+        (folder / name).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        print(f"wrote {folder / name}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="slipstream", description="Durable background tasks for Python")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("dev", help="run the whole platform locally and serve a task module")
+    p.add_argument("--tasks", required=True, help="module (or package) with your @task functions")
+    p.add_argument("--trigger", help="trigger this task once at start and print its run")
+    p.add_argument("--payload", default='{"name": "Ada"}', help="JSON payload for --trigger")
+    p.add_argument("--port", type=int, default=3030, help="API port (default 3030)")
+    p.add_argument("--realtime-port", type=int, default=3031, help="realtime port (default 3031)")
+    p.add_argument("--concurrency", type=int, default=4, help="worker processes (default 4)")
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    p.set_defaults(func=dev)
+
+    p = commands.add_parser("worker", help="serve a task module against a running platform")
+    p.add_argument("--tasks", required=True)
+    p.add_argument("--concurrency", type=int)
+    p.set_defaults(func=worker)
+
+    p = commands.add_parser("migrate", help="apply database migrations")
+    p.add_argument("--database-url")
+    p.add_argument("--bootstrap", metavar="PROJECT", help="also create this project's environments")
+    p.set_defaults(func=migrate)
+
+    p = commands.add_parser("gen-contract", help="write openapi.json and events.schema.json")
+    p.add_argument("--out")
+    p.set_defaults(func=gen_contract)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    sys.exit(args.func(args))
+
+
+if __name__ == "__main__":
+    main()

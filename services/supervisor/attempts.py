@@ -1,0 +1,257 @@
+"""Wiring of the supervisor: register as a worker, take dispatches, run attempts, report.
+
+Postgres is told first (DEQUEUED -> EXECUTING, then the outcome), JetStream after. A
+dispatch that arrives twice, or for a run that was requeued meanwhile, starts nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+from datetime import UTC, datetime, timedelta
+
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from slipstream_platform import ipc, telemetry
+from slipstream_platform.errors import SettingsError
+from slipstream_platform.ids import new_id
+from slipstream_platform.service import Service
+from slipstream_platform.settings import SupervisorSettings
+from slipstream_platform.store import environments, workers
+from slipstream_platform.store import runs as run_store
+from slipstream_platform.store.runs import Transition
+from slipstream_proto import DispatchRun, QueueSignal, RunUpdated, decode_event
+from slipstream_proto.events import (
+    DISPATCH_STREAM,
+    dispatch_subject,
+    queue_signal_subject,
+    run_updated_subject,
+)
+
+from supervisor.processes import WorkerProcess, child_environment
+
+log = logging.getLogger(__name__)
+_tracer = telemetry.tracer(__name__)
+
+
+class Supervisor:
+    """One registered worker: its processes, its dispatch inbox and its in-flight attempts."""
+
+    def __init__(self, service: Service[SupervisorSettings], environment: environments.Environment) -> None:
+        self.service = service
+        self.settings = service.settings
+        self.environment = environment
+        self.worker_id = new_id("worker")
+        self.inbox: asyncio.Queue[tuple[DispatchRun, dict[str, str]]] = asyncio.Queue()
+        self.processes: list[WorkerProcess] = []
+        self.manifest: dict[str, dict] = {}  # type: ignore[type-arg]
+        self.in_flight = 0
+        self.draining = False
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    async def start_processes(self) -> None:
+        env = child_environment(self.settings.api_url, self.settings.secret_key, self.settings.realtime_url)
+        self.processes = [WorkerProcess(self.settings.tasks, env) for _ in range(self.settings.concurrency)]
+        readies = await asyncio.gather(*(p.start() for p in self.processes), return_exceptions=True)
+        for ready in readies:
+            if isinstance(ready, BaseException):
+                await asyncio.gather(*(p.stop() for p in self.processes))
+                raise ready
+        first = readies[0]
+        assert isinstance(first, ipc.Ready)
+        self.manifest = {t["id"]: t for t in first.tasks}
+        if not self.manifest:
+            log.warning("module %r defines no tasks", self.settings.tasks)
+
+    async def register(self) -> None:
+        async with self.service.pool.acquire() as conn, conn.transaction():
+            await workers.register(
+                conn,
+                worker_id=self.worker_id,
+                environment_id=self.environment.id,
+                task_ids=sorted(self.manifest),
+                manifest_json=json.dumps(list(self.manifest.values())),
+                capacity=self.settings.concurrency,
+                version=self.settings.version,
+                hostname=socket.gethostname(),
+            )
+            promoted = await run_store.promote_pending_version(conn, self.environment.id)
+        await self.announce(promoted, signal="worker")
+        log.info("worker %s serves %d task(s) in %s with %d process(es)", self.worker_id,
+                 len(self.manifest), self.environment.type, len(self.processes))
+
+    async def announce(self, changed: list[Transition], signal: str | None = None) -> None:
+        items: list[tuple[str, RunUpdated | QueueSignal]] = [
+            (
+                run_updated_subject(t.environment_id, t.run_id),
+                RunUpdated(run_id=t.run_id, environment_id=t.environment_id, status=t.status,
+                           updated_at=t.updated_at),
+            )
+            for t in changed
+        ]
+        if signal is not None:
+            items.append((queue_signal_subject(self.environment.id),
+                          QueueSignal(environment_id=self.environment.id, reason=signal)))  # type: ignore[arg-type]
+        await self.service.bus.publish_quietly(items)  # type: ignore[arg-type]
+
+    async def on_dispatch(self, msg: Msg) -> None:
+        try:
+            event = decode_event(msg.data)
+            if isinstance(event, DispatchRun):
+                self.inbox.put_nowait((event, dict(msg.headers or {})))
+        except Exception:
+            log.exception("bad message on %s", msg.subject)
+        await msg.ack()
+
+    async def runner(self, slot: int) -> None:
+        """Take dispatches one at a time and run them in this slot's process."""
+        while True:
+            dispatch, headers = await self.inbox.get()
+            if self.draining:
+                continue
+            self.in_flight += 1
+            self.idle.clear()
+            try:
+                with _tracer.start_as_current_span(
+                    "attempt", context=telemetry.extract(headers), attributes={"run": dispatch.run_id}
+                ):
+                    await self.run_attempt(slot, dispatch)
+            except Exception:
+                log.exception("attempt of %s failed in the supervisor", dispatch.run_id)
+            finally:
+                self.in_flight -= 1
+                if self.in_flight == 0:
+                    self.idle.set()
+
+    async def run_attempt(self, slot: int, dispatch: DispatchRun) -> None:
+        task = self.manifest.get(dispatch.task_identifier)
+        default_max = task["retry"]["max_attempts"] if task else 1
+        async with self.service.pool.acquire() as conn, conn.transaction():
+            started = await run_store.start_attempt(
+                conn, run_id=dispatch.run_id, worker_id=self.worker_id, default_max_attempts=default_max
+            )
+        if started is None:
+            return
+        run, attempt_id = started
+        asyncio.create_task(self.announce([Transition(run["id"], run["environment_id"], run["status"], run["updated_at"])]))
+        process = self.processes[slot]
+        outcome = await process.execute(
+            ipc.Execute(
+                run_id=run["id"],
+                task_id=run["task_identifier"],
+                payload_json=run["payload"],
+                attempt_id=attempt_id,
+                attempt_number=run["attempt_count"],
+                max_attempts=run["max_attempts"],
+                created_at=run["created_at"].isoformat(),
+                tags=list(run["tags"]),
+                environment_id=self.environment.id,
+                environment_type=self.environment.type,
+            )
+        )
+        number = run["attempt_count"]
+        if outcome is None:
+            code = await process.exit_code()
+            changed = await run_store.fail_attempt(
+                self.service.pool,
+                run_id=run["id"],
+                attempt_number=number,
+                error_json=json.dumps({
+                    "name": "TaskProcessCrashedError",
+                    "message": f"the worker process running this attempt exited with code {code}"
+                    + (" (killed by signal %d)" % -code if code is not None and code < 0 else ""),
+                }),
+                retry_at=None,
+                final_status="CRASHED",
+            )
+            await self.replace_process(slot)
+        elif outcome.ok:
+            changed = await run_store.complete_attempt(
+                self.service.pool, run_id=run["id"], attempt_number=number,
+                output_json=outcome.output_json or "null",
+            )
+        else:
+            retry_at = None
+            if outcome.retry_delay_ms is not None:
+                retry_at = datetime.now(UTC) + timedelta(milliseconds=outcome.retry_delay_ms)
+            changed = await run_store.fail_attempt(
+                self.service.pool, run_id=run["id"], attempt_number=number,
+                error_json=outcome.error_json or "{}", retry_at=retry_at,
+            )
+        await self.announce([changed] if changed else [], signal="released")
+
+    async def replace_process(self, slot: int) -> None:
+        old = self.processes[slot]
+        await old.stop(grace=0)
+        replacement = WorkerProcess(old.module, old.env)
+        await replacement.start()
+        self.processes[slot] = replacement
+
+    async def heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval)
+            try:
+                alive = await workers.heartbeat(self.service.pool, self.worker_id)
+            except Exception:
+                log.exception("heartbeat failed")
+                continue
+            if not alive:
+                log.error("worker %s was declared stopped (missed heartbeats); exiting", self.worker_id)
+                self.service.stop.set()
+                return
+
+    async def shutdown(self) -> None:
+        """Stop taking work, let running attempts finish (up to the grace), hand back the rest."""
+        self.draining = True
+        try:
+            await asyncio.wait_for(self.idle.wait(), self.settings.shutdown_grace)
+        except TimeoutError:
+            log.warning("attempts still running after %.0fs; killing them", self.settings.shutdown_grace)
+            for process in self.processes:
+                process.kill()
+        await workers.stop(self.service.pool, self.worker_id)
+        requeued = await run_store.requeue_dequeued(self.service.pool, worker_id=self.worker_id)
+        await self.announce(requeued, signal="requeued")
+        await asyncio.gather(*(p.stop() for p in self.processes), return_exceptions=True)
+        try:
+            await self.service.bus.js.delete_consumer(DISPATCH_STREAM.name, self.worker_id)
+        except Exception as exc:
+            log.debug("could not delete consumer %s: %r", self.worker_id, exc)
+
+
+async def setup(service: Service[SupervisorSettings]) -> None:
+    """Start the processes, subscribe to this worker's dispatches, register, run."""
+    settings = service.settings
+    if not settings.tasks:
+        raise SettingsError("SLIPSTREAM_TASKS is not set: name the module with your tasks, e.g. 'examples'")
+    environment = await environments.by_api_key(service.pool, settings.secret_key)
+    if environment is None:
+        raise SettingsError("SLIPSTREAM_SECRET_KEY does not belong to any environment")
+    supervisor = Supervisor(service, environment)
+    await supervisor.start_processes()
+    sub = await service.bus.js.subscribe(
+        dispatch_subject(supervisor.worker_id),
+        durable=supervisor.worker_id,
+        stream=DISPATCH_STREAM.name,
+        cb=supervisor.on_dispatch,
+        manual_ack=True,
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=30,
+            inactive_threshold=3600,
+        ),
+    )
+    await supervisor.register()
+
+    async def stop() -> None:
+        await sub.unsubscribe()
+        await supervisor.shutdown()
+
+    service.on_shutdown.append(stop)
+    for slot in range(settings.concurrency):
+        service.spawn(supervisor.runner(slot), f"runner-{slot}")
+    service.spawn(supervisor.heartbeat(), "heartbeat")

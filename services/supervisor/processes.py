@@ -1,0 +1,96 @@
+"""Worker processes: started ahead of time, one attempt at a time, replaced when they die."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import sys
+
+from slipstream_platform import ipc
+from slipstream_platform.errors import PlatformError
+
+
+class TaskModuleError(PlatformError):
+    """The task module failed to import in a worker process."""
+
+
+class WorkerProcess:
+    """One warm child process that imports the tasks and runs attempts sent to it."""
+
+    def __init__(self, module: str, env: dict[str, str]) -> None:
+        self.module = module
+        self.env = env
+        self.proc: asyncio.subprocess.Process | None = None
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def start(self, timeout: float = 120) -> ipc.Ready:
+        """Start the process and wait until it has imported the tasks."""
+        parent, child = socket.socketpair()
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "supervisor.worker_main", str(child.fileno()), self.module,
+                pass_fds=[child.fileno()], env=self.env, stdin=asyncio.subprocess.DEVNULL,
+            )
+        finally:
+            child.close()
+        self.reader, self.writer = await asyncio.open_connection(sock=parent)
+        message = await asyncio.wait_for(ipc.read(self.reader), timeout)
+        if isinstance(message, ipc.LoadFailed):
+            await self.stop()
+            raise TaskModuleError(f"importing task module {self.module!r} failed:\n{message.error}")
+        if not isinstance(message, ipc.Ready):
+            code = await self.proc.wait()
+            raise TaskModuleError(f"worker process for {self.module!r} exited with code {code} while starting")
+        return message
+
+    async def execute(self, message: ipc.Execute) -> ipc.Outcome | None:
+        """Run one attempt; None if the process died during it."""
+        assert self.writer is not None and self.reader is not None
+        try:
+            self.writer.write(ipc.frame(message))
+            await self.writer.drain()
+        except ConnectionError:
+            return None
+        outcome = await ipc.read(self.reader)
+        return outcome if isinstance(outcome, ipc.Outcome) else None
+
+    async def exit_code(self) -> int | None:
+        """The exit code of a process that died (negative: killed by that signal)."""
+        if self.proc is None:
+            return None
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(self.proc.wait(), 5)
+        return None
+
+    async def stop(self, grace: float = 5) -> None:
+        """Close its socket (it exits by itself), then kill it if it lingers."""
+        if self.writer is not None:
+            self.writer.close()
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        try:
+            await asyncio.wait_for(self.proc.wait(), grace)
+        except TimeoutError:
+            self.kill()
+            await self.proc.wait()
+
+    def kill(self) -> None:
+        """Kill it at once."""
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+
+
+def child_environment(api_url: str, secret_key: str, realtime_url: str) -> dict[str, str]:
+    """Environment of worker processes: the SDK inside tasks talks to the same platform."""
+    env = dict(os.environ)
+    env.update(
+        SLIPSTREAM_API_URL=api_url,
+        SLIPSTREAM_SECRET_KEY=secret_key,
+        SLIPSTREAM_REALTIME_URL=realtime_url or api_url,
+        PYTHONUNBUFFERED="1",
+    )
+    return env

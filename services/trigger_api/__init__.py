@@ -1,0 +1,1 @@
+"""trigger-api: the HTTP API that records runs in Postgres and announces them on JetStream."""
