@@ -12,7 +12,8 @@ import logging
 
 import nats
 from nats.aio.client import Client as NATS
-from nats.errors import NoRespondersError, TimeoutError as NatsTimeoutError
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, BadRequestError
@@ -78,7 +79,7 @@ class Bus:
             try:
                 await self.js.publish(subject, data, headers=headers or None, timeout=2)
                 return
-            except (NoRespondersError, NatsTimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, NoRespondersError, NatsTimeoutError):
                 if attempt == 4:
                     raise
                 await asyncio.sleep(0.05 * 2**attempt)

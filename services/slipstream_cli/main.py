@@ -41,9 +41,8 @@ async def _follow(task_id: str, payload: object) -> None:
 
 def dev(args: argparse.Namespace) -> int:
     """Start everything locally, serve the task module, trigger an example, keep running."""
-    from slipstream_platform.local import LocalPlatform
-
     import slipstream
+    from slipstream_platform.local import LocalPlatform
 
     data_dir = Path(args.data_dir)
     api_port = args.port if _port_free(args.port) else None
@@ -54,8 +53,10 @@ def dev(args: argparse.Namespace) -> int:
     def on_signal(signum: int, frame: object) -> None:
         nonlocal stop
         stop = True
+        raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         print(f"starting NATS and Postgres under {data_dir}/ ...")
         platform.start_servers()
@@ -96,6 +97,7 @@ def dev(args: argparse.Namespace) -> int:
     finally:
         print("\nstopping ...", flush=True)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         platform.stop()
     return 0
 
