@@ -89,7 +89,6 @@ class LocalPlatform:
     def env_for(self, name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
         """The environment variables a service process is started with."""
         port = {"trigger_api": self.api_port, "realtime": self.realtime_port}.get(name) or free_port()
-        self.ports[name] = port
         env = dict(os.environ)
         env.update(
             SLIPSTREAM_DATABASE_URL=self.database_url,

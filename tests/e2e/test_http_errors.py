@@ -1,0 +1,82 @@
+"""Bad input always gets `{"error": ...}` with the right status, and never a 500."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from tests.e2e.conftest import Platform
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        (b'{"payload": ', 400, "invalid JSON"),
+        (b"", 400, "empty"),
+        (b"[1, 2]", 400, "invalid request"),
+        (b'{"payload": 1, "surprise": true}', 400, "unknown field `surprise`"),
+        (b'{"options": {"maxAttempts": "three"}}', 400, "maxAttempts"),
+        (b'{"options": {"delay": "soon"}}', 400, "delay"),
+        (b'{"options": {"maxAttempts": 0}}', 422, "maxAttempts must be at least 1"),
+        (b'{"options": {"tags": ["a","b","c","d","e","f","g","h","i","j","k"]}}', 422, "at most 10 tags"),
+        (b'{"options": {"ttl": "1h"}}', 422, "'ttl' is not supported yet"),
+        (b'{"payload": "\\u0000"}', 422, "cannot be stored"),
+    ],
+)
+async def test_bad_trigger_bodies(http: aiohttp.ClientSession, body: bytes, status: int, fragment: str) -> None:
+    async with http.post("/api/v1/tasks/echo/trigger", data=body) as response:
+        assert response.status == status
+        answer = await response.json()
+    assert fragment in answer["error"]
+
+
+async def test_auth_is_required(platform: Platform) -> None:
+    async with aiohttp.ClientSession(base_url=platform.api_url) as anonymous:
+        for headers in ({}, {"Authorization": "Bearer sk_dev_nope"}, {"Authorization": "Basic abc"}):
+            async with anonymous.post("/api/v1/tasks/echo/trigger", json={}, headers=headers) as response:
+                assert response.status == 401
+                assert await response.json() == {"error": "Invalid or Missing API key"}
+
+
+async def test_body_over_the_limit_is_413(http: aiohttp.ClientSession) -> None:
+    body = b'{"payload": "' + b"x" * (4 * 1024 * 1024) + b'"}'
+    async with http.post("/api/v1/tasks/echo/trigger", data=body) as response:
+        assert response.status == 413
+        assert "too large" in (await response.json())["error"]
+
+
+async def test_unknown_run_method_and_path(http: aiohttp.ClientSession) -> None:
+    async with http.get("/api/v3/runs/run_nope") as response:
+        assert response.status == 404 and await response.json() == {"error": "Run not found"}
+    async with http.get("/api/v1/tasks/echo/trigger") as response:
+        assert response.status == 405 and response.headers["Allow"] == "POST"
+        assert "not allowed" in (await response.json())["error"]
+    async with http.get("/api/v9/nothing") as response:
+        assert response.status == 404 and "error" in await response.json()
+    async with http.post("/api/v1/tasks/bad%20id/trigger", json={}) as response:
+        assert response.status == 400 and "task id" in (await response.json())["error"]
+
+
+async def test_openapi_document_is_served(http: aiohttp.ClientSession) -> None:
+    async with http.get("/openapi.json") as response:
+        assert response.status == 200
+        document = await response.json()
+    assert "/api/v1/tasks/{taskId}/trigger" in document["paths"]
+    assert "Run" in document["components"]["schemas"]
+
+
+async def test_realtime_refuses_bad_keys_and_unknown_runs(platform: Platform) -> None:
+    url = f"{platform.realtime_url}/realtime/v1/runs/run_nope"
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url, headers={"Authorization": "Bearer wrong"}) as ws:
+            message = await ws.receive_json()
+            assert message == {"type": "error", "error": "Invalid or Missing API key", "status": 401}
+            await ws.receive()
+            assert ws.close_code == 4401
+        async with session.ws_connect(f"{url}?token={platform.key}") as ws:
+            message = await ws.receive_json()
+            assert message["type"] == "error" and message["status"] == 404
+            await ws.receive()
+            assert ws.close_code == 4404

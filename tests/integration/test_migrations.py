@@ -1,0 +1,37 @@
+"""The database built from the migrations has the schema the code expects."""
+
+from __future__ import annotations
+
+import asyncpg
+from slipstream_platform import db
+
+EXPECTED_COLUMNS = {
+    "projects": {"id", "name", "created_at"},
+    "environments": {"id", "project_id", "type", "api_key", "concurrency_limit", "created_at"},
+    "workers": {"id", "environment_id", "task_ids", "manifest", "capacity", "version", "hostname",
+                "started_at", "heartbeat_at", "stopped_at"},
+    "runs": {"id", "environment_id", "task_identifier", "status", "payload", "output", "error", "tags",
+             "metadata", "version", "queue", "concurrency_key", "max_attempts", "priority_ms",
+             "attempt_count", "worker_id", "traceparent", "created_at", "updated_at", "queue_ts",
+             "available_at", "delayed_until", "dequeued_at", "started_at", "finished_at"},
+    "attempts": {"id", "run_id", "number", "status", "worker_id", "error", "created_at", "started_at",
+                 "completed_at"},
+}
+
+
+async def test_schema_matches_the_code(pool: asyncpg.Pool) -> None:
+    rows = await pool.fetch(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'"
+    )
+    found: dict[str, set[str]] = {}
+    for row in rows:
+        found.setdefault(row["table_name"], set()).add(row["column_name"])
+    for table, columns in EXPECTED_COLUMNS.items():
+        assert found.get(table) == columns, table
+
+
+async def test_migrate_is_idempotent_and_recorded(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        assert await db.migrate(conn) == []
+        versions = [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
+    assert versions == [v for v, _, _ in db.migration_files()]

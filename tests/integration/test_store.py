@@ -1,0 +1,194 @@
+"""Store modules against a real Postgres: every status change is guarded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from slipstream_platform.store import environments, workers
+from slipstream_platform.store import runs as run_store
+from slipstream_platform.views import load_run
+
+
+@pytest.fixture
+async def env_id(pool: asyncpg.Pool) -> str:
+    async with pool.acquire() as conn:
+        keys = await environments.bootstrap_project(conn, "store-tests")
+    env = await environments.by_api_key(pool, keys["DEVELOPMENT"])
+    assert env is not None and env.type == "DEVELOPMENT"
+    return env.id
+
+
+async def add_run(pool: asyncpg.Pool, env_id: str, task: str = "t", status: str = "QUEUED", **kw: object) -> str:
+    params: dict[str, object] = dict(
+        environment_id=env_id, task_identifier=task, status=status, payload_json='{"a": 1}',
+        queue=f"task/{task}", concurrency_key=None, tags=[], metadata_json=None, max_attempts=None,
+        priority_ms=0, delayed_until=None, traceparent=None,
+    )
+    params.update(kw)
+    transition = await run_store.insert(pool, **params)  # type: ignore[arg-type]
+    return transition.run_id
+
+
+async def add_worker(pool: asyncpg.Pool, env_id: str, worker_id: str, tasks: list[str], capacity: int) -> None:
+    async with pool.acquire() as conn:
+        await workers.register(conn, worker_id=worker_id, environment_id=env_id, task_ids=tasks,
+                               manifest_json="[]", capacity=capacity, version="v", hostname="h")
+
+
+async def claim(pool: asyncpg.Pool, env_id: str, worker_id: str, tasks: list[str], capacity: int) -> list[str]:
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await run_store.claim_for_worker(conn, worker_id=worker_id, environment_id=env_id,
+                                                task_ids=tasks, capacity=capacity)
+    return [r["id"] for r in rows]
+
+
+async def start(pool: asyncpg.Pool, run_id: str, worker_id: str, default_max: int = 3) -> tuple[asyncpg.Record, str] | None:
+    async with pool.acquire() as conn, conn.transaction():
+        return await run_store.start_attempt(conn, run_id=run_id, worker_id=worker_id, default_max_attempts=default_max)
+
+
+async def status(pool: asyncpg.Pool, run_id: str) -> str:
+    return str(await pool.fetchval("SELECT status FROM runs WHERE id = $1", run_id))
+
+
+async def test_bootstrap_is_idempotent_and_keys_are_per_environment(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        first = await environments.bootstrap_project(conn, "p")
+        again = await environments.bootstrap_project(conn, "p")
+    assert first == again
+    assert set(first) == {"DEVELOPMENT", "STAGING", "PRODUCTION", "PREVIEW"}
+    assert first["DEVELOPMENT"].startswith("sk_dev_") and first["PRODUCTION"].startswith("sk_prod_")
+    assert len(set(first.values())) == 4
+    assert await environments.by_api_key(pool, "sk_dev_wrong") is None
+
+
+async def test_claim_takes_ready_runs_in_order_up_to_free_slots(pool: asyncpg.Pool, env_id: str) -> None:
+    ids = [await add_run(pool, env_id) for _ in range(5)]
+    other = await add_run(pool, env_id, task="other")
+    await add_worker(pool, env_id, "w1", ["t"], 3)
+    assert await claim(pool, env_id, "w1", ["t"], 3) == ids[:3]
+    # Full: nothing more until a slot frees.
+    assert await claim(pool, env_id, "w1", ["t"], 3) == []
+    started = await start(pool, ids[0], "w1")
+    assert started is not None
+    assert await run_store.complete_attempt(pool, run_id=ids[0], attempt_number=1, output_json='"ok"')
+    assert await claim(pool, env_id, "w1", ["t"], 3) == [ids[3]]
+    assert await status(pool, other) == "QUEUED"
+
+
+async def test_priority_moves_a_run_ahead(pool: asyncpg.Pool, env_id: str) -> None:
+    first = await add_run(pool, env_id)
+    urgent = await add_run(pool, env_id, priority_ms=60_000)
+    await add_worker(pool, env_id, "w1", ["t"], 1)
+    assert await claim(pool, env_id, "w1", ["t"], 1) == [urgent]
+    assert first
+
+
+async def test_concurrent_claims_never_exceed_capacity(pool: asyncpg.Pool, env_id: str) -> None:
+    for _ in range(40):
+        await add_run(pool, env_id)
+    await add_worker(pool, env_id, "w1", ["t"], 4)
+    results = await asyncio.gather(*(claim(pool, env_id, "w1", ["t"], 4) for _ in range(8)))
+    claimed = [run_id for batch in results for run_id in batch]
+    assert len(claimed) == 4
+    assert len(set(claimed)) == 4
+
+
+async def test_attempt_lifecycle_retry_then_success(pool: asyncpg.Pool, env_id: str) -> None:
+    run_id = await add_run(pool, env_id)
+    await add_worker(pool, env_id, "w1", ["t"], 1)
+    assert await claim(pool, env_id, "w1", ["t"], 1) == [run_id]
+    started = await start(pool, run_id, "w1", default_max=2)
+    assert started is not None
+    row, attempt_id = started
+    assert row["status"] == "EXECUTING" and row["attempt_count"] == 1 and row["max_attempts"] == 2
+    assert attempt_id.startswith("attempt_")
+    # A repeated dispatch starts nothing.
+    assert await start(pool, run_id, "w1") is None
+    retry_at = datetime.now(UTC) + timedelta(milliseconds=200)
+    t = await run_store.fail_attempt(pool, run_id=run_id, attempt_number=1,
+                                     error_json='{"name": "E", "message": "boom"}', retry_at=retry_at)
+    assert t is not None and t.status == "QUEUED"
+    # Not ready before its back-off ends.
+    assert await claim(pool, env_id, "w1", ["t"], 1) == []
+    await pool.execute("UPDATE runs SET available_at = now() WHERE id = $1", run_id)
+    assert await claim(pool, env_id, "w1", ["t"], 1) == [run_id]
+    started = await start(pool, run_id, "w1")
+    assert started is not None and started[0]["attempt_count"] == 2
+    done = await run_store.complete_attempt(pool, run_id=run_id, attempt_number=2, output_json='{"x": 1}')
+    assert done is not None and done.status == "COMPLETED"
+    # Final: no further change is accepted.
+    assert await run_store.fail_attempt(pool, run_id=run_id, attempt_number=2, error_json="{}", retry_at=None) is None
+    run = await load_run(pool, env_id, run_id)
+    assert run is not None
+    assert [a.status for a in run.attempts] == ["FAILED", "COMPLETED"]
+    assert run.attempts[0].error is not None and run.attempts[0].error.message == "boom"
+    assert run.is_success and run.is_completed and not run.is_failed
+    assert json.loads(bytes(run.output)) == {"x": 1}  # type: ignore[arg-type]
+
+
+async def test_crash_ends_crashed_without_retry(pool: asyncpg.Pool, env_id: str) -> None:
+    run_id = await add_run(pool, env_id)
+    await add_worker(pool, env_id, "w1", ["t"], 1)
+    await claim(pool, env_id, "w1", ["t"], 1)
+    await start(pool, run_id, "w1")
+    t = await run_store.fail_attempt(pool, run_id=run_id, attempt_number=1, error_json='{"message": "x"}',
+                                     retry_at=None, final_status="CRASHED")
+    assert t is not None and t.status == "CRASHED"
+    assert await pool.fetchval("SELECT status FROM attempts WHERE run_id = $1", run_id) == "CRASHED"
+
+
+async def test_runs_on_a_stopped_worker_are_recovered(pool: asyncpg.Pool, env_id: str) -> None:
+    waiting, running, last_try = [await add_run(pool, env_id) for _ in range(3)]
+    await add_worker(pool, env_id, "w1", ["t"], 3)
+    await claim(pool, env_id, "w1", ["t"], 3)
+    await start(pool, running, "w1", default_max=3)
+    await start(pool, last_try, "w1", default_max=1)
+    await pool.execute("UPDATE workers SET heartbeat_at = now() - interval '1 minute'")
+    async with pool.acquire() as conn:
+        assert await workers.stop_silent(conn, 10) == ["w1"]
+        async with conn.transaction():
+            changed = {t.run_id: t.status for t in await run_store.recover_from_stopped_workers(conn)}
+        assert changed == {waiting: "QUEUED", running: "QUEUED", last_try: "SYSTEM_FAILURE"}
+        # Idempotent: a second pass changes nothing.
+        async with conn.transaction():
+            assert await run_store.recover_from_stopped_workers(conn) == []
+    assert await pool.fetchval("SELECT status FROM attempts WHERE run_id = $1", running) == "FAILED"
+    assert not await workers.heartbeat(pool, "w1")
+
+
+async def test_pending_version_is_promoted_when_a_worker_serves_the_task(pool: asyncpg.Pool, env_id: str) -> None:
+    run_id = await add_run(pool, env_id, task="late", status="PENDING_VERSION")
+    assert await run_store.promote_pending_version(pool) == []
+    await add_worker(pool, env_id, "w1", ["late"], 1)
+    assert await workers.serves_task(pool, env_id, "late")
+    promoted = await run_store.promote_pending_version(pool, env_id)
+    assert [(t.run_id, t.status) for t in promoted] == [(run_id, "QUEUED")]
+
+
+async def test_due_delayed_runs_are_queued(pool: asyncpg.Pool, env_id: str) -> None:
+    now = datetime.now(UTC)
+    due = await add_run(pool, env_id, status="DELAYED", delayed_until=now - timedelta(seconds=1))
+    later = await add_run(pool, env_id, status="DELAYED", delayed_until=now + timedelta(hours=1))
+    unserved = await add_run(pool, env_id, task="nobody", status="DELAYED", delayed_until=now - timedelta(seconds=1))
+    await add_worker(pool, env_id, "w1", ["t"], 1)
+    changed = {t.run_id: t.status for t in await run_store.promote_due_delayed(pool)}
+    assert changed == {due: "QUEUED", unserved: "PENDING_VERSION"}
+    assert await status(pool, later) == "DELAYED"
+    assert await run_store.next_delayed_at(pool) is not None
+
+
+async def test_stale_dequeued_runs_are_requeued(pool: asyncpg.Pool, env_id: str) -> None:
+    run_id = await add_run(pool, env_id)
+    await add_worker(pool, env_id, "w1", ["t"], 1)
+    await claim(pool, env_id, "w1", ["t"], 1)
+    assert await run_store.requeue_dequeued(pool, older_than_seconds=60) == []
+    await pool.execute("UPDATE runs SET dequeued_at = now() - interval '2 minutes'")
+    requeued = await run_store.requeue_dequeued(pool, older_than_seconds=60)
+    assert [t.run_id for t in requeued] == [run_id]
+    # The late dispatch can no longer start it.
+    assert await start(pool, run_id, "w1") is None
