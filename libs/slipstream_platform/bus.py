@@ -84,16 +84,16 @@ class Bus:
                     raise
                 await asyncio.sleep(0.05 * 2**attempt)
 
-    async def publish_quietly(self, items: list[tuple[str, Event]]) -> None:
-        """Publish several events concurrently; log (don't raise) failures.
+    async def notify(self, items: list[tuple[str, Event]]) -> None:
+        """Publish events without waiting for the stream's ack; log (don't raise) failures.
 
-        Used after a Postgres commit: the sweepers repair whatever a lost message left undone.
+        For messages that only announce a committed change (status updates, queue signals):
+        the sweepers and pollers repair whatever a lost one left undone, so the hot path does
+        not pay a round trip per message.
         """
-        if not items:
-            return
-        results = await asyncio.gather(
-            *(self.publish(subject, event) for subject, event in items), return_exceptions=True
-        )
-        for (subject, _), result in zip(items, results, strict=True):
-            if isinstance(result, BaseException):
-                log.warning("publish to %s failed (the sweeper will repair): %r", subject, result)
+        headers = telemetry.inject_headers() or None
+        for subject, event in items:
+            try:
+                await self.nc.publish(subject, encode_event(event), headers=headers)
+            except Exception as exc:
+                log.warning("publish to %s failed (the sweeper will repair): %r", subject, exc)

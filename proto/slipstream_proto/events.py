@@ -89,11 +89,13 @@ class StreamSpec(msgspec.Struct, frozen=True, kw_only=True):
     duplicate_window_seconds: float = 120.0
 
 
+# Signals are wake-ups: kept briefly, read without acks (a lost one costs one periodic pass).
 QUEUE_STREAM = StreamSpec(
     name="SLIPSTREAM_QUEUE",
     subjects=(f"{SUBJECT_PREFIX}.queue.>",),
-    retention="workqueue",
-    max_age_seconds=3600,
+    retention="limits",
+    max_age_seconds=60,
+    duplicate_window_seconds=10,
 )
 DISPATCH_STREAM = StreamSpec(
     name="SLIPSTREAM_DISPATCH",

@@ -50,7 +50,6 @@ class Dispatcher:
                 self.wake.set()
         except Exception:
             log.exception("bad message on %s", msg.subject)
-        await msg.ack()
 
     async def run(self) -> None:
         interval = self.service.settings.sweep_interval
@@ -114,7 +113,7 @@ class Dispatcher:
         for result in await asyncio.gather(*publishes, return_exceptions=True):
             if isinstance(result, BaseException):
                 log.warning("dispatch publish failed (the sweeper requeues the run): %r", result)
-        await self.service.bus.publish_quietly(updates)  # type: ignore[arg-type]
+        await self.service.bus.notify(updates)  # type: ignore[arg-type]
 
 
 async def setup(service: Service[QueueManagerSettings]) -> None:
@@ -127,12 +126,7 @@ async def setup(service: Service[QueueManagerSettings]) -> None:
         stream=QUEUE_STREAM.name,
         cb=dispatcher.on_signal,
         manual_ack=True,
-        config=ConsumerConfig(
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_wait=30,
-            max_ack_pending=20_000,
-        ),
+        config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.NEW),
     )
     service.on_shutdown.append(sub.unsubscribe)
     service.spawn(dispatcher.run(), "dispatch")

@@ -31,7 +31,7 @@ async def announce(service: Service[SchedulerSettings], changed: list[Transition
     ]
     for env in sorted({t.environment_id for t in changed if t.status == "QUEUED"}):
         items.append((queue_signal_subject(env), QueueSignal(environment_id=env, reason=reason)))  # type: ignore[arg-type]
-    await service.bus.publish_quietly(items)  # type: ignore[arg-type]
+    await service.bus.notify(items)  # type: ignore[arg-type]
 
 
 async def delayed_loop(service: Service[SchedulerSettings]) -> None:

@@ -95,7 +95,7 @@ class Supervisor:
         if signal is not None:
             items.append((queue_signal_subject(self.environment.id),
                           QueueSignal(environment_id=self.environment.id, reason=signal)))  # type: ignore[arg-type]
-        await self.service.bus.publish_quietly(items)  # type: ignore[arg-type]
+        await self.service.bus.notify(items)  # type: ignore[arg-type]
 
     async def on_dispatch(self, msg: Msg) -> None:
         try:
@@ -129,14 +129,13 @@ class Supervisor:
     async def run_attempt(self, slot: int, dispatch: DispatchRun) -> None:
         task = self.manifest.get(dispatch.task_identifier)
         default_max = task["retry"]["max_attempts"] if task else 1
-        async with self.service.pool.acquire() as conn, conn.transaction():
-            started = await run_store.start_attempt(
-                conn, run_id=dispatch.run_id, worker_id=self.worker_id, default_max_attempts=default_max
-            )
+        started = await run_store.start_attempt(
+            self.service.pool, run_id=dispatch.run_id, worker_id=self.worker_id, default_max_attempts=default_max
+        )
         if started is None:
             return
         run, attempt_id = started
-        asyncio.create_task(self.announce([Transition(run["id"], run["environment_id"], run["status"], run["updated_at"])]))
+        await self.announce([Transition(run["id"], run["environment_id"], run["status"], run["updated_at"])])
         process = self.processes[slot]
         outcome = await process.execute(
             ipc.Execute(

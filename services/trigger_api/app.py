@@ -182,7 +182,7 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
                 events.append(
                     (queue_signal_subject(env.id), QueueSignal(environment_id=env.id, reason="triggered"))
                 )
-            await service.bus.publish_quietly(events)  # type: ignore[arg-type]
+            await service.bus.notify(events)  # type: ignore[arg-type]
         return json_response(TriggerResponse(id=transition.run_id, is_cached=False))
 
     async def retrieve(request: web.Request) -> web.Response:

@@ -31,7 +31,8 @@ async def test_streams_are_created_idempotently_and_events_round_trip(nats_serve
         event = RunUpdated(run_id="run_1", environment_id="env_bus", status="QUEUED",
                            updated_at=datetime(2026, 1, 1, tzinfo=UTC))
         await b.publish(run_updated_subject("env_bus", "run_1"), event)
-        await b.publish_quietly([(queue_signal_subject("env_bus"), QueueSignal(environment_id="env_bus", reason="triggered"))])
+        await b.notify([(queue_signal_subject("env_bus"), QueueSignal(environment_id="env_bus", reason="triggered"))])
+        await nc.flush()
         assert await asyncio.wait_for(received.get(), 10) == event
         await sub.unsubscribe()
         info = await js.stream_info("SLIPSTREAM_QUEUE")

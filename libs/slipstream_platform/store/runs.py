@@ -168,34 +168,28 @@ async def next_available_at(conn: Conn) -> datetime | None:
 
 
 async def start_attempt(
-    conn: asyncpg.Connection, *, run_id: str, worker_id: str, default_max_attempts: int
+    conn: Conn, *, run_id: str, worker_id: str, default_max_attempts: int
 ) -> tuple[asyncpg.Record, str] | None:
     """DEQUEUED -> EXECUTING and a new attempt (its id returned with the run row).
 
-    None if the run is no longer ours to start (a repeated dispatch, or it was requeued).
+    One statement. None if the run is no longer ours to start (a repeated dispatch, or it
+    was requeued meanwhile).
     """
+    attempt_id = new_id("attempt")
     run = await conn.fetchrow(
-        "UPDATE runs r SET status = 'EXECUTING', attempt_count = attempt_count + 1,"
-        " started_at = coalesce(started_at, now()), updated_at = now(),"
-        " max_attempts = coalesce(max_attempts, $3)"
-        " WHERE id = $1 AND status = 'DEQUEUED' AND worker_id = $2"
-        " RETURNING r.*",
+        "WITH r AS (UPDATE runs r SET status = 'EXECUTING', attempt_count = attempt_count + 1,"
+        "   started_at = coalesce(started_at, now()), updated_at = now(),"
+        "   max_attempts = coalesce(max_attempts, $3)"
+        "   WHERE id = $1 AND status = 'DEQUEUED' AND worker_id = $2 RETURNING r.*),"
+        " a AS (INSERT INTO attempts (id, run_id, number, status, worker_id)"
+        "   SELECT $4, id, attempt_count, 'EXECUTING', $2 FROM r)"
+        " SELECT * FROM r",
         run_id,
         worker_id,
         default_max_attempts,
-    )
-    if run is None:
-        return None
-    attempt_id = new_id("attempt")
-    await conn.execute(
-        "INSERT INTO attempts (id, run_id, number, status, worker_id)"
-        " VALUES ($1, $2, $3, 'EXECUTING', $4)",
         attempt_id,
-        run_id,
-        run["attempt_count"],
-        worker_id,
     )
-    return run, attempt_id
+    return (run, attempt_id) if run is not None else None
 
 
 async def attempt_id_of(conn: Conn, run_id: str, number: int) -> str | None:
