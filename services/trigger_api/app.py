@@ -147,7 +147,7 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
             status = "QUEUED"
         else:
             status = "PENDING_VERSION"
-        with _tracer.start_as_current_span("trigger", attributes={"task": task_id}):
+        with _tracer.start_as_current_span("trigger", attributes={"task": task_id}) as span:
             try:
                 transition = await run_store.insert(
                     service.pool,
@@ -171,6 +171,7 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
                 raise HttpError(422, f"payload cannot be stored: {exc}") from None
             except asyncpg.exceptions.DataError as exc:
                 raise HttpError(422, f"run cannot be stored: {exc}") from None
+            span.set_attribute("run", transition.run_id)
             events: list[tuple[str, msgspec.Struct]] = [
                 (
                     run_updated_subject(env.id, transition.run_id),

@@ -41,7 +41,9 @@ class Platform:
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     folder = tmp_path_factory.mktemp("platform")
     folder.chmod(0o755)
-    local = LocalPlatform(folder, fast_unsafe=True, service_env=FAST_SWEEPS)
+    # Spans go to the services' logs, where test_telemetry follows one trace.
+    env = {**FAST_SWEEPS, "SLIPSTREAM_OTEL_EXPORTER": "console"}
+    local = LocalPlatform(folder, fast_unsafe=True, service_env=env)
     try:
         local.start_servers()
         keys = local.bootstrap("e2e")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -123,15 +127,20 @@ async def test_delayed_run_waits_then_runs(http: aiohttp.ClientSession) -> None:
 async def test_pending_version_until_a_worker_registers_the_task(platform: Platform, http: aiohttp.ClientSession) -> None:
     run_id = await trigger(http, "late-task", {"payload": {"n": 1}})
     assert (await get_run(http, run_id))["status"] == "PENDING_VERSION"
-    platform.local.start_service("supervisor", {"SLIPSTREAM_TASKS": "tests.e2e.late_tasks",
-                                                "SLIPSTREAM_SECRET_KEY": platform.key,
-                                                "SLIPSTREAM_CONCURRENCY": "1"}, key="supervisor-late")
+    # `slipstream worker` serves a module against the running platform, set up by variables.
+    env = platform.local.env_for("supervisor", {"SLIPSTREAM_SECRET_KEY": platform.key})
+    env["SLIPSTREAM_HTTP_PORT"] = "0"
+    worker = subprocess.Popen(
+        [str(Path(sys.executable).parent / "slipstream"), "worker", "--tasks", "tests.e2e.late_tasks",
+         "--concurrency", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
     try:
-        platform.local.wait_healthy(["supervisor-late"])
         run = await finished(http, run_id)
         assert run["status"] == "COMPLETED" and run["output"] == {"late": True, "payload": {"n": 1}}
     finally:
-        platform.local.stop_service("supervisor-late")
+        worker.terminate()
+        assert worker.wait(30) == 0
 
 
 async def test_a_key_sees_only_its_environment(platform: Platform, http: aiohttp.ClientSession) -> None:
@@ -164,3 +173,30 @@ async def test_every_service_reports_healthy(platform: Platform) -> None:
             async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
                 assert response.status == 200, key
                 assert (await response.json())["status"] == "ok"
+
+
+async def test_sigterm_lets_a_running_attempt_finish(platform: Platform, http: aiohttp.ClientSession) -> None:
+    platform.local.start_service("supervisor", {"SLIPSTREAM_TASKS": "tests.e2e.sample_tasks",
+                                                "SLIPSTREAM_SECRET_KEY": platform.key,
+                                                "SLIPSTREAM_CONCURRENCY": "1"}, key="supervisor-drain")
+    platform.local.wait_healthy(["supervisor-drain"])
+    # Stop the main supervisor so the long run lands on the one we terminate.
+    platform.local.stop_service("supervisor")
+    try:
+        run_id = await trigger(http, "sleepy", {"payload": {"seconds": 1.5}})
+
+        async def executing() -> bool:
+            return (await get_run(http, run_id))["status"] == "EXECUTING"
+
+        await eventually(executing, message="run executing")
+        proc = platform.local.processes["supervisor-drain"]
+        proc.terminate()
+        assert await asyncio.to_thread(proc.wait, 30) == 0
+        run = await get_run(http, run_id)
+        assert run["status"] == "COMPLETED" and run["attemptCount"] == 1
+    finally:
+        platform.local.stop_service("supervisor-drain")
+        platform.local.start_service("supervisor", {"SLIPSTREAM_TASKS": "tests.e2e.sample_tasks",
+                                                    "SLIPSTREAM_SECRET_KEY": platform.key,
+                                                    "SLIPSTREAM_CONCURRENCY": "4"})
+        platform.local.wait_healthy(["supervisor"])

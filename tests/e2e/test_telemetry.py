@@ -1,0 +1,52 @@
+"""One trace from the trigger request through dispatch to the attempt, across three services."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import eventually
+from tests.e2e.conftest import Platform
+from tests.e2e.test_runs import finished, trigger
+
+pytestmark = pytest.mark.e2e
+
+
+def spans_in(log: Path) -> list[dict[str, Any]]:
+    """The spans the console exporter wrote into a service log."""
+    text = log.read_text(errors="replace")
+    decoder = json.JSONDecoder()
+    spans, index = [], text.find('{\n    "name"')
+    while index != -1:
+        try:
+            span, end = decoder.raw_decode(text, index)
+        except json.JSONDecodeError:
+            end = index + 1
+        else:
+            spans.append(span)
+        index = text.find('{\n    "name"', end)
+    return spans
+
+
+async def test_trigger_dispatch_and_attempt_share_one_trace(platform: Platform, http: aiohttp.ClientSession) -> None:
+    run_id = await trigger(http, "echo", {"payload": "traced"})
+    await finished(http, run_id)
+    logs = platform.local.logs
+
+    async def find() -> dict[str, dict[str, Any]] | None:
+        found = {}
+        for service, name in (("trigger_api", "trigger"), ("queue_manager", "dispatch"), ("supervisor", "attempt")):
+            for span in spans_in(logs / f"{service}.log"):
+                if span["name"] == name and span["attributes"].get("run") == run_id:
+                    found[name] = span
+        return found if len(found) == 3 else None
+
+    spans = await eventually(find, timeout=15, message="spans of the three services")
+    trace_ids = {span["context"]["trace_id"] for span in spans.values()}
+    assert len(trace_ids) == 1
+    assert spans["dispatch"]["parent_id"] == spans["trigger"]["context"]["span_id"]
+    assert spans["attempt"]["parent_id"] == spans["dispatch"]["context"]["span_id"]
