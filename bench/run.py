@@ -135,7 +135,8 @@ async def measure(local: LocalPlatform, key: str, n: int, clients: int) -> dict[
 def write_report(path: Path, results: dict[str, object], n: int, clients: int, concurrency: int) -> None:
     lat = results["latency"]
     assert isinstance(lat, dict)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    git = ["git", "rev-parse", "--short", "HEAD"]
+    commit = subprocess.run(git, cwd=ROOT, capture_output=True, text=True).stdout.strip()
     text = f"""# Benchmarks
 
 Numbers from `make bench` (`python bench/run.py --out docs/benchmarks.md`), everything on one
@@ -160,7 +161,8 @@ Measured from the run row's `created_at` to its first attempt's `started_at` (bo
 
 | p50 | p95 | p99 | max | mean |
 |---|---|---|---|---|
-| {lat[50]:.1f} ms | {lat[95]:.1f} ms | {lat[99]:.1f} ms | {results['latency_max']:.1f} ms | {results['latency_mean']:.1f} ms |
+| {lat[50]:.1f} ms | {lat[95]:.1f} ms | {lat[99]:.1f} ms \
+| {results['latency_max']:.1f} ms | {results['latency_mean']:.1f} ms |
 
 First bar for this machine: p50 under 10 ms, p99 under 50 ms, at least 500 runs/s.
 

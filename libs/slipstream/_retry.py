@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from slipstream.errors import TaskOptionError
 
@@ -36,7 +36,7 @@ def validate_retry(task_id: str, options: object) -> RetryOptions:
         return dict(DEFAULT_RETRY)  # type: ignore[return-value]
     if not isinstance(options, dict):
         raise TaskOptionError(f"task {task_id!r}: retry must be a dict like {{'max_attempts': 5}}")
-    merged = dict(DEFAULT_RETRY)
+    merged: dict[str, Any] = dict(DEFAULT_RETRY)
     for key, value in options.items():
         if key not in DEFAULT_RETRY:
             hint = f" (write {_CAMEL[key]!r})" if key in _CAMEL else ""

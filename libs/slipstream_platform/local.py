@@ -103,7 +103,9 @@ class LocalPlatform:
         env.update(extra or {})
         return env
 
-    def start_service(self, name: str, extra_env: dict[str, str] | None = None, *, key: str | None = None) -> subprocess.Popen[bytes]:
+    def start_service(
+        self, name: str, extra_env: dict[str, str] | None = None, *, key: str | None = None
+    ) -> subprocess.Popen[bytes]:
         """Start one service process (`key` names it when several of one kind run)."""
         key = key or name
         env = self.env_for(name, extra_env)
@@ -133,7 +135,8 @@ class LocalPlatform:
                 except (urllib.error.URLError, ConnectionError, TimeoutError):
                     pass
                 if time.monotonic() > deadline:
-                    raise EmbeddedServerError(f"{key} not healthy within {timeout:.0f}s; see {self.logs / (key + '.log')}")
+                    log = self.logs / f"{key}.log"
+                    raise EmbeddedServerError(f"{key} not healthy within {timeout:.0f}s; see {log}")
                 time.sleep(0.1)
 
     def start_services(self, tasks: str | None, secret_key: str, *, concurrency: int = 4) -> None:

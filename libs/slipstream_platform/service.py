@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack
 from typing import Any, Generic, TypeVar
 
@@ -18,7 +18,7 @@ from slipstream_platform import bus as bus_module
 from slipstream_platform import db, telemetry
 from slipstream_platform.bus import Bus
 from slipstream_platform.http import json_errors, json_response
-from slipstream_platform.settings import CommonSettings
+from slipstream_platform.settings import CommonSettings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -106,3 +106,20 @@ async def run_service(
             stack.push_async_callback(hook)
         await service.stop.wait()
         log.info("%s stopping", name)
+
+
+def serve_forever(
+    name: str,
+    settings_type: type[S],
+    setup: Callable[[Service[S]], Awaitable[None]],
+    environ: Mapping[str, str],
+    *,
+    pool_size: int = 10,
+) -> None:
+    """A service's whole `main`: settings from `environ`, logging, then `run_service`."""
+    settings = load_settings(settings_type, environ)
+    logging.basicConfig(
+        level=settings.log_level,
+        format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(run_service(name, settings, setup, pool_size=pool_size))

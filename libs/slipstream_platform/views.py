@@ -22,6 +22,7 @@ def _error(json_text: str | None) -> RunError | None:
 def run_view(row: asyncpg.Record, attempts: list[asyncpg.Record]) -> Run:
     """The run object of `GET /api/v3/runs/{id}` and of realtime messages."""
     started, finished = row["started_at"], row["finished_at"]
+    flags = status_flags(row["status"])
     duration_ms = int((finished - started).total_seconds() * 1000) if started and finished else 0
     return Run(
         id=row["id"],
@@ -54,7 +55,14 @@ def run_view(row: asyncpg.Record, attempts: list[asyncpg.Record]) -> Run:
         queue=row["queue"],
         concurrency_key=row["concurrency_key"],
         duration_ms=duration_ms,
-        **status_flags(row["status"]),
+        is_queued=flags["is_queued"],
+        is_executing=flags["is_executing"],
+        is_waiting=flags["is_waiting"],
+        is_completed=flags["is_completed"],
+        is_success=flags["is_success"],
+        is_failed=flags["is_failed"],
+        is_cancelled=flags["is_cancelled"],
+        is_canceled=flags["is_canceled"],
     )
 
 

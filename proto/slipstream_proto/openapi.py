@@ -35,7 +35,7 @@ def openapi_document() -> dict[str, Any]:
             (422, "Valid JSON that breaks a rule"),
         ]
     }
-    security = [{"secretKey": []}]
+    security: list[dict[str, list[str]]] = [{"secretKey": []}]
     return {
         "openapi": "3.1.0",
         "info": {"title": "Slipstream API", "version": "1"},

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 
-from slipstream_platform.service import run_service
-from slipstream_platform.settings import QueueManagerSettings, load_settings
+from slipstream_platform.service import serve_forever
+from slipstream_platform.settings import QueueManagerSettings
 
 from queue_manager.dispatch import setup
 
 
 def main() -> None:
-    settings = load_settings(QueueManagerSettings, os.environ)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s queue-manager %(levelname)s %(name)s: %(message)s")
-    asyncio.run(run_service("queue-manager", settings, setup))
+    serve_forever("queue-manager", QueueManagerSettings, setup, os.environ)
 
 
 if __name__ == "__main__":

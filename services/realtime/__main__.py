@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 
-from slipstream_platform.service import run_service
-from slipstream_platform.settings import RealtimeSettings, load_settings
+from slipstream_platform.service import serve_forever
+from slipstream_platform.settings import RealtimeSettings
 
 from realtime.subscriptions import setup
 
 
 def main() -> None:
-    settings = load_settings(RealtimeSettings, os.environ)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s realtime %(levelname)s %(name)s: %(message)s")
-    asyncio.run(run_service("realtime", settings, setup))
+    serve_forever("realtime", RealtimeSettings, setup, os.environ)
 
 
 if __name__ == "__main__":

@@ -161,7 +161,7 @@ class Supervisor:
                 error_json=json.dumps({
                     "name": "TaskProcessCrashedError",
                     "message": f"the worker process running this attempt exited with code {code}"
-                    + (" (killed by signal %d)" % -code if code is not None and code < 0 else ""),
+                    + (f" (killed by signal {-code})" if code is not None and code < 0 else ""),
                 }),
                 retry_at=None,
                 final_status="CRASHED",

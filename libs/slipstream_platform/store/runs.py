@@ -7,13 +7,14 @@ transaction commits), which the caller publishes as `RunUpdated` events.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TypeAlias
 
 import asyncpg
 import msgspec
 
 from slipstream_platform.ids import new_id
 
-Conn = asyncpg.Connection | asyncpg.Pool
+Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 _RETURNING = "RETURNING r.id, r.environment_id, r.status, r.updated_at"
 
@@ -140,7 +141,7 @@ async def claim_for_worker(
     exact even when several queue-manager replicas assign to the same worker.
     """
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", worker_id)
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         "WITH busy AS (SELECT count(*) AS n FROM runs"
         "   WHERE worker_id = $1 AND status IN ('DEQUEUED', 'EXECUTING')),"
         " picked AS (SELECT id FROM runs"
@@ -157,6 +158,7 @@ async def claim_for_worker(
         task_ids,
         capacity,
     )
+    return rows
 
 
 async def next_available_at(conn: Conn) -> datetime | None:
@@ -299,8 +301,9 @@ async def recover_from_stopped_workers(conn: asyncpg.Connection) -> list[Transit
 
 async def list_attempts(conn: Conn, run_id: str) -> list[asyncpg.Record]:
     """A run's attempts, first first."""
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT id, number, status, error, created_at, started_at, completed_at"
         " FROM attempts WHERE run_id = $1 ORDER BY number",
         run_id,
     )
+    return rows
