@@ -124,7 +124,7 @@ async def test_delayed_run_waits_then_runs(http: aiohttp.ClientSession) -> None:
     assert run["status"] == "COMPLETED" and run["startedAt"] >= first["delayedUntil"]
 
 
-async def test_pending_version_until_a_worker_registers_the_task(platform: Platform, http: aiohttp.ClientSession) -> None:
+async def test_pending_version_until_a_worker_registers_it(platform: Platform, http: aiohttp.ClientSession) -> None:
     run_id = await trigger(http, "late-task", {"payload": {"n": 1}})
     assert (await get_run(http, run_id))["status"] == "PENDING_VERSION"
     # `slipstream worker` serves a module against the running platform, set up by variables.
@@ -145,7 +145,8 @@ async def test_pending_version_until_a_worker_registers_the_task(platform: Platf
 
 async def test_a_key_sees_only_its_environment(platform: Platform, http: aiohttp.ClientSession) -> None:
     run_id = await trigger(http, "echo", {"payload": 1})
-    async with aiohttp.ClientSession(base_url=platform.api_url, headers=platform.headers(platform.keys["PRODUCTION"])) as prod:
+    prod_headers = platform.headers(platform.keys["PRODUCTION"])
+    async with aiohttp.ClientSession(base_url=platform.api_url, headers=prod_headers) as prod:
         async with prod.get(f"/api/v3/runs/{run_id}") as response:
             assert response.status == 404
             assert await response.json() == {"error": "Run not found"}

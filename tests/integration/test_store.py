@@ -46,9 +46,10 @@ async def claim(pool: asyncpg.Pool, env_id: str, worker_id: str, tasks: list[str
     return [r["id"] for r in rows]
 
 
-async def start(pool: asyncpg.Pool, run_id: str, worker_id: str, default_max: int = 3) -> tuple[asyncpg.Record, str] | None:
-    async with pool.acquire() as conn, conn.transaction():
-        return await run_store.start_attempt(conn, run_id=run_id, worker_id=worker_id, default_max_attempts=default_max)
+async def start(
+    pool: asyncpg.Pool, run_id: str, worker_id: str, default_max: int = 3
+) -> tuple[asyncpg.Record, str] | None:
+    return await run_store.start_attempt(pool, run_id=run_id, worker_id=worker_id, default_max_attempts=default_max)
 
 
 async def status(pool: asyncpg.Pool, run_id: str) -> str:
