@@ -9,6 +9,15 @@ import asyncpg
 
 log = logging.getLogger(__name__)
 
+# Errors that mean "Postgres is not reachable right now": worth retrying, never the caller's fault.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+)
+
 # Serialises concurrent `migrate` calls (several services may start at once).
 _MIGRATION_LOCK = 7_300_001
 

@@ -9,6 +9,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from slipstream_platform.db import UNAVAILABLE
+
 log = logging.getLogger(__name__)
 
 _encoder = msgspec.json.Encoder()
@@ -52,6 +54,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if exc.status < 400:
             raise
         return json_response({"error": exc.reason}, exc.status)
+    except UNAVAILABLE as exc:
+        log.warning("%s %s: a backing service is unavailable: %r", request.method, request.path, exc)
+        return json_response({"error": "service temporarily unavailable, retry shortly"}, 503,
+                             {"Retry-After": "1"})
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_response({"error": "internal server error"}, 500)

@@ -43,6 +43,7 @@ class Service(Generic[S]):
         self.port = 0
         self._tasks: list[asyncio.Task[None]] = []
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
+        self.failed = False
 
     async def _health(self, request: web.Request) -> web.Response:
         await self.pool.fetchval("SELECT 1")
@@ -60,6 +61,7 @@ class Service(Generic[S]):
     def _loop_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.error("%s: loop %s died", self.name, task.get_name(), exc_info=task.exception())
+            self.failed = True
             self.stop.set()
 
     async def _cancel_tasks(self) -> None:
@@ -76,8 +78,8 @@ async def run_service(
     setup: Callable[[Service[S]], Awaitable[None]],
     *,
     pool_size: int = 10,
-) -> None:
-    """Start the service, serve until SIGTERM or SIGINT, then shut down cleanly."""
+) -> bool:
+    """Serve until SIGTERM or SIGINT, then shut down cleanly; False if a loop died."""
     service = Service(name, settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -106,6 +108,7 @@ async def run_service(
             stack.push_async_callback(hook)
         await service.stop.wait()
         log.info("%s stopping", name)
+    return not service.failed
 
 
 def serve_forever(
@@ -122,4 +125,5 @@ def serve_forever(
         level=settings.log_level,
         format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",
     )
-    asyncio.run(run_service(name, settings, setup, pool_size=pool_size))
+    if not asyncio.run(run_service(name, settings, setup, pool_size=pool_size)):
+        raise SystemExit(1)

@@ -61,13 +61,22 @@ class Dispatcher:
             self.wake.clear()
             if self.full_pass or not woke:
                 # Periodic pass: every environment with a live worker, whatever was signalled.
-                self.live = await workers.live(self.service.pool)
+                try:
+                    self.live = await workers.live(self.service.pool)
+                except Exception:
+                    log.exception("reading live workers failed")
+                    continue
                 envs = {w.environment_id for w in self.live}
                 self.full_pass = False
             else:
                 envs = set(self.pending)
             self.pending.clear()
-            await self.dispatch(envs)
+            try:
+                await self.dispatch(envs)
+            except Exception:
+                # Postgres or NATS away: the next periodic pass tries again.
+                log.exception("dispatch pass failed")
+                self.full_pass = True
 
     async def dispatch(self, envs: set[str]) -> None:
         for worker in self.live:

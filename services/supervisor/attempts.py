@@ -10,11 +10,15 @@ import asyncio
 import json
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
+import asyncpg
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from slipstream_platform import ipc, telemetry
+from slipstream_platform.db import UNAVAILABLE
 from slipstream_platform.errors import SettingsError
 from slipstream_platform.ids import new_id
 from slipstream_platform.service import Service
@@ -34,6 +38,16 @@ from supervisor.processes import WorkerProcess, child_environment
 
 log = logging.getLogger(__name__)
 _tracer = telemetry.tracer(__name__)
+
+
+
+def crash_error(code: int | None) -> str:
+    """The error of an attempt whose worker process died."""
+    signal_note = f" (killed by signal {-code})" if code is not None and code < 0 else ""
+    return json.dumps({
+        "name": "TaskProcessCrashedError",
+        "message": f"the worker process running this attempt exited with code {code}{signal_note}",
+    })
 
 
 class Supervisor:
@@ -152,42 +166,58 @@ class Supervisor:
             )
         )
         number = run["attempt_count"]
+        write: Callable[[asyncpg.Pool], Awaitable[Transition | None]]
         if outcome is None:
             code = await process.exit_code()
-            changed = await run_store.fail_attempt(
-                self.service.pool,
-                run_id=run["id"],
-                attempt_number=number,
-                error_json=json.dumps({
-                    "name": "TaskProcessCrashedError",
-                    "message": f"the worker process running this attempt exited with code {code}"
-                    + (f" (killed by signal {-code})" if code is not None and code < 0 else ""),
-                }),
-                retry_at=None,
-                final_status="CRASHED",
-            )
-            await self.replace_process(slot)
+            write = partial(run_store.fail_attempt, run_id=run["id"], attempt_number=number,
+                            error_json=crash_error(code), retry_at=None, final_status="CRASHED")
         elif outcome.ok:
-            changed = await run_store.complete_attempt(
-                self.service.pool, run_id=run["id"], attempt_number=number,
-                output_json=outcome.output_json or "null",
-            )
+            write = partial(run_store.complete_attempt, run_id=run["id"], attempt_number=number,
+                            output_json=outcome.output_json or "null")
         else:
             retry_at = None
             if outcome.retry_delay_ms is not None:
                 retry_at = datetime.now(UTC) + timedelta(milliseconds=outcome.retry_delay_ms)
-            changed = await run_store.fail_attempt(
-                self.service.pool, run_id=run["id"], attempt_number=number,
-                error_json=outcome.error_json or "{}", retry_at=retry_at,
-            )
+            write = partial(run_store.fail_attempt, run_id=run["id"], attempt_number=number,
+                            error_json=outcome.error_json or "{}", retry_at=retry_at)
+        changed = await self.persist(write)
         await self.announce([changed] if changed else [], signal="released")
+        if outcome is None:
+            await self.replace_process(slot)
+
+    async def persist(
+        self, write: Callable[[asyncpg.Pool], Awaitable[Transition | None]]
+    ) -> Transition | None:
+        """Record an attempt's outcome, retrying while Postgres is unreachable.
+
+        If the supervisor stops before it succeeds, the run is left EXECUTING on a stopped
+        worker, and the scheduler's sweeper retries it.
+        """
+        delay = 0.1
+        while True:
+            try:
+                return await write(self.service.pool)
+            except UNAVAILABLE as exc:
+                if self.service.stop.is_set():
+                    raise
+                log.warning("recording an outcome failed (%r); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def replace_process(self, slot: int) -> None:
+        """Start a fresh process in the slot of one that died (retrying until it starts)."""
         old = self.processes[slot]
         await old.stop(grace=0)
-        replacement = WorkerProcess(old.module, old.env)
-        await replacement.start()
-        self.processes[slot] = replacement
+        while True:
+            replacement = WorkerProcess(old.module, old.env)
+            try:
+                await replacement.start()
+            except Exception:
+                log.exception("restarting worker process %d failed; trying again in 5s", slot)
+                await asyncio.sleep(5)
+                continue
+            self.processes[slot] = replacement
+            return
 
     async def heartbeat(self) -> None:
         while True:
