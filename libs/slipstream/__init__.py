@@ -11,23 +11,32 @@ from __future__ import annotations
 
 from slipstream_proto import Run, RunStatus
 
-from slipstream import errors, runs, tasks
+from slipstream import errors, retry, runs, tasks
 from slipstream._client import aclose
 from slipstream._config import configure
-from slipstream._context import TaskContext
+from slipstream._context import TaskContext, TaskResult
+from slipstream._locals import LocalKey, locals
+from slipstream._logger import logger
 from slipstream._retry import RetryOptions
 from slipstream._task import RunHandle, Task, task
+from slipstream.errors import AbortTaskRunError
 
 __all__ = [
+    "AbortTaskRunError",
+    "LocalKey",
     "RetryOptions",
     "Run",
     "RunHandle",
     "RunStatus",
     "Task",
     "TaskContext",
+    "TaskResult",
     "aclose",
     "configure",
     "errors",
+    "locals",
+    "logger",
+    "retry",
     "runs",
     "task",
     "tasks",

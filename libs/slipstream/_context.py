@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
@@ -43,8 +44,18 @@ class TaskContext(msgspec.Struct, frozen=True, kw_only=True):
     run: RunInfo
     task: TaskInfo
     environment: EnvironmentInfo
+    # What the deprecated `init` hook returned, if the task has one.
+    init: Any = None
 
     @property
     def attempt(self) -> AttemptInfo:
         """Shortcut for `ctx.run.attempt`."""
         return self.run.attempt
+
+
+class TaskResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What `on_complete` receives as `result`: `ok` with `data`, or not with `error`."""
+
+    ok: bool
+    data: Any = None
+    error: BaseException | None = None

@@ -44,10 +44,16 @@ def validate_retry(task_id: str, options: object) -> RetryOptions:
                 f"task {task_id!r}: unknown retry option {key!r}{hint}; known: "
                 + ", ".join(DEFAULT_RETRY)
             )
-        expected = bool if key == "randomize" else (float, int) if key == "factor" else int
-        if not isinstance(value, expected) or (key != "randomize" and isinstance(value, bool)):
-            raise TaskOptionError(f"task {task_id!r}: retry[{key!r}] must be a number, not {value!r}")
+        if key == "randomize":
+            if not isinstance(value, bool):
+                raise TaskOptionError(f"task {task_id!r}: retry['randomize'] must be True or False, not {value!r}")
+        else:
+            expected = (float, int) if key == "factor" else int
+            if not isinstance(value, expected) or isinstance(value, bool):
+                raise TaskOptionError(f"task {task_id!r}: retry[{key!r}] must be a number, not {value!r}")
         merged[key] = value
+    if merged["factor"] <= 0:
+        raise TaskOptionError(f"task {task_id!r}: retry['factor'] must be above 0, e.g. 2")
     if merged["max_attempts"] < 1:
         raise TaskOptionError(f"task {task_id!r}: retry['max_attempts'] must be at least 1")
     if merged["min_timeout_ms"] < 0 or merged["max_timeout_ms"] < merged["min_timeout_ms"]:
@@ -62,5 +68,8 @@ def retry_delay_ms(options: RetryOptions, attempt_number: int, rand: float | Non
     min(max, (randomize ? 1 + rand : 1) * min * factor ** (n - 1)).
     """
     r = (random.random() if rand is None else rand) if options["randomize"] else 0.0
-    delay = (1 + r) * options["min_timeout_ms"] * options["factor"] ** (attempt_number - 1)
+    try:
+        delay = (1 + r) * options["min_timeout_ms"] * options["factor"] ** (attempt_number - 1)
+    except OverflowError:
+        return int(options["max_timeout_ms"])
     return int(min(options["max_timeout_ms"], delay))

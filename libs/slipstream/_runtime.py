@@ -7,22 +7,29 @@ socket; task code runs here so that a crash or hang in it never takes the superv
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib
 import os
 import pkgutil
 import socket
 import sys
+import threading
 import traceback
-from datetime import datetime
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 from slipstream_platform import ipc
 
 from slipstream import _client
-from slipstream._context import AttemptInfo, EnvironmentInfo, RunInfo, TaskContext, TaskInfo
+from slipstream._context import AttemptInfo, EnvironmentInfo, RunInfo, TaskContext, TaskInfo, TaskResult
+from slipstream._hooks import call_hook, global_hooks
+from slipstream._locals import begin_attempt, end_attempt
+from slipstream._logger import current_sink, logger
 from slipstream._retry import retry_delay_ms
 from slipstream._task import Task, registry
+from slipstream.errors import AbortTaskRunError, OutputNotSerializableError
 
 _encoder = msgspec.json.Encoder()
 
@@ -42,22 +49,101 @@ def load_tasks(module_name: str) -> dict[str, Task[Any, Any]]:
     return dict(registry)
 
 
-def _error_json(name: str, message: str, stack: str | None) -> str:
-    return _encoder.encode({"name": name, "message": message, "stackTrace": stack}).decode()
+def _error_json(exc: BaseException, name: str | None = None, message: str | None = None) -> str:
+    stack = "".join(traceback.format_exception(exc)) if exc.__traceback__ else None
+    return _encoder.encode(
+        {"name": name or type(exc).__name__, "message": message or str(exc) or repr(exc), "stackTrace": stack}
+    ).decode()
+
+
+def _hooks_of(task: Task[Any, Any], name: str) -> list[Callable[..., Any]]:
+    """Global hooks first, then the task's own."""
+    found = list(global_hooks[name])
+    if name in task.hooks:
+        found.append(task.hooks[name])
+    return found
+
+
+async def _ignore_errors(name: str, fns: list[Callable[..., Any]], **kwargs: Any) -> None:
+    """Run hooks whose errors must not change the run's outcome; log the errors with the run."""
+    for fn in fns:
+        try:
+            await call_hook(fn, **kwargs)
+        except Exception as exc:
+            logger.error(f"{name} hook {getattr(fn, '__qualname__', fn)!r} failed: {exc!r}",
+                         hook=name, error=_error_json(exc))
+
+
+class _Attempt:
+    """One attempt: middleware around the start hooks, init, run and cleanup."""
+
+    def __init__(self, task: Task[Any, Any], payload: Any, ctx: TaskContext) -> None:
+        self.task = task
+        self.payload = payload
+        self.ctx = ctx
+        self.init_output: Any = None
+
+    def kwargs(self, **more: Any) -> dict[str, Any]:
+        return {"payload": self.payload, "ctx": self.ctx, "task": self.task.id,
+                "init": self.init_output, **more}
+
+    async def body(self) -> Any:
+        if self.ctx.run.attempt.number == 1:
+            for fn in _hooks_of(self.task, "on_start"):
+                await call_hook(fn, **self.kwargs())
+        for fn in _hooks_of(self.task, "on_start_attempt"):
+            await call_hook(fn, **self.kwargs())
+        for fn in _hooks_of(self.task, "init"):
+            value = await call_hook(fn, **self.kwargs())
+            if value is not None:
+                self.init_output = value
+        self.ctx = msgspec.structs.replace(self.ctx, init=self.init_output)
+        try:
+            if self.task.is_async:
+                return await self.task.fn(self.payload, self.ctx)
+            return await asyncio.to_thread(contextvars.copy_context().run, self.task.fn, self.payload, self.ctx)
+        finally:
+            for fn in _hooks_of(self.task, "cleanup"):
+                await call_hook(fn, **self.kwargs())
+
+    def chain(self) -> Callable[[], Awaitable[Any]]:
+        """The body wrapped in every middleware: global ones outermost, the task's innermost."""
+        layers = [(name, fn) for name, fn in global_hooks["middleware"]]
+        if "middleware" in self.task.hooks:
+            layers.append(("task", self.task.hooks["middleware"]))
+        call: Callable[[], Awaitable[Any]] = self.body
+        for name, fn in reversed(layers):
+            call = self._wrap(name, fn, call)
+        return call
+
+    def _wrap(
+        self, name: str, fn: Callable[..., Any], inner: Callable[[], Awaitable[Any]]
+    ) -> Callable[[], Awaitable[Any]]:
+        async def layer() -> Any:
+            box: list[Any] = []
+
+            async def next_() -> Any:
+                box.append(await inner())
+                return box[0]
+
+            await call_hook(fn, **self.kwargs(next=next_))
+            if not box:
+                raise RuntimeError(f"middleware {name!r} returned without calling `await next()`")
+            return box[0]
+
+        return layer
 
 
 async def execute(message: ipc.Execute) -> ipc.Outcome:
-    """Run one attempt and report how it ended."""
-    def failed(name: str, text: str, stack: str | None, retry: int | None) -> ipc.Outcome:
-        return ipc.Outcome(
-            run_id=message.run_id, attempt_number=message.attempt_number, ok=False,
-            error_json=_error_json(name, text, stack), retry_delay_ms=retry,
-        )
+    """Run one attempt, with its hooks, and report how it ended."""
+    def outcome(**fields: Any) -> ipc.Outcome:
+        return ipc.Outcome(run_id=message.run_id, attempt_number=message.attempt_number, **fields)
 
     task = registry.get(message.task_id)
     if task is None:
-        return failed("TaskNotFoundError",
-                      f"task {message.task_id!r} is not defined in this worker's module", None, None)
+        return outcome(ok=False, error_json=_encoder.encode({
+            "name": "TaskNotFoundError",
+            "message": f"task {message.task_id!r} is not defined in this worker's module"}).decode())
     payload = msgspec.json.decode(message.payload_json) if message.payload_json else None
     ctx = TaskContext(
         run=RunInfo(
@@ -70,29 +156,77 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
         task=TaskInfo(id=task.id),
         environment=EnvironmentInfo(id=message.environment_id, type=message.environment_type),
     )
+    attempt = _Attempt(task, payload, ctx)
+    locals_token = begin_attempt()
     try:
-        if task.is_async:
-            result = await task.fn(payload, ctx)
-        else:
-            result = await asyncio.to_thread(task.fn, payload, ctx)
-    except Exception as exc:
-        retry = None
-        if message.attempt_number < message.max_attempts:
-            retry = retry_delay_ms(task.retry, message.attempt_number)
-        return failed(type(exc).__name__, str(exc) or repr(exc), traceback.format_exc(), retry)
-    try:
-        output = _encoder.encode(result).decode()
-    except (TypeError, msgspec.EncodeError) as exc:
-        return failed(
-            "OutputNotSerializableError",
-            f"task {task.id!r} returned a {type(result).__name__}, which is not JSON-serializable"
-            f" ({exc}); return dicts, lists, strings, numbers, booleans or None",
-            None,
-            None,
-        )
-    return ipc.Outcome(
-        run_id=message.run_id, attempt_number=message.attempt_number, ok=True, output_json=output
-    )
+        try:
+            if message.timeout_seconds is not None:
+                output = await asyncio.wait_for(attempt.chain()(), message.timeout_seconds)
+            else:
+                output = await attempt.chain()()
+            try:
+                output_json = _encoder.encode(output).decode()
+            except (TypeError, msgspec.EncodeError) as exc:
+                raise OutputNotSerializableError(
+                    f"task {task.id!r} returned a {type(output).__name__}, which is not JSON-serializable"
+                    f" ({exc}); return dicts, lists, strings, numbers, booleans or None"
+                ) from None
+        except TimeoutError as exc:
+            error = TimeoutError(f"the run exceeded its max_duration of {message.max_duration}s")
+            error.__traceback__ = exc.__traceback__
+            await _failed(attempt, error)
+            return outcome(ok=False, error_json=_error_json(error, "MaxDurationExceededError"),
+                           final_status="TIMED_OUT")
+        except Exception as exc:
+            retry = await _retry_decision(attempt, message, exc)
+            if retry is None:
+                await _failed(attempt, exc)
+            return outcome(ok=False, error_json=_error_json(exc), retry_delay_ms=retry)
+        kwargs = attempt.kwargs(output=output)
+        await _ignore_errors("on_success", _hooks_of(task, "on_success"), **kwargs)
+        await _ignore_errors("on_complete", _hooks_of(task, "on_complete"),
+                             **attempt.kwargs(result=TaskResult(ok=True, data=output)))
+        return outcome(ok=True, output_json=output_json)
+    finally:
+        end_attempt(locals_token)
+
+
+async def _failed(attempt: _Attempt, error: BaseException) -> None:
+    """The run failed for good: on_failure, then on_complete."""
+    await _ignore_errors("on_failure", _hooks_of(attempt.task, "on_failure"), **attempt.kwargs(error=error))
+    await _ignore_errors("on_complete", _hooks_of(attempt.task, "on_complete"),
+                         **attempt.kwargs(result=TaskResult(ok=False, error=error)))
+
+
+async def _retry_decision(attempt: _Attempt, message: ipc.Execute, error: Exception) -> int | None:
+    """Milliseconds until the next attempt, or None to fail the run now.
+
+    The default follows the retry options; `catch_error` hooks (the task's, then global
+    ones) may return `{"skip_retrying": True}`, `{"retry_at": datetime}` or
+    `{"retry_delay_ms": n}` instead. Attempts never exceed max_attempts.
+    """
+    if isinstance(error, (AbortTaskRunError, OutputNotSerializableError)):
+        return None
+    if message.attempt_number >= message.max_attempts:
+        return None
+    delay: int | None = retry_delay_ms(attempt.task.retry, message.attempt_number)
+    handlers = list(reversed(_hooks_of(attempt.task, "catch_error")))
+    for fn in handlers:
+        decision = await call_hook(fn, **attempt.kwargs(error=error, retry_delay_ms=delay))
+        if decision is None:
+            continue
+        if not isinstance(decision, dict):
+            raise TypeError(f"catch_error must return None or a dict, not {decision!r}")
+        if decision.get("skip_retrying"):
+            return None
+        if "retry_at" in decision:
+            at = decision["retry_at"]
+            at = at if at.tzinfo else at.replace(tzinfo=UTC)
+            return max(0, int((at - datetime.now(UTC)).total_seconds() * 1000))
+        if "retry_delay_ms" in decision:
+            return max(0, int(decision["retry_delay_ms"]))
+        break
+    return delay
 
 
 def serve(fd: int, module_name: str) -> int:
@@ -105,14 +239,30 @@ def serve(fd: int, module_name: str) -> int:
         return 1
     sock.sendall(ipc.frame(ipc.Ready(pid=os.getpid(), tasks=[t.manifest() for t in registry.values()])))
     loop = asyncio.new_event_loop()
+    send_lock = threading.Lock()
+
+    def send(message: ipc.Message) -> None:
+        data = ipc.frame(message)
+        with send_lock:
+            sock.sendall(data)
+
     try:
         while True:
             message = ipc.read_blocking(sock)
             if message is None:
                 return 0
             if isinstance(message, ipc.Execute):
-                outcome = loop.run_until_complete(execute(message))
-                sock.sendall(ipc.frame(outcome))
+                run_id, number = message.run_id, message.attempt_number
+
+                def sink(line: dict[str, Any], run_id: str = run_id, number: int = number) -> None:
+                    send(ipc.LogLine(run_id=run_id, attempt_number=number, **line))
+
+                token = current_sink.set(sink)
+                try:
+                    outcome = loop.run_until_complete(execute(message))
+                finally:
+                    current_sink.reset(token)
+                send(outcome)
     finally:
         loop.run_until_complete(_client.aclose())
         loop.close()

@@ -76,10 +76,20 @@ async def trigger_task(task_id: str, payload: Any, options: TriggerOptions) -> R
 class Task(Generic[P, R]):
     """A task: a function the platform runs durably, with retries, when triggered."""
 
-    def __init__(self, id: str, fn: TaskFunction[P, R], retry: RetryOptions) -> None:
+    def __init__(
+        self,
+        id: str,
+        fn: TaskFunction[P, R],
+        retry: RetryOptions,
+        *,
+        max_duration: int | None = None,
+        hooks: dict[str, Callable[..., Any]] | None = None,
+    ) -> None:
         self.id = id
         self.fn = fn
         self.retry = retry
+        self.max_duration = max_duration
+        self.hooks = hooks or {}
         self.is_async = inspect.iscoroutinefunction(fn)
 
     def __repr__(self) -> str:
@@ -87,7 +97,7 @@ class Task(Generic[P, R]):
 
     def manifest(self) -> dict[str, Any]:
         """What a worker registers for this task."""
-        return {"id": self.id, "retry": dict(self.retry)}
+        return {"id": self.id, "retry": dict(self.retry), "maxDuration": self.max_duration}
 
     async def trigger(
         self,
@@ -115,15 +125,56 @@ class Task(Generic[P, R]):
 
 
 def task(
-    id: str, *, retry: RetryOptions | None = None
+    id: str,
+    *,
+    retry: RetryOptions | None = None,
+    max_duration: int | None = None,
+    on_start_attempt: Callable[..., Any] | None = None,
+    on_start: Callable[..., Any] | None = None,
+    on_success: Callable[..., Any] | None = None,
+    on_failure: Callable[..., Any] | None = None,
+    on_complete: Callable[..., Any] | None = None,
+    catch_error: Callable[..., Any] | None = None,
+    middleware: Callable[..., Any] | None = None,
+    init: Callable[..., Any] | None = None,
+    cleanup: Callable[..., Any] | None = None,
 ) -> Callable[[TaskFunction[P, R]], Task[P, R]]:
-    """Define a task: `@task(id="hello-world")` over `async def run(payload, ctx)`."""
+    """Define a task: `@task(id="hello-world")` over `async def run(payload, ctx)`.
+
+    Hooks (`on_success=...` etc.) are called with the keyword arguments they declare;
+    see docs/tasks.md for each hook's arguments, order and error semantics.
+    """
     if not isinstance(id, str) or not _ID.match(id):
         raise TaskOptionError(
             f"task id {id!r} is not valid: use 1-128 letters, digits, '-', '_', '.' or ':',"
             " starting with a letter or digit, e.g. @task(id='send-email')"
         )
     checked_retry = validate_retry(id, retry)
+    if max_duration is not None and (
+        not isinstance(max_duration, int) or isinstance(max_duration, bool) or max_duration < 1
+    ):
+        raise TaskOptionError(
+            f"task {id!r}: max_duration is in whole seconds and at least 1, e.g. max_duration=300;"
+            f" got {max_duration!r}"
+        )
+    hooks = {
+        name: fn
+        for name, fn in {
+            "on_start_attempt": on_start_attempt,
+            "on_start": on_start,
+            "on_success": on_success,
+            "on_failure": on_failure,
+            "on_complete": on_complete,
+            "catch_error": catch_error,
+            "middleware": middleware,
+            "init": init,
+            "cleanup": cleanup,
+        }.items()
+        if fn is not None
+    }
+    for name, fn in hooks.items():
+        if not callable(fn):
+            raise TaskOptionError(f"task {id!r}: {name} must be a function, not {fn!r}")
 
     def decorate(fn: TaskFunction[P, R]) -> Task[P, R]:
         if not callable(fn):
@@ -143,7 +194,7 @@ def task(
                 f"task id {id!r} is already used by {existing.__module__}.{existing.__qualname__}:"
                 " task ids must be unique"
             )
-        defined = Task(id, fn, checked_retry)
+        defined = Task(id, fn, checked_retry, max_duration=max_duration, hooks=hooks)
         registry[id] = defined
         return defined
 

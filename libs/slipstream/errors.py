@@ -11,6 +11,7 @@
           +-- PayloadTooLargeError      413
           +-- UnprocessableEntityError  422: valid JSON that breaks a rule
      +-- TaskRunError           raised inside a worker; ends the attempt with its message
+          +-- AbortTaskRunError         raise it in a task to fail the run without retrying
           +-- OutputNotSerializableError  the task returned something that is not JSON
 """
 
@@ -64,6 +65,10 @@ class UnprocessableEntityError(ApiError):
 
 class TaskRunError(SlipstreamError):
     """Base of errors the runtime raises for a run."""
+
+
+class AbortTaskRunError(TaskRunError):
+    """Raise inside a task to fail the run at once: no retry, whatever the retry options."""
 
 
 class OutputNotSerializableError(TaskRunError):

@@ -7,12 +7,12 @@ from urllib.parse import quote
 
 import aiohttp
 import msgspec
-from slipstream_proto import RealtimeError, RealtimeMessage, RealtimeRun, Run
+from slipstream_proto import RealtimeError, RealtimeMessage, RealtimeRun, Run, RunLogLine, RunLogs
 
 from slipstream import _client, _config
 from slipstream.errors import ApiConnectionError, api_error
 
-__all__ = ["retrieve", "subscribe_to_run"]
+__all__ = ["logs", "retrieve", "subscribe_to_run"]
 
 _message_decoder = msgspec.json.Decoder(RealtimeMessage)
 
@@ -20,6 +20,12 @@ _message_decoder = msgspec.json.Decoder(RealtimeMessage)
 async def retrieve(run_id: str) -> Run:
     """The run with its status, payload, output, error and attempts."""
     return await _client.request("GET", f"/api/v3/runs/{quote(run_id, safe='')}", Run)
+
+
+async def logs(run_id: str) -> list[RunLogLine]:
+    """The lines `logger` wrote in the run's attempts, oldest first."""
+    answer = await _client.request("GET", f"/api/v1/runs/{quote(run_id, safe='')}/logs", RunLogs)
+    return answer.data
 
 
 async def subscribe_to_run(run_id: str) -> AsyncIterator[Run]:

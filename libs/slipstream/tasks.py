@@ -1,13 +1,36 @@
-"""Triggering tasks by id, from any backend: `await tasks.trigger("hello-world", {...})`."""
+"""Triggering tasks by id (`await tasks.trigger("hello-world", {...})`), and global hooks
+(`tasks.on_success(fn)`, `tasks.middleware("db", fn)`, ...) that apply to every task."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
+from slipstream._hooks import (
+    catch_error,
+    cleanup,
+    init,
+    middleware,
+    on_complete,
+    on_failure,
+    on_start,
+    on_start_attempt,
+    on_success,
+)
 from slipstream._task import RunHandle, trigger_options, trigger_task
 
-__all__ = ["trigger"]
+__all__ = [
+    "catch_error",
+    "cleanup",
+    "init",
+    "middleware",
+    "on_complete",
+    "on_failure",
+    "on_start",
+    "on_start_attempt",
+    "on_success",
+    "trigger",
+]
 
 
 async def trigger(

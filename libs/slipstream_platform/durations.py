@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-_DURATION = re.compile(r"^(?:\d+(?:w|d|hr|h|m|s))+$")
+_DURATION = re.compile(r"(?:\d+(?:w|d|hr|h|m|s))+")
 _PART = re.compile(r"(\d+)(w|d|hr|h|m|s)")
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "hr": 3600, "h": 3600, "m": 60, "s": 1}
 
 
 def parse_duration(text: str) -> timedelta:
     """Parse "1h52m18s"-style text (units w, d, h or hr, m, s); ValueError otherwise."""
-    if not _DURATION.match(text):
+    if not _DURATION.fullmatch(text):
         raise ValueError(
             f"{text!r} is not a duration: write it like '30s', '15m', '2h' or '1h52m18s'"
         )
@@ -27,7 +27,7 @@ def resolve_delay(value: str | datetime, now: datetime) -> datetime | None:
     """
     if isinstance(value, datetime):
         at = value
-    elif _DURATION.match(value):
+    elif _DURATION.fullmatch(value):
         at = now + parse_duration(value)
     else:
         try:

@@ -40,6 +40,20 @@ class Execute(msgspec.Struct, tag="execute", kw_only=True):
     tags: list[str]
     environment_id: str
     environment_type: str
+    # Seconds this attempt may still execute (the run's max_duration less earlier attempts).
+    timeout_seconds: float | None = None
+    max_duration: int | None = None
+
+
+class LogLine(msgspec.Struct, tag="log", kw_only=True):
+    """A `logger` call inside an attempt, sent as it happens."""
+
+    run_id: str
+    attempt_number: int
+    level: str
+    message: str
+    attributes: dict[str, Any]
+    timestamp: float
 
 
 class Outcome(msgspec.Struct, tag="outcome", kw_only=True):
@@ -51,9 +65,11 @@ class Outcome(msgspec.Struct, tag="outcome", kw_only=True):
     output_json: str | None = None
     error_json: str | None = None
     retry_delay_ms: int | None = None
+    # A failure that is not FAILED (TIMED_OUT when max_duration ran out).
+    final_status: str | None = None
 
 
-Message = Ready | LoadFailed | Execute | Outcome
+Message = Ready | LoadFailed | Execute | LogLine | Outcome
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)

@@ -63,6 +63,8 @@ class SupervisorSettings(CommonSettings, frozen=True, kw_only=True):
     concurrency: int = 4
     heartbeat_interval: float = 2.0
     shutdown_grace: float = 30.0
+    # How long past max_duration a task that ignores cancellation runs before its process is killed.
+    watchdog_grace: float = 5.0
     version: str = "dev"
 
 

@@ -55,6 +55,7 @@ def run_view(row: asyncpg.Record, attempts: list[asyncpg.Record]) -> Run:
         queue=row["queue"],
         concurrency_key=row["concurrency_key"],
         duration_ms=duration_ms,
+        max_duration=row["max_duration"],
         is_queued=flags["is_queued"],
         is_executing=flags["is_executing"],
         is_waiting=flags["is_waiting"],

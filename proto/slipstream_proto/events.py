@@ -19,7 +19,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", rename=
     """Base of every JetStream message."""
 
 
-class QueueSignal(Event, tag="queue.signal", frozen=True):
+class QueueSignal(Event, tag="queue.signal", frozen=True, kw_only=True):
     """Wakes the queue-manager: runs became ready, or capacity was freed, in an environment.
 
     A signal carries no state: the queue-manager reads Postgres, so a lost or repeated
@@ -30,7 +30,7 @@ class QueueSignal(Event, tag="queue.signal", frozen=True):
     reason: Literal["triggered", "released", "worker", "requeued", "delay"]
 
 
-class DispatchRun(Event, tag="run.dispatch", frozen=True):
+class DispatchRun(Event, tag="run.dispatch", frozen=True, kw_only=True):
     """Tells one supervisor to start an attempt of a run the queue-manager assigned to it."""
 
     run_id: str
@@ -39,7 +39,7 @@ class DispatchRun(Event, tag="run.dispatch", frozen=True):
     worker_id: str
 
 
-class RunUpdated(Event, tag="run.updated", frozen=True):
+class RunUpdated(Event, tag="run.updated", frozen=True, kw_only=True):
     """A run's status changed (committed in Postgres before this is published)."""
 
     run_id: str

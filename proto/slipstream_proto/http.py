@@ -104,6 +104,7 @@ class Run(_Body):
     is_test: bool = False
     depth: int = 0
     duration_ms: int = 0
+    max_duration: int | None = None
     is_queued: bool = False
     is_executing: bool = False
     is_waiting: bool = False
@@ -112,3 +113,19 @@ class Run(_Body):
     is_failed: bool = False
     is_cancelled: bool = False
     is_canceled: bool = False
+
+
+class RunLogLine(_Body):
+    """One `logger` line of a run."""
+
+    attempt_number: int
+    level: str
+    message: str
+    attributes: dict[str, Any]
+    timestamp: datetime
+
+
+class RunLogs(_Body):
+    """`GET /api/v1/runs/{runId}/logs`: the run's lines, oldest first."""
+
+    data: list[RunLogLine]

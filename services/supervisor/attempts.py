@@ -13,6 +13,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Any, TypeVar
 
 import asyncpg
 from nats.aio.msg import Msg
@@ -24,6 +25,7 @@ from slipstream_platform.ids import new_id
 from slipstream_platform.service import Service
 from slipstream_platform.settings import SupervisorSettings
 from slipstream_platform.store import environments, workers
+from slipstream_platform.store import logs as log_store
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store.runs import Transition
 from slipstream_proto import DispatchRun, QueueSignal, RunUpdated, decode_event
@@ -38,6 +40,7 @@ from supervisor.processes import WorkerProcess, child_environment
 
 log = logging.getLogger(__name__)
 _tracer = telemetry.tracer(__name__)
+T = TypeVar("T")
 
 
 
@@ -142,32 +145,54 @@ class Supervisor:
 
     async def run_attempt(self, slot: int, dispatch: DispatchRun) -> None:
         task = self.manifest.get(dispatch.task_identifier)
-        default_max = task["retry"]["max_attempts"] if task else 1
         started = await run_store.start_attempt(
-            self.service.pool, run_id=dispatch.run_id, worker_id=self.worker_id, default_max_attempts=default_max
+            self.service.pool,
+            run_id=dispatch.run_id,
+            worker_id=self.worker_id,
+            default_max_attempts=task["retry"]["max_attempts"] if task else 1,
+            default_max_duration=task.get("maxDuration") if task else None,
         )
         if started is None:
             return
         run, attempt_id = started
         await self.announce([Transition(run["id"], run["environment_id"], run["status"], run["updated_at"])])
+        max_duration = run["max_duration"]
+        timeout = max(0.001, max_duration - run["executed_seconds"]) if max_duration else None
         process = self.processes[slot]
-        outcome = await process.execute(
-            ipc.Execute(
-                run_id=run["id"],
-                task_id=run["task_identifier"],
-                payload_json=run["payload"],
-                attempt_id=attempt_id,
-                attempt_number=run["attempt_count"],
-                max_attempts=run["max_attempts"],
-                created_at=run["created_at"].isoformat(),
-                tags=list(run["tags"]),
-                environment_id=self.environment.id,
-                environment_type=self.environment.type,
-            )
+        logs: list[dict[str, Any]] = []
+        message = ipc.Execute(
+            run_id=run["id"],
+            task_id=run["task_identifier"],
+            payload_json=run["payload"],
+            attempt_id=attempt_id,
+            attempt_number=run["attempt_count"],
+            max_attempts=run["max_attempts"],
+            created_at=run["created_at"].isoformat(),
+            tags=list(run["tags"]),
+            environment_id=self.environment.id,
+            environment_type=self.environment.type,
+            timeout_seconds=timeout,
+            max_duration=max_duration,
         )
+        watchdog_fired = False
+        try:
+            # The worker stops an async task itself at the deadline; a task that does not
+            # yield (sync code) is stopped by killing its process a little later.
+            outcome = await asyncio.wait_for(
+                process.execute(message, logs), None if timeout is None else timeout + self.settings.watchdog_grace
+            )
+        except TimeoutError:
+            watchdog_fired = True
+            process.kill()
+            outcome = None
         number = run["attempt_count"]
         write: Callable[[asyncpg.Pool], Awaitable[Transition | None]]
-        if outcome is None:
+        if watchdog_fired:
+            error = json.dumps({"name": "MaxDurationExceededError",
+                                "message": f"the run exceeded its max_duration of {max_duration}s"})
+            write = partial(run_store.fail_attempt, run_id=run["id"], attempt_number=number,
+                            error_json=error, retry_at=None, final_status="TIMED_OUT")
+        elif outcome is None:
             code = await process.exit_code()
             write = partial(run_store.fail_attempt, run_id=run["id"], attempt_number=number,
                             error_json=crash_error(code), retry_at=None, final_status="CRASHED")
@@ -179,19 +204,20 @@ class Supervisor:
             if outcome.retry_delay_ms is not None:
                 retry_at = datetime.now(UTC) + timedelta(milliseconds=outcome.retry_delay_ms)
             write = partial(run_store.fail_attempt, run_id=run["id"], attempt_number=number,
-                            error_json=outcome.error_json or "{}", retry_at=retry_at)
+                            error_json=outcome.error_json or "{}", retry_at=retry_at,
+                            final_status=outcome.final_status or "FAILED")
+        if logs:
+            await self.persist(partial(log_store.insert, run_id=run["id"], attempt_number=number, lines=logs))
         changed = await self.persist(write)
         await self.announce([changed] if changed else [], signal="released")
         if outcome is None:
             await self.replace_process(slot)
 
-    async def persist(
-        self, write: Callable[[asyncpg.Pool], Awaitable[Transition | None]]
-    ) -> Transition | None:
-        """Record an attempt's outcome, retrying while Postgres is unreachable.
+    async def persist(self, write: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+        """Write to Postgres, retrying while it is unreachable.
 
-        If the supervisor stops before it succeeds, the run is left EXECUTING on a stopped
-        worker, and the scheduler's sweeper retries it.
+        If the supervisor stops before an outcome is recorded, the run is left EXECUTING on
+        a stopped worker, and the scheduler's sweeper retries it.
         """
         delay = 0.1
         while True:
@@ -200,7 +226,7 @@ class Supervisor:
             except UNAVAILABLE as exc:
                 if self.service.stop.is_set():
                     raise
-                log.warning("recording an outcome failed (%r); retrying in %.1fs", exc, delay)
+                log.warning("writing to Postgres failed (%r); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 

@@ -7,6 +7,7 @@ import contextlib
 import os
 import socket
 import sys
+from typing import Any
 
 from slipstream_platform import ipc
 from slipstream_platform.errors import PlatformError
@@ -46,16 +47,23 @@ class WorkerProcess:
             raise TaskModuleError(f"worker process for {self.module!r} exited with code {code} while starting")
         return message
 
-    async def execute(self, message: ipc.Execute) -> ipc.Outcome | None:
-        """Run one attempt; None if the process died during it."""
+    async def execute(self, message: ipc.Execute, logs: list[dict[str, Any]]) -> ipc.Outcome | None:
+        """Run one attempt, appending its log lines to `logs`; None if the process died."""
         assert self.writer is not None and self.reader is not None
         try:
             self.writer.write(ipc.frame(message))
             await self.writer.drain()
         except ConnectionError:
             return None
-        outcome = await ipc.read(self.reader)
-        return outcome if isinstance(outcome, ipc.Outcome) else None
+        while True:
+            received = await ipc.read(self.reader)
+            if isinstance(received, ipc.LogLine):
+                logs.append({"level": received.level, "message": received.message,
+                             "attributes": received.attributes, "timestamp": received.timestamp})
+            elif isinstance(received, ipc.Outcome):
+                return received
+            else:
+                return None
 
     async def exit_code(self) -> int | None:
         """The exit code of a process that died (negative: killed by that signal)."""

@@ -15,10 +15,11 @@ from slipstream_platform.http import HttpError, json_response
 from slipstream_platform.service import Service
 from slipstream_platform.settings import TriggerApiSettings
 from slipstream_platform.store import environments, workers
+from slipstream_platform.store import logs as log_store
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store.environments import Environment
 from slipstream_platform.views import load_run
-from slipstream_proto import QueueSignal, RunUpdated, TriggerRequest, TriggerResponse
+from slipstream_proto import QueueSignal, RunLogLine, RunLogs, RunUpdated, TriggerRequest, TriggerResponse
 from slipstream_proto.events import queue_signal_subject, run_updated_subject
 from slipstream_proto.openapi import openapi_document
 
@@ -33,7 +34,6 @@ _NOT_YET = {
     "idempotency_key": "idempotencyKey",
     "idempotency_key_ttl": "idempotencyKeyTTL",
     "debounce": "debounce",
-    "max_duration": "maxDuration",
     "machine": "machine",
     "region": "region",
     "lock_to_version": "lockToVersion",
@@ -93,6 +93,8 @@ def _validate(request: TriggerRequest, task_id: str) -> None:
             raise HttpError(422, f"each tag must be 1-128 characters, got {len(tag)}: {tag[:40]!r}")
     if options.max_attempts is not None and options.max_attempts < 1:
         raise HttpError(422, f"maxAttempts must be at least 1, got {options.max_attempts}")
+    if options.max_duration is not None and options.max_duration < 1:
+        raise HttpError(422, f"maxDuration is in seconds and must be at least 1, got {options.max_duration}")
     if options.priority is not None and options.priority < 0:
         raise HttpError(422, f"priority must be 0 or more seconds, got {options.priority}")
     if options.queue is not None and not options.queue.name:
@@ -166,6 +168,7 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
                     priority_ms=(options.priority or 0) * 1000 if options else 0,
                     delayed_until=delayed_until,
                     traceparent=telemetry.traceparent(),
+                    max_duration=options.max_duration if options else None,
                 )
             except asyncpg.exceptions.UntranslatableCharacterError as exc:
                 raise HttpError(422, f"payload cannot be stored: {exc}") from None
@@ -193,9 +196,22 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
             raise HttpError(404, "Run not found")
         return json_response(run)
 
+    async def run_logs(request: web.Request) -> web.Response:
+        env = await authenticate(request)
+        run_id = request.match_info["run_id"]
+        if await run_store.get(service.pool, env.id, run_id) is None:
+            raise HttpError(404, "Run not found")
+        rows = await log_store.for_run(service.pool, run_id)
+        return json_response(RunLogs(data=[
+            RunLogLine(attempt_number=r["attempt_number"], level=r["level"], message=r["message"],
+                       attributes=msgspec.json.decode(r["attributes"]), timestamp=r["logged_at"])
+            for r in rows
+        ]))
+
     async def openapi_json(request: web.Request) -> web.Response:
         return web.Response(body=openapi, content_type="application/json")
 
     service.app.router.add_post("/api/v1/tasks/{task_id}/trigger", trigger)
     service.app.router.add_get("/api/v3/runs/{run_id}", retrieve)
+    service.app.router.add_get("/api/v1/runs/{run_id}/logs", run_logs)
     service.app.router.add_get("/openapi.json", openapi_json)

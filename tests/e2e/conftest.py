@@ -20,6 +20,7 @@ FAST_SWEEPS = {
     "SLIPSTREAM_DEQUEUED_TIMEOUT": "5",
     "SLIPSTREAM_POLL_INTERVAL": "1",
     "SLIPSTREAM_SHUTDOWN_GRACE": "5",
+    "SLIPSTREAM_WATCHDOG_GRACE": "1",
 }
 
 
@@ -47,7 +48,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     try:
         local.start_servers()
         keys = local.bootstrap("e2e")
-        local.start_services("tests.e2e.sample_tasks", keys["DEVELOPMENT"], concurrency=4)
+        local.start_services("tests.e2e.tasks", keys["DEVELOPMENT"], concurrency=4)
         yield Platform(local, keys)
     finally:
         local.stop()

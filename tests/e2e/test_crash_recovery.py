@@ -19,7 +19,7 @@ RUNS = 300
 
 
 def supervisor_env(key: str) -> dict[str, str]:
-    return {"SLIPSTREAM_TASKS": "tests.e2e.sample_tasks", "SLIPSTREAM_SECRET_KEY": key,
+    return {"SLIPSTREAM_TASKS": "tests.e2e.tasks", "SLIPSTREAM_SECRET_KEY": key,
             "SLIPSTREAM_CONCURRENCY": "4"}
 
 

@@ -16,7 +16,7 @@ from slipstream.errors import AuthenticationError, NotFoundError
 
 from tests.conftest import eventually
 from tests.e2e.conftest import Platform
-from tests.e2e.sample_tasks import echo
+from tests.e2e.tasks.sample import echo
 
 pytestmark = pytest.mark.e2e
 
@@ -177,7 +177,7 @@ async def test_every_service_reports_healthy(platform: Platform) -> None:
 
 
 async def test_sigterm_lets_a_running_attempt_finish(platform: Platform, http: aiohttp.ClientSession) -> None:
-    platform.local.start_service("supervisor", {"SLIPSTREAM_TASKS": "tests.e2e.sample_tasks",
+    platform.local.start_service("supervisor", {"SLIPSTREAM_TASKS": "tests.e2e.tasks",
                                                 "SLIPSTREAM_SECRET_KEY": platform.key,
                                                 "SLIPSTREAM_CONCURRENCY": "1"}, key="supervisor-drain")
     platform.local.wait_healthy(["supervisor-drain"])
@@ -197,7 +197,7 @@ async def test_sigterm_lets_a_running_attempt_finish(platform: Platform, http: a
         assert run["status"] == "COMPLETED" and run["attemptCount"] == 1
     finally:
         platform.local.stop_service("supervisor-drain")
-        platform.local.start_service("supervisor", {"SLIPSTREAM_TASKS": "tests.e2e.sample_tasks",
+        platform.local.start_service("supervisor", {"SLIPSTREAM_TASKS": "tests.e2e.tasks",
                                                     "SLIPSTREAM_SECRET_KEY": platform.key,
                                                     "SLIPSTREAM_CONCURRENCY": "4"})
         platform.local.wait_healthy(["supervisor"])

@@ -13,9 +13,10 @@ EXPECTED_COLUMNS = {
     "runs": {"id", "environment_id", "task_identifier", "status", "payload", "output", "error", "tags",
              "metadata", "version", "queue", "concurrency_key", "max_attempts", "priority_ms",
              "attempt_count", "worker_id", "traceparent", "created_at", "updated_at", "queue_ts",
-             "available_at", "delayed_until", "dequeued_at", "started_at", "finished_at"},
+             "available_at", "delayed_until", "dequeued_at", "started_at", "finished_at", "max_duration"},
     "attempts": {"id", "run_id", "number", "status", "worker_id", "error", "created_at", "started_at",
                  "completed_at"},
+    "run_logs": {"id", "run_id", "attempt_number", "level", "message", "attributes", "logged_at"},
 }
 
 

@@ -53,13 +53,14 @@ async def insert(
     priority_ms: int,
     delayed_until: datetime | None,
     traceparent: str | None,
+    max_duration: int | None = None,
 ) -> Transition:
     """Create a run in its first status."""
     row = await conn.fetchrow(
         "INSERT INTO runs AS r (id, environment_id, task_identifier, status, payload, queue,"
         " concurrency_key, tags, metadata, max_attempts, priority_ms, delayed_until, traceparent,"
-        " queue_ts)"
-        " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9::jsonb, $10, $11, $12, $13,"
+        " max_duration, queue_ts)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14,"
         " now() - make_interval(secs => $11::bigint / 1000.0)) " + _RETURNING,
         new_id("run"),
         environment_id,
@@ -74,6 +75,7 @@ async def insert(
         priority_ms,
         delayed_until,
         traceparent,
+        max_duration,
     )
     return _transitions([row])[0]
 
@@ -170,26 +172,34 @@ async def next_available_at(conn: Conn) -> datetime | None:
 
 
 async def start_attempt(
-    conn: Conn, *, run_id: str, worker_id: str, default_max_attempts: int
+    conn: Conn,
+    *,
+    run_id: str,
+    worker_id: str,
+    default_max_attempts: int,
+    default_max_duration: int | None = None,
 ) -> tuple[asyncpg.Record, str] | None:
     """DEQUEUED -> EXECUTING and a new attempt (its id returned with the run row).
 
-    One statement. None if the run is no longer ours to start (a repeated dispatch, or it
-    was requeued meanwhile).
+    One statement. The row carries `executed_seconds`: how long earlier attempts executed
+    (what counts against max_duration). None if the run is no longer ours to start (a
+    repeated dispatch, or it was requeued meanwhile).
     """
     attempt_id = new_id("attempt")
     run = await conn.fetchrow(
         "WITH r AS (UPDATE runs r SET status = 'EXECUTING', attempt_count = attempt_count + 1,"
         "   started_at = coalesce(started_at, now()), updated_at = now(),"
-        "   max_attempts = coalesce(max_attempts, $3)"
+        "   max_attempts = coalesce(max_attempts, $3), max_duration = coalesce(max_duration, $5)"
         "   WHERE id = $1 AND status = 'DEQUEUED' AND worker_id = $2 RETURNING r.*),"
         " a AS (INSERT INTO attempts (id, run_id, number, status, worker_id)"
         "   SELECT $4, id, attempt_count, 'EXECUTING', $2 FROM r)"
-        " SELECT * FROM r",
+        " SELECT r.*, (SELECT coalesce(sum(extract(epoch FROM t.completed_at - t.started_at)), 0)"
+        "   FROM attempts t WHERE t.run_id = r.id)::float8 AS executed_seconds FROM r",
         run_id,
         worker_id,
         default_max_attempts,
         attempt_id,
+        default_max_duration,
     )
     return (run, attempt_id) if run is not None else None
 

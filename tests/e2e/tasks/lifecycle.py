@@ -1,0 +1,118 @@
+"""Tasks that exercise hooks, middleware, locals, catch_error, aborts and max_duration."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from slipstream import AbortTaskRunError, TaskContext, locals, logger, retry, task
+
+DB = locals.create("db")
+
+
+async def middleware(payload: Any, ctx: TaskContext, next: Any) -> None:
+    locals.set(DB, {"connected": True})
+    logger.info("middleware before")
+    await next()
+    logger.info("middleware after")
+
+
+def hook(name: str) -> Any:
+    def record(ctx: TaskContext, **_: Any) -> None:
+        logger.info(name, attempt=ctx.run.attempt.number)
+
+    return record
+
+
+def init(payload: Any, ctx: TaskContext) -> dict[str, str]:
+    logger.info("init", attempt=ctx.run.attempt.number)
+    return {"from": "init"}
+
+
+def on_failure(error: BaseException, ctx: TaskContext) -> None:
+    logger.info("on_failure", attempt=ctx.run.attempt.number, error=str(error))
+
+
+def on_complete(result: Any, ctx: TaskContext) -> None:
+    logger.info("on_complete", ok=result.ok)
+
+
+@task(
+    id="hooks-order",
+    retry={"max_attempts": 2, "min_timeout_ms": 10, "max_timeout_ms": 10},
+    middleware=middleware,
+    on_start=hook("on_start"),
+    on_start_attempt=hook("on_start_attempt"),
+    init=init,
+    cleanup=hook("cleanup"),
+    on_success=hook("on_success"),
+    on_failure=on_failure,
+    on_complete=on_complete,
+)
+async def hooks_order(payload: dict, ctx: TaskContext) -> dict:
+    logger.info("run", attempt=ctx.run.attempt.number)
+    if payload.get("fail") == "always" or (payload.get("fail") == "first" and ctx.run.attempt.number == 1):
+        raise RuntimeError(f"attempt {ctx.run.attempt.number} fails")
+    return {"init": ctx.init, "db": locals.get_or_throw(DB)}
+
+
+def broken_hook(**_: Any) -> None:
+    raise RuntimeError("hook exploded")
+
+
+@task(id="success-hook-fails", on_success=broken_hook, on_complete=broken_hook)
+async def success_hook_fails(payload: Any, ctx: TaskContext) -> str:
+    return "still completed"
+
+
+@task(id="start-hook-fails", retry={"max_attempts": 2, "min_timeout_ms": 10, "max_timeout_ms": 10},
+      on_start_attempt=broken_hook)
+async def start_hook_fails(payload: Any, ctx: TaskContext) -> str:
+    return "never"
+
+
+def catch(error: Exception, retry_delay_ms: int) -> dict[str, Any] | None:
+    logger.info("catch_error", error=type(error).__name__, default_delay=retry_delay_ms)
+    if isinstance(error, ValueError):
+        return {"skip_retrying": True}
+    return {"retry_delay_ms": 0}
+
+
+@task(id="catches", retry={"max_attempts": 3, "min_timeout_ms": 60_000, "max_timeout_ms": 60_000},
+      catch_error=catch)
+async def catches(payload: dict, ctx: TaskContext) -> str:
+    if payload["raise"] == "value":
+        raise ValueError("not worth retrying")
+    if ctx.run.attempt.number < 3:
+        raise KeyError("retry me now")
+    return "third time"
+
+
+@task(id="aborts", retry={"max_attempts": 5, "min_timeout_ms": 10, "max_timeout_ms": 10})
+async def aborts(payload: Any, ctx: TaskContext) -> None:
+    raise AbortTaskRunError("giving up on purpose")
+
+
+@task(id="retries-a-block")
+async def retries_a_block(payload: Any, ctx: TaskContext) -> dict:
+    calls: list[int] = []
+
+    async def flaky_call(attempt: int) -> str:
+        calls.append(attempt)
+        if attempt < 3:
+            raise ConnectionError("try again")
+        return "ok"
+
+    result = await retry.on_throw(flaky_call, max_attempts=3, min_timeout_ms=1, max_timeout_ms=5)
+    return {"result": result, "calls": calls, "run_attempt": ctx.run.attempt.number}
+
+
+@task(id="too-slow", max_duration=1, on_failure=on_failure)
+async def too_slow(payload: Any, ctx: TaskContext) -> None:
+    await asyncio.sleep(30)
+
+
+@task(id="too-slow-sync", max_duration=1)
+def too_slow_sync(payload: Any, ctx: TaskContext) -> None:
+    time.sleep(30)
