@@ -1,0 +1,90 @@
+"""Supervisor <-> worker frames: a 4-byte length and a msgpack body, over a socket pair."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import typing
+from collections.abc import Iterator
+
+import pytest
+from slipstream_platform import ipc
+
+SAMPLES: list[ipc.Message] = [
+    ipc.Ready(pid=4242, tasks=[{"id": "hello-world", "retry": {"max_attempts": 3}}]),
+    ipc.LoadFailed(error="ModuleNotFoundError: No module named 'examples'"),
+    ipc.Execute(
+        run_id="run_1",
+        task_id="hello-world",
+        payload_json='{"name": "Ada"}',
+        attempt_id="att_1",
+        attempt_number=1,
+        max_attempts=3,
+        created_at="2024-05-01T12:00:00+00:00",
+        tags=["user:1"],
+        environment_id="env_1",
+        environment_type="DEVELOPMENT",
+    ),
+    ipc.LogLine(
+        run_id="run_1", attempt_number=1, level="info", message="hello", attributes={"n": 1}, timestamp=1714564800.5
+    ),
+    ipc.Outcome(run_id="run_1", attempt_number=1, ok=False, error_json='{"message": "boom"}', retry_delay_ms=1500),
+]
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    left, right = socket.socketpair()
+    with left, right:
+        yield left, right
+
+
+def test_samples_cover_every_message_type() -> None:
+    assert {type(m) for m in SAMPLES} == set(typing.get_args(ipc.Message))
+
+
+@pytest.mark.parametrize("message", SAMPLES, ids=lambda m: type(m).__name__)
+def test_frame_round_trips_over_a_socket(message: ipc.Message, pair: tuple[socket.socket, socket.socket]) -> None:
+    sender, receiver = pair
+    sender.sendall(ipc.frame(message))
+    received = ipc.read_blocking(receiver)
+    assert type(received) is type(message)
+    assert received == message
+
+
+@pytest.mark.parametrize("message", SAMPLES, ids=lambda m: type(m).__name__)
+def test_frame_is_a_big_endian_length_and_the_body(message: ipc.Message) -> None:
+    data = ipc.frame(message)
+    (length,) = struct.unpack(">I", data[:4])
+    assert length == len(data) - 4 > 0
+
+
+def test_frames_sent_back_to_back_are_read_one_at_a_time(pair: tuple[socket.socket, socket.socket]) -> None:
+    sender, receiver = pair
+    sender.sendall(b"".join(ipc.frame(m) for m in SAMPLES))
+    assert [ipc.read_blocking(receiver) for _ in SAMPLES] == SAMPLES
+
+
+def test_read_blocking_returns_none_after_the_peer_closes(pair: tuple[socket.socket, socket.socket]) -> None:
+    sender, receiver = pair
+    sender.sendall(ipc.frame(SAMPLES[0]))
+    sender.close()
+    assert ipc.read_blocking(receiver) == SAMPLES[0]
+    assert ipc.read_blocking(receiver) is None
+
+
+@pytest.mark.parametrize("cut", [2, 10], ids=["in-header", "in-body"])
+def test_read_blocking_returns_none_for_a_frame_cut_short(cut: int, pair: tuple[socket.socket, socket.socket]) -> None:
+    sender, receiver = pair
+    sender.sendall(ipc.frame(SAMPLES[2])[:cut])
+    sender.close()
+    assert ipc.read_blocking(receiver) is None
+
+
+async def test_async_read_round_trips_and_returns_none_at_eof() -> None:
+    reader = asyncio.StreamReader()
+    reader.feed_data(b"".join(ipc.frame(m) for m in SAMPLES) + ipc.frame(SAMPLES[0])[:3])
+    reader.feed_eof()
+    assert [await ipc.read(reader) for _ in SAMPLES] == SAMPLES
+    assert await ipc.read(reader) is None

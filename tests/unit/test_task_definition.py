@@ -1,0 +1,190 @@
+"""`@task`: options are checked when the function is decorated, with no I/O."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import slipstream
+from slipstream import Task, task
+from slipstream._task import registry
+from slipstream.errors import TaskOptionError
+
+DEFAULT_RETRY = {"max_attempts": 3, "factor": 2.0, "min_timeout_ms": 1000, "max_timeout_ms": 60_000, "randomize": True}
+
+
+@pytest.fixture(autouse=True)
+def clean_registry() -> Iterator[None]:
+    """Remove the tasks a test defines, so ids can be reused across tests."""
+    before = set(registry)
+    yield
+    for task_id in set(registry) - before:
+        del registry[task_id]
+
+
+def test_the_sdk_public_surface() -> None:
+    assert sorted(slipstream.__all__) == [
+        "AbortTaskRunError",
+        "LocalKey",
+        "RetryOptions",
+        "Run",
+        "RunHandle",
+        "RunStatus",
+        "Task",
+        "TaskContext",
+        "TaskResult",
+        "aclose",
+        "configure",
+        "errors",
+        "locals",
+        "logger",
+        "retry",
+        "runs",
+        "task",
+        "tasks",
+    ]
+    assert all(hasattr(slipstream, name) for name in slipstream.__all__)
+
+
+def test_task_registers_an_async_function() -> None:
+    @task(id="unit-async", retry={"max_attempts": 5})
+    async def run(payload: dict[str, Any], ctx: slipstream.TaskContext) -> dict[str, Any]:
+        return payload
+
+    assert isinstance(run, Task)
+    assert run.id == "unit-async"
+    assert run.is_async is True
+    assert run.retry == {**DEFAULT_RETRY, "max_attempts": 5}
+    assert registry["unit-async"] is run
+    assert repr(run) == "<Task 'unit-async'>"
+
+
+def test_task_accepts_a_sync_function() -> None:
+    @task(id="unit-sync")
+    def run(payload: Any, ctx: Any) -> None:
+        return None
+
+    assert run.is_async is False
+    assert run.retry == DEFAULT_RETRY
+    assert registry["unit-sync"] is run
+
+
+def test_keyword_only_parameters_do_not_count_as_positional() -> None:
+    @task(id="unit-kw")
+    async def run(payload: Any, ctx: Any, *, extra: int = 1) -> None:
+        return None
+
+    assert registry["unit-kw"] is run
+
+
+@pytest.mark.parametrize("task_id", ["a", "A1", "send-email", "v2.resize_image:thumb", "x" * 128])
+def test_valid_ids(task_id: str) -> None:
+    @task(id=task_id)
+    async def run(payload: Any, ctx: Any) -> None:
+        return None
+
+    assert run.id == task_id
+
+
+@pytest.mark.parametrize("task_id", ["", "has space", "x" * 129, "-leading-dash", "a/b", "émoji", 42, None])
+def test_an_invalid_id_is_rejected_and_named(task_id: object) -> None:
+    with pytest.raises(TaskOptionError) as caught:
+        task(id=task_id)  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert f"task id {task_id!r} is not valid" in message
+    assert "@task(id='send-email')" in message
+
+
+def test_an_invalid_retry_fails_at_decoration() -> None:
+    with pytest.raises(TaskOptionError, match="write 'max_attempts'"):
+        task(id="unit-bad-retry", retry={"maxAttempts": 3})  # type: ignore[typeddict-unknown-key]
+    assert "unit-bad-retry" not in registry
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda: None,
+        lambda payload: None,
+        lambda payload, ctx, extra: None,
+        lambda *args: None,
+    ],
+    ids=["zero", "one", "three", "varargs"],
+)
+def test_a_function_must_take_payload_and_ctx(fn: Any) -> None:
+    count = len([p for p in inspect.signature(fn).parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD])
+    with pytest.raises(TaskOptionError) as caught:
+        task(id="unit-arity")(fn)
+    message = str(caught.value)
+    assert "'unit-arity'" in message
+    assert "(payload, ctx)" in message
+    assert f"not {count} positional parameter(s)" in message
+    assert "unit-arity" not in registry
+
+
+def test_task_must_decorate_a_callable() -> None:
+    with pytest.raises(TaskOptionError, match="must decorate a function"):
+        task(id="unit-not-callable")("not a function")  # type: ignore[arg-type]
+
+
+def test_a_duplicate_id_on_another_function_is_rejected_naming_the_first() -> None:
+    @task(id="unit-dup")
+    async def first(payload: Any, ctx: Any) -> None:
+        return None
+
+    async def second(payload: Any, ctx: Any) -> None:
+        return None
+
+    with pytest.raises(TaskOptionError) as caught:
+        task(id="unit-dup")(second)
+    message = str(caught.value)
+    assert "'unit-dup'" in message
+    assert f"{__name__}.{first.fn.__qualname__}" in message
+    assert registry["unit-dup"] is first
+
+
+def test_decorating_the_same_function_again_replaces_the_definition() -> None:
+    async def run(payload: Any, ctx: Any) -> None:
+        return None
+
+    first = task(id="unit-again")(run)
+    again = task(id="unit-again", retry={"max_attempts": 1})(run)
+    assert registry["unit-again"] is again is not first
+    assert again.retry["max_attempts"] == 1
+
+
+def test_manifest_has_the_id_and_the_full_retry_options() -> None:
+    @task(id="unit-manifest", retry={"factor": 3, "randomize": False})
+    async def run(payload: Any, ctx: Any) -> None:
+        return None
+
+    manifest = run.manifest()
+    assert manifest == {
+        "id": "unit-manifest",
+        "retry": {**DEFAULT_RETRY, "factor": 3, "randomize": False},
+        "maxDuration": None,
+    }
+    manifest["retry"]["max_attempts"] = 99
+    assert run.retry["max_attempts"] == 3
+
+
+def test_trigger_functions_exist_with_the_same_keyword_options() -> None:
+    assert inspect.iscoroutinefunction(slipstream.tasks.trigger)
+    assert inspect.iscoroutinefunction(Task.trigger)
+
+    def keyword_only(fn: Any) -> list[str]:
+        return [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
+
+    expected = ["queue", "concurrency_key", "delay", "tags", "metadata", "max_attempts", "priority"]
+    assert keyword_only(slipstream.tasks.trigger) == expected
+    assert keyword_only(Task.trigger) == expected
+
+
+def test_max_duration_is_in_the_manifest() -> None:
+    @task(id="unit-max-duration", max_duration=300)
+    async def run(payload: Any, ctx: Any) -> None:
+        return None
+
+    assert run.manifest()["maxDuration"] == 300
