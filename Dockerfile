@@ -1,0 +1,27 @@
+# One image for every Slipstream service; compose.yaml picks the command
+# (`python -m trigger_api`, `python -m supervisor`, `slipstream migrate`, ...).
+# Untested on the build machine (it has no Docker).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# The package: proto/, libs/ and services/ (README.md is the package's readme).
+COPY pyproject.toml README.md ./
+COPY proto ./proto
+COPY libs ./libs
+COPY services ./services
+RUN pip install . && rm -rf build
+
+# Task modules are imported from the working directory: the supervisor serves `examples`.
+COPY examples ./examples
+
+RUN useradd --system --uid 10001 --no-create-home slipstream
+USER slipstream
+
+EXPOSE 3030 3031
+CMD ["python", "-m", "trigger_api"]
