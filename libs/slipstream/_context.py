@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +40,36 @@ class EnvironmentInfo(msgspec.Struct, frozen=True, kw_only=True):
     type: str
 
 
+class CancellationSignal:
+    """`ctx.signal`: set when the run is canceled; usable from async and sync task code."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._waiters: asyncio.Event | None = None
+
+    @property
+    def is_cancelled(self) -> bool:
+        """Whether the run was canceled."""
+        return self._event.is_set()
+
+    def cancel(self) -> None:
+        """Mark the run canceled (the runtime calls this, on the attempt's event loop)."""
+        self._event.set()
+        if self._waiters is not None:
+            self._waiters.set()
+
+    async def wait(self) -> None:
+        """Return once the run is canceled."""
+        if self._event.is_set():
+            return
+        if self._waiters is None:
+            self._waiters = asyncio.Event()
+        await self._waiters.wait()
+
+    def __repr__(self) -> str:
+        return f"<CancellationSignal cancelled={self.is_cancelled}>"
+
+
 class TaskContext(msgspec.Struct, frozen=True, kw_only=True):
     """The second argument of every task function."""
 
@@ -46,6 +78,7 @@ class TaskContext(msgspec.Struct, frozen=True, kw_only=True):
     environment: EnvironmentInfo
     # What the deprecated `init` hook returned, if the task has one.
     init: Any = None
+    signal: CancellationSignal = msgspec.field(default_factory=CancellationSignal)
 
     @property
     def attempt(self) -> AttemptInfo:

@@ -16,6 +16,7 @@ HOOK_NAMES = (
     "on_success",
     "on_failure",
     "on_complete",
+    "on_cancel",
     "catch_error",
     "middleware",
     "init",
@@ -57,6 +58,7 @@ on_start = _register("on_start")
 on_success = _register("on_success")
 on_failure = _register("on_failure")
 on_complete = _register("on_complete")
+on_cancel = _register("on_cancel")
 catch_error = _register("catch_error")
 init = _register("init")
 cleanup = _register("cleanup")

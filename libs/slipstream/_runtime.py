@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import ctypes
 import importlib
 import os
 import pkgutil
+import queue
+import signal
 import socket
 import sys
 import threading
@@ -28,7 +31,7 @@ from slipstream._hooks import call_hook, global_hooks
 from slipstream._locals import begin_attempt, end_attempt
 from slipstream._logger import current_sink, logger
 from slipstream._retry import retry_delay_ms
-from slipstream._task import Task, registry
+from slipstream._task import Task, current_run_id, registry
 from slipstream.errors import AbortTaskRunError, OutputNotSerializableError
 
 _encoder = msgspec.json.Encoder()
@@ -158,12 +161,21 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
     )
     attempt = _Attempt(task, payload, ctx)
     locals_token = begin_attempt()
+    run_task = asyncio.ensure_future(attempt.chain()())
+    _running[message.run_id] = (attempt, run_task, contextvars.copy_context())
     try:
         try:
-            if message.timeout_seconds is not None:
-                output = await asyncio.wait_for(attempt.chain()(), message.timeout_seconds)
-            else:
-                output = await attempt.chain()()
+            try:
+                output = await asyncio.wait_for(run_task, message.timeout_seconds)
+            except asyncio.CancelledError:
+                if not ctx.signal.is_cancelled:
+                    raise
+                return outcome(ok=False, final_status="CANCELED", error_json=_encoder.encode(
+                    {"name": "TaskRunCanceledError", "message": "the run was canceled"}).decode())
+            if ctx.signal.is_cancelled:
+                return outcome(ok=False, final_status="CANCELED", error_json=_encoder.encode(
+                    {"name": "TaskRunCanceledError",
+                     "message": "the run was canceled (its run function finished anyway)"}).decode())
             try:
                 output_json = _encoder.encode(output).decode()
             except (TypeError, msgspec.EncodeError) as exc:
@@ -188,7 +200,27 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
                              **attempt.kwargs(result=TaskResult(ok=True, data=output)))
         return outcome(ok=True, output_json=output_json)
     finally:
+        _running.pop(message.run_id, None)
         end_attempt(locals_token)
+
+
+# The attempt this process is executing, by run id (at most one).
+_running: dict[str, tuple[_Attempt, asyncio.Future[Any], contextvars.Context]] = {}
+
+
+async def cancel(run_id: str) -> None:
+    """Signal the run, let on_cancel hooks run (they may await `run_promise`), then stop it."""
+    found = _running.get(run_id)
+    if found is None:
+        return
+    attempt, run_task, context = found
+    attempt.ctx.signal.cancel()
+    # Hooks run in the attempt's context: its logger, locals and parent run.
+    hooks = _ignore_errors("on_cancel", _hooks_of(attempt.task, "on_cancel"),
+                           **attempt.kwargs(run_promise=asyncio.shield(run_task), signal=attempt.ctx.signal))
+    await asyncio.get_running_loop().create_task(hooks, context=context)
+    if not run_task.done():
+        run_task.cancel()
 
 
 async def _failed(attempt: _Attempt, error: BaseException) -> None:
@@ -229,9 +261,20 @@ async def _retry_decision(attempt: _Attempt, message: ipc.Execute, error: Except
     return delay
 
 
+def _die_with_parent() -> None:
+    """On Linux, get SIGKILL when the supervisor dies, so an orphan never runs on."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
 def serve(fd: int, module_name: str) -> int:
     """The worker process's main loop; returns its exit code."""
     sock = socket.socket(fileno=fd)
+    _die_with_parent()
     try:
         load_tasks(module_name)
     except BaseException:
@@ -246,23 +289,38 @@ def serve(fd: int, module_name: str) -> int:
         with send_lock:
             sock.sendall(data)
 
-    try:
+    executes: queue.Queue[ipc.Execute | None] = queue.Queue()
+
+    def read() -> None:
         while True:
             message = ipc.read_blocking(sock)
             if message is None:
-                return 0
+                executes.put(None)
+                return
             if isinstance(message, ipc.Execute):
-                run_id, number = message.run_id, message.attempt_number
+                executes.put(message)
+            elif isinstance(message, ipc.Cancel):
+                asyncio.run_coroutine_threadsafe(cancel(message.run_id), loop)
 
-                def sink(line: dict[str, Any], run_id: str = run_id, number: int = number) -> None:
-                    send(ipc.LogLine(run_id=run_id, attempt_number=number, **line))
+    threading.Thread(target=read, name="slipstream-ipc", daemon=True).start()
+    try:
+        while True:
+            execute_message = executes.get()
+            if execute_message is None:
+                return 0
+            run_id, number = execute_message.run_id, execute_message.attempt_number
 
-                token = current_sink.set(sink)
-                try:
-                    outcome = loop.run_until_complete(execute(message))
-                finally:
-                    current_sink.reset(token)
-                send(outcome)
+            def sink(line: dict[str, Any], run_id: str = run_id, number: int = number) -> None:
+                send(ipc.LogLine(run_id=run_id, attempt_number=number, **line))
+
+            token = current_sink.set(sink)
+            run_token = current_run_id.set(run_id)
+            try:
+                outcome = loop.run_until_complete(execute(execute_message))
+            finally:
+                current_run_id.reset(run_token)
+                current_sink.reset(token)
+            send(outcome)
     finally:
         loop.run_until_complete(_client.aclose())
         loop.close()

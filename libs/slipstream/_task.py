@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import re
 from collections.abc import Awaitable, Callable
@@ -62,8 +63,15 @@ def _delay_text(delay: str | datetime | None) -> str | None:
     return delay
 
 
+# The run whose attempt is executing in this context: runs triggered here are its children.
+current_run_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("slipstream_run_id", default=None)
+
+
 async def trigger_task(task_id: str, payload: Any, options: TriggerOptions) -> RunHandle:
-    """POST /api/v1/tasks/{task_id}/trigger."""
+    """POST /api/v1/tasks/{task_id}/trigger (as a child run when called inside a task)."""
+    parent = current_run_id.get()
+    if parent is not None and options.parent_run_id is None:
+        options = msgspec.structs.replace(options, parent_run_id=parent)
     response = await _client.request(
         "POST",
         f"/api/v1/tasks/{task_id}/trigger",
@@ -134,6 +142,7 @@ def task(
     on_success: Callable[..., Any] | None = None,
     on_failure: Callable[..., Any] | None = None,
     on_complete: Callable[..., Any] | None = None,
+    on_cancel: Callable[..., Any] | None = None,
     catch_error: Callable[..., Any] | None = None,
     middleware: Callable[..., Any] | None = None,
     init: Callable[..., Any] | None = None,
@@ -165,6 +174,7 @@ def task(
             "on_success": on_success,
             "on_failure": on_failure,
             "on_complete": on_complete,
+            "on_cancel": on_cancel,
             "catch_error": catch_error,
             "middleware": middleware,
             "init": init,

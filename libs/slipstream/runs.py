@@ -7,12 +7,12 @@ from urllib.parse import quote
 
 import aiohttp
 import msgspec
-from slipstream_proto import RealtimeError, RealtimeMessage, RealtimeRun, Run, RunLogLine, RunLogs
+from slipstream_proto import RealtimeError, RealtimeMessage, RealtimeRun, Run, RunLogLine, RunLogs, RunReference
 
 from slipstream import _client, _config
 from slipstream.errors import ApiConnectionError, api_error
 
-__all__ = ["logs", "retrieve", "subscribe_to_run"]
+__all__ = ["cancel", "logs", "retrieve", "subscribe_to_run"]
 
 _message_decoder = msgspec.json.Decoder(RealtimeMessage)
 
@@ -20,6 +20,15 @@ _message_decoder = msgspec.json.Decoder(RealtimeMessage)
 async def retrieve(run_id: str) -> Run:
     """The run with its status, payload, output, error and attempts."""
     return await _client.request("GET", f"/api/v3/runs/{quote(run_id, safe='')}", Run)
+
+
+async def cancel(run_id: str) -> RunReference:
+    """Cancel a run and its unfinished child runs (idempotent: a finished run is left as is).
+
+    A queued or delayed run ends CANCELED at once; an executing one has `ctx.signal` set and
+    its `on_cancel` hooks called, then is stopped.
+    """
+    return await _client.request("POST", f"/api/v2/runs/{quote(run_id, safe='')}/cancel", RunReference)
 
 
 async def logs(run_id: str) -> list[RunLogLine]:

@@ -56,6 +56,12 @@ class LogLine(msgspec.Struct, tag="log", kw_only=True):
     timestamp: float
 
 
+class Cancel(msgspec.Struct, tag="cancel", kw_only=True):
+    """The run being executed was canceled: signal it, call on_cancel, then stop it."""
+
+    run_id: str
+
+
 class Outcome(msgspec.Struct, tag="outcome", kw_only=True):
     """How an attempt ended. `retry_delay_ms` None means: do not retry."""
 
@@ -65,11 +71,11 @@ class Outcome(msgspec.Struct, tag="outcome", kw_only=True):
     output_json: str | None = None
     error_json: str | None = None
     retry_delay_ms: int | None = None
-    # A failure that is not FAILED (TIMED_OUT when max_duration ran out).
+    # A failure that is not FAILED (TIMED_OUT when max_duration ran out, CANCELED).
     final_status: str | None = None
 
 
-Message = Ready | LoadFailed | Execute | LogLine | Outcome
+Message = Ready | LoadFailed | Execute | Cancel | LogLine | Outcome
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)

@@ -65,6 +65,8 @@ class SupervisorSettings(CommonSettings, frozen=True, kw_only=True):
     shutdown_grace: float = 30.0
     # How long past max_duration a task that ignores cancellation runs before its process is killed.
     watchdog_grace: float = 5.0
+    # How long a canceled run's on_cancel hooks may take before its process is killed.
+    cancel_grace: float = 30.0
     version: str = "dev"
 
 

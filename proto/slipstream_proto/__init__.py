@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from slipstream_proto.events import (
     STREAMS,
+    CancelRun,
     DispatchRun,
     Event,
     QueueSignal,
@@ -25,6 +26,7 @@ from slipstream_proto.http import (
     RunError,
     RunLogLine,
     RunLogs,
+    RunReference,
     TriggerOptions,
     TriggerRequest,
     TriggerResponse,
@@ -35,6 +37,7 @@ from slipstream_proto.statuses import FINAL_STATUSES, RunStatus
 __all__ = [
     "FINAL_STATUSES",
     "STREAMS",
+    "CancelRun",
     "DispatchRun",
     "ErrorBody",
     "Event",
@@ -48,6 +51,7 @@ __all__ = [
     "RunError",
     "RunLogLine",
     "RunLogs",
+    "RunReference",
     "RunStatus",
     "RunUpdated",
     "StreamSpec",

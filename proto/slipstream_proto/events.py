@@ -39,6 +39,13 @@ class DispatchRun(Event, tag="run.dispatch", frozen=True, kw_only=True):
     worker_id: str
 
 
+class CancelRun(Event, tag="run.cancel", frozen=True, kw_only=True):
+    """Tells the supervisor executing a run that it was canceled (sent on its dispatch subject)."""
+
+    run_id: str
+    worker_id: str
+
+
 class RunUpdated(Event, tag="run.updated", frozen=True, kw_only=True):
     """A run's status changed (committed in Postgres before this is published)."""
 
@@ -48,7 +55,7 @@ class RunUpdated(Event, tag="run.updated", frozen=True, kw_only=True):
     updated_at: datetime
 
 
-AnyEvent = QueueSignal | DispatchRun | RunUpdated
+AnyEvent = QueueSignal | DispatchRun | CancelRun | RunUpdated
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyEvent)

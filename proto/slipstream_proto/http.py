@@ -42,6 +42,8 @@ class TriggerOptions(_Body, forbid_unknown_fields=True):
     debounce: dict[str, Any] | None = None
     region: str | None = None
     lock_to_version: str | None = None
+    # Set by the SDK when a task triggers another: the new run is a child of this run.
+    parent_run_id: str | None = None
 
 
 class TriggerRequest(_Body, forbid_unknown_fields=True):
@@ -57,6 +59,12 @@ class TriggerResponse(_Body):
 
     id: str
     is_cached: bool = False
+
+
+class RunReference(_Body):
+    """Answer to a cancel: the run's id."""
+
+    id: str
 
 
 class RunError(_Body):
@@ -103,6 +111,8 @@ class Run(_Body):
     idempotency_key: str | None = None
     is_test: bool = False
     depth: int = 0
+    parent_run_id: str | None = None
+    root_run_id: str | None = None
     duration_ms: int = 0
     max_duration: int | None = None
     is_queued: bool = False

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -53,21 +54,31 @@ class Dispatcher:
 
     async def run(self) -> None:
         interval = self.service.settings.sweep_interval
+        loop = asyncio.get_running_loop()
+        next_full = 0.0
+        next_ready = float("inf")  # when the earliest retry back-off ends
         while True:
-            woke = False
+            timeout = max(0.0, min(next_full, next_ready) - loop.time())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=interval)
-                woke = True
+                await asyncio.wait_for(self.wake.wait(), timeout=timeout)
             self.wake.clear()
-            if self.full_pass or not woke:
+            now = loop.time()
+            if self.full_pass or now >= next_full or now >= next_ready:
                 # Periodic pass: every environment with a live worker, whatever was signalled.
                 try:
                     self.live = await workers.live(self.service.pool)
+                    ready_at = await run_store.next_available_at(self.service.pool)
                 except Exception:
                     log.exception("reading live workers failed")
+                    next_full = now + interval
                     continue
                 envs = {w.environment_id for w in self.live}
                 self.full_pass = False
+                next_full = now + interval
+                next_ready = float("inf")
+                if ready_at is not None:
+                    wait = (ready_at - datetime.now(UTC)).total_seconds()
+                    next_ready = now + max(0.0, wait)
             else:
                 envs = set(self.pending)
             self.pending.clear()

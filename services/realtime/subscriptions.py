@@ -20,7 +20,7 @@ from slipstream_platform.settings import RealtimeSettings
 from slipstream_platform.store import environments
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.views import load_run
-from slipstream_proto import RealtimeError, RealtimeRun, RunUpdated, decode_event
+from slipstream_proto import RealtimeError, RealtimeRun, Run, RunUpdated, decode_event
 from slipstream_proto.events import UPDATES_STREAM
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,8 @@ class Subscription:
 
     def __init__(self, environment_id: str) -> None:
         self.environment_id = environment_id
-        self.sockets: set[web.WebSocketResponse] = set()
+        # Each socket with the `updatedAt` of the last state it was sent: never older again.
+        self.sockets: dict[web.WebSocketResponse, datetime | None] = {}
         self.last_sent: datetime | None = None
         self.refreshing = False
         self.dirty = False
@@ -75,10 +76,7 @@ class Hub:
                 run = await load_run(self.service.pool, sub.environment_id, run_id)
                 if run is not None and run.updated_at != sub.last_sent:
                     sub.last_sent = run.updated_at
-                    data = _encoder.encode(RealtimeRun(run=run)).decode()
-                    for ws in list(sub.sockets):
-                        with contextlib.suppress(Exception):
-                            await ws.send_str(data)
+                    await self.send(sub, run)
                     if run.is_completed:
                         self.runs.pop(run_id, None)
                         for ws in list(sub.sockets):
@@ -90,6 +88,16 @@ class Hub:
             log.exception("refreshing run %s failed", run_id)
         finally:
             sub.refreshing = False
+
+    async def send(self, sub: Subscription, run: Run, only: web.WebSocketResponse | None = None) -> None:
+        """Send the run to the subscription's sockets that have not seen this state or a newer one."""
+        data = _encoder.encode(RealtimeRun(run=run)).decode()
+        for ws, seen in list(sub.sockets.items()):
+            if (only is not None and ws is not only) or (seen is not None and seen >= run.updated_at):
+                continue
+            sub.sockets[ws] = run.updated_at
+            with contextlib.suppress(Exception):
+                await ws.send_str(data)
 
     async def poll(self) -> None:
         """Catch changes whose events were lost."""
@@ -127,20 +135,25 @@ class Hub:
         sub = self.runs.setdefault(run_id, Subscription(env.id))
         if sub.environment_id != env.id:
             return await fail(404, "Run not found")
-        sub.sockets.add(ws)
+        sub.sockets[ws] = None
         try:
             run = await load_run(self.service.pool, env.id, run_id)
             if run is None:
                 return await fail(404, "Run not found")
-            await ws.send_str(_encoder.encode(RealtimeRun(run=run)).decode())
+            await self.send(sub, run, only=ws)
             if run.is_completed:
                 await ws.close(code=WSCloseCode.OK, message=b"run finished")
                 return ws
             async for _ in ws:
                 pass  # clients send nothing; this waits for the close
             return ws
+        except Exception:
+            log.exception("subscription to %s failed", run_id)
+            if not ws.closed:
+                return await fail(500, "internal error in realtime; subscribe again")
+            return ws
         finally:
-            sub.sockets.discard(ws)
+            sub.sockets.pop(ws, None)
             if not sub.sockets and self.runs.get(run_id) is sub:
                 del self.runs[run_id]
 

@@ -65,6 +65,8 @@ def dev(args: argparse.Namespace) -> int:
             f"SLIPSTREAM_API_URL={platform.api_url}\n"
             f"SLIPSTREAM_REALTIME_URL={platform.realtime_url}\n"
             f"SLIPSTREAM_SECRET_KEY={key}\n"
+            f"SLIPSTREAM_NATS_URL={platform.nats.url}\n"
+            f"SLIPSTREAM_DATABASE_URL={platform.database_url}\n"
         )
         print(f"starting services, serving tasks from {args.tasks!r} ...")
         platform.start_services(args.tasks, key, concurrency=args.concurrency)

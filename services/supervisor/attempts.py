@@ -7,6 +7,7 @@ dispatch that arrives twice, or for a run that was requeued meanwhile, starts no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -28,7 +29,7 @@ from slipstream_platform.store import environments, workers
 from slipstream_platform.store import logs as log_store
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store.runs import Transition
-from slipstream_proto import DispatchRun, QueueSignal, RunUpdated, decode_event
+from slipstream_proto import CancelRun, DispatchRun, QueueSignal, RunUpdated, decode_event
 from slipstream_proto.events import (
     DISPATCH_STREAM,
     dispatch_subject,
@@ -65,6 +66,8 @@ class Supervisor:
         self.processes: list[WorkerProcess] = []
         self.manifest: dict[str, dict] = {}  # type: ignore[type-arg]
         self.in_flight = 0
+        self.executing: dict[str, int] = {}  # run id -> slot
+        self._background: set[asyncio.Task[None]] = set()
         self.draining = False
         self.idle = asyncio.Event()
         self.idle.set()
@@ -119,9 +122,30 @@ class Supervisor:
             event = decode_event(msg.data)
             if isinstance(event, DispatchRun):
                 self.inbox.put_nowait((event, dict(msg.headers or {})))
+            elif isinstance(event, CancelRun):
+                await self.cancel(event.run_id)
         except Exception:
             log.exception("bad message on %s", msg.subject)
         await msg.ack()
+
+    async def cancel(self, run_id: str) -> None:
+        """Signal a canceled run's process; kill it if the run is still going after the grace."""
+        slot = self.executing.get(run_id)
+        if slot is None:
+            return  # not started here (a queued dispatch of it will not start: it is CANCELED)
+        process = self.processes[slot]
+        await process.cancel(run_id)
+
+        async def kill_after_grace() -> None:
+            await asyncio.sleep(self.settings.cancel_grace)
+            if self.executing.get(run_id) == slot and self.processes[slot] is process:
+                log.warning("run %s still running %.0fs after cancel; killing its process", run_id,
+                            self.settings.cancel_grace)
+                process.kill()
+
+        task = asyncio.create_task(kill_after_grace())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def runner(self, slot: int) -> None:
         """Take dispatches one at a time and run them in this slot's process."""
@@ -175,6 +199,8 @@ class Supervisor:
             max_duration=max_duration,
         )
         watchdog_fired = False
+        self.executing[run["id"]] = slot
+        flusher = asyncio.create_task(self.flush_logs(run["id"], run["attempt_count"], logs))
         try:
             # The worker stops an async task itself at the deadline; a task that does not
             # yield (sync code) is stopped by killing its process a little later.
@@ -185,7 +211,16 @@ class Supervisor:
             watchdog_fired = True
             process.kill()
             outcome = None
+        finally:
+            self.executing.pop(run["id"], None)
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
         number = run["attempt_count"]
+        if outcome is None and not watchdog_fired and self.draining:
+            # Killed at the end of the shutdown grace: the worker is marked stopped next, and
+            # the sweeper retries the run elsewhere as a stalled attempt.
+            return
         write: Callable[[asyncpg.Pool], Awaitable[Transition | None]]
         if watchdog_fired:
             error = json.dumps({"name": "MaxDurationExceededError",
@@ -212,6 +247,20 @@ class Supervisor:
         await self.announce([changed] if changed else [], signal="released")
         if outcome is None:
             await self.replace_process(slot)
+
+    async def flush_logs(self, run_id: str, attempt_number: int, logs: list[dict[str, Any]]) -> None:
+        """Store a running attempt's log lines every half second, so they can be read live."""
+        while True:
+            await asyncio.sleep(0.5)
+            if not logs:
+                continue
+            batch = logs[:]
+            try:
+                await log_store.insert(self.service.pool, run_id, attempt_number, batch)
+            except UNAVAILABLE as exc:
+                log.warning("storing log lines failed (%r); keeping them for the next try", exc)
+                continue
+            del logs[: len(batch)]
 
     async def persist(self, write: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
         """Write to Postgres, retrying while it is unreachable.

@@ -65,6 +65,14 @@ class WorkerProcess:
             else:
                 return None
 
+    async def cancel(self, run_id: str) -> None:
+        """Tell the process that the run it executes was canceled."""
+        if self.writer is None:
+            return
+        with contextlib.suppress(ConnectionError):
+            self.writer.write(ipc.frame(ipc.Cancel(run_id=run_id)))
+            await self.writer.drain()
+
     async def exit_code(self) -> int | None:
         """The exit code of a process that died (negative: killed by that signal)."""
         if self.proc is None:

@@ -19,8 +19,17 @@ from slipstream_platform.store import logs as log_store
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store.environments import Environment
 from slipstream_platform.views import load_run
-from slipstream_proto import QueueSignal, RunLogLine, RunLogs, RunUpdated, TriggerRequest, TriggerResponse
-from slipstream_proto.events import queue_signal_subject, run_updated_subject
+from slipstream_proto import (
+    CancelRun,
+    QueueSignal,
+    RunLogLine,
+    RunLogs,
+    RunReference,
+    RunUpdated,
+    TriggerRequest,
+    TriggerResponse,
+)
+from slipstream_proto.events import Event, dispatch_subject, queue_signal_subject, run_updated_subject
 from slipstream_proto.openapi import openapi_document
 
 _TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
@@ -143,6 +152,11 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
         tags = []
         if options is not None and options.tags:
             tags = [options.tags] if isinstance(options.tags, str) else list(options.tags)
+        parent = None
+        if options is not None and options.parent_run_id is not None:
+            parent = await run_store.get(service.pool, env.id, options.parent_run_id)
+            if parent is None:
+                raise HttpError(422, f"parentRunId {options.parent_run_id!r} is not a run of this environment")
         if delayed_until is not None:
             status = "DELAYED"
         elif await served.served(env.id, task_id):
@@ -169,13 +183,16 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
                     delayed_until=delayed_until,
                     traceparent=telemetry.traceparent(),
                     max_duration=options.max_duration if options else None,
+                    parent_run_id=parent["id"] if parent else None,
+                    root_run_id=(parent["root_run_id"] or parent["id"]) if parent else None,
+                    depth=parent["depth"] + 1 if parent else 0,
                 )
             except asyncpg.exceptions.UntranslatableCharacterError as exc:
                 raise HttpError(422, f"payload cannot be stored: {exc}") from None
             except asyncpg.exceptions.DataError as exc:
                 raise HttpError(422, f"run cannot be stored: {exc}") from None
             span.set_attribute("run", transition.run_id)
-            events: list[tuple[str, msgspec.Struct]] = [
+            events: list[tuple[str, Event]] = [
                 (
                     run_updated_subject(env.id, transition.run_id),
                     RunUpdated(run_id=transition.run_id, environment_id=env.id,
@@ -186,7 +203,7 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
                 events.append(
                     (queue_signal_subject(env.id), QueueSignal(environment_id=env.id, reason="triggered"))
                 )
-            await service.bus.notify(events)  # type: ignore[arg-type]
+            await service.bus.notify(events)
         return json_response(TriggerResponse(id=transition.run_id, is_cached=False))
 
     async def retrieve(request: web.Request) -> web.Response:
@@ -195,6 +212,27 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
         if run is None:
             raise HttpError(404, "Run not found")
         return json_response(run)
+
+    async def cancel(request: web.Request) -> web.Response:
+        env = await authenticate(request)
+        run_id = request.match_info["run_id"]
+        async with service.pool.acquire() as conn, conn.transaction():
+            if await run_store.get(conn, env.id, run_id) is None:
+                raise HttpError(404, "Run not found")
+            canceled = await run_store.cancel(conn, env.id, run_id)
+        events: list[tuple[str, Event]] = []
+        for c in canceled:
+            t = c.transition
+            events.append((run_updated_subject(env.id, t.run_id),
+                           RunUpdated(run_id=t.run_id, environment_id=env.id, status=t.status,
+                                      updated_at=t.updated_at)))
+            if c.executing_worker_id:
+                events.append((dispatch_subject(c.executing_worker_id),
+                               CancelRun(run_id=t.run_id, worker_id=c.executing_worker_id)))
+        if any(c.executing_worker_id for c in canceled):
+            events.append((queue_signal_subject(env.id), QueueSignal(environment_id=env.id, reason="released")))
+        await service.bus.notify(events)
+        return json_response(RunReference(id=run_id))
 
     async def run_logs(request: web.Request) -> web.Response:
         env = await authenticate(request)
@@ -214,4 +252,5 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
     service.app.router.add_post("/api/v1/tasks/{task_id}/trigger", trigger)
     service.app.router.add_get("/api/v3/runs/{run_id}", retrieve)
     service.app.router.add_get("/api/v1/runs/{run_id}/logs", run_logs)
+    service.app.router.add_post("/api/v2/runs/{run_id}/cancel", cancel)
     service.app.router.add_get("/openapi.json", openapi_json)

@@ -66,6 +66,7 @@ async def test_sdk_trigger_retrieve_and_subscribe(sdk: None) -> None:
     seen = [run.status async for run in runs.subscribe_to_run(handle.id)]
     assert seen[-1] == "COMPLETED"
     assert all(s in {"QUEUED", "DEQUEUED", "EXECUTING", "COMPLETED"} for s in seen)
+    assert all(a != b for a, b in zip(seen, seen[1:], strict=False)), seen
     run = await runs.retrieve(handle.id)
     assert isinstance(run, slipstream.Run)
     assert run.is_success and run.output["payload"] == {"name": "Grace"}
@@ -77,6 +78,7 @@ async def test_sdk_trigger_retrieve_and_subscribe(sdk: None) -> None:
 async def test_retries_until_an_attempt_succeeds(http: aiohttp.ClientSession) -> None:
     run = await finished(http, await trigger(http, "flaky", {"payload": {"succeed_on": 3}}))
     assert run["status"] == "COMPLETED" and run["output"] == "ok on attempt 3"
+    assert run["error"] is None
     assert [a["status"] for a in run["attempts"]] == ["FAILED", "FAILED", "COMPLETED"]
     assert run["attempts"][0]["error"]["message"] == "attempt 1 failed on purpose"
     assert run["attempts"][0]["error"]["name"] == "RuntimeError"

@@ -29,6 +29,7 @@ SAMPLES: list[ipc.Message] = [
     ipc.LogLine(
         run_id="run_1", attempt_number=1, level="info", message="hello", attributes={"n": 1}, timestamp=1714564800.5
     ),
+    ipc.Cancel(run_id="run_1"),
     ipc.Outcome(run_id="run_1", attempt_number=1, ok=False, error_json='{"message": "boom"}', retry_delay_ms=1500),
 ]
 

@@ -54,13 +54,16 @@ async def insert(
     delayed_until: datetime | None,
     traceparent: str | None,
     max_duration: int | None = None,
+    parent_run_id: str | None = None,
+    root_run_id: str | None = None,
+    depth: int = 0,
 ) -> Transition:
     """Create a run in its first status."""
     row = await conn.fetchrow(
         "INSERT INTO runs AS r (id, environment_id, task_identifier, status, payload, queue,"
         " concurrency_key, tags, metadata, max_attempts, priority_ms, delayed_until, traceparent,"
-        " max_duration, queue_ts)"
-        " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14,"
+        " max_duration, parent_run_id, root_run_id, depth, queue_ts)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, $16, $17,"
         " now() - make_interval(secs => $11::bigint / 1000.0)) " + _RETURNING,
         new_id("run"),
         environment_id,
@@ -76,6 +79,9 @@ async def insert(
         delayed_until,
         traceparent,
         max_duration,
+        parent_run_id,
+        root_run_id,
+        depth,
     )
     return _transitions([row])[0]
 
@@ -149,6 +155,7 @@ async def claim_for_worker(
         " picked AS (SELECT id FROM runs"
         "   WHERE environment_id = $2 AND status = 'QUEUED' AND task_identifier = ANY($3::text[])"
         "   AND available_at <= now()"
+        "   AND EXISTS (SELECT 1 FROM workers WHERE id = $1 AND stopped_at IS NULL)"
         "   ORDER BY queue_ts, id LIMIT greatest($4 - (SELECT n FROM busy), 0)"
         "   FOR UPDATE SKIP LOCKED)"
         " UPDATE runs r SET status = 'DEQUEUED', worker_id = $1, dequeued_at = now(),"
@@ -217,7 +224,7 @@ async def complete_attempt(
 ) -> Transition | None:
     """EXECUTING -> COMPLETED with the output."""
     row = await conn.fetchrow(
-        "WITH r AS (UPDATE runs r SET status = 'COMPLETED', output = $3::jsonb,"
+        "WITH r AS (UPDATE runs r SET status = 'COMPLETED', output = $3::jsonb, error = NULL,"
         "   finished_at = now(), updated_at = now()"
         f"   WHERE id = $1 AND status = 'EXECUTING' AND attempt_count = $2 {_RETURNING}),"
         " a AS (UPDATE attempts SET status = 'COMPLETED', completed_at = now()"
@@ -317,3 +324,42 @@ async def list_attempts(conn: Conn, run_id: str) -> list[asyncpg.Record]:
         run_id,
     )
     return rows
+
+
+class Canceled(msgspec.Struct, frozen=True):
+    """A run that `cancel` ended, and the worker that was executing it, if any."""
+
+    transition: Transition
+    executing_worker_id: str | None
+
+
+_FINAL = "('COMPLETED', 'CANCELED', 'FAILED', 'TIMED_OUT', 'CRASHED', 'SYSTEM_FAILURE', 'EXPIRED')"
+
+
+async def cancel(conn: asyncpg.Connection, environment_id: str, run_id: str) -> list[Canceled]:
+    """CANCELED for the run and every unfinished run below it; runs already final stay as they are.
+
+    Must run in a transaction. Returns what changed (empty when the run had already finished).
+    """
+    rows = await conn.fetch(
+        "WITH RECURSIVE tree AS ("
+        "   SELECT id FROM runs WHERE id = $1 AND environment_id = $2"
+        "   UNION ALL SELECT c.id FROM runs c JOIN tree t ON c.parent_run_id = t.id),"
+        f" open AS (SELECT r.id, r.status AS was, r.worker_id FROM runs r JOIN tree USING (id)"
+        f"   WHERE r.status NOT IN {_FINAL} FOR UPDATE OF r),"
+        " done AS (UPDATE runs r SET status = 'CANCELED', finished_at = now(), updated_at = now()"
+        "   FROM open WHERE r.id = open.id"
+        "   RETURNING r.id, r.environment_id, r.status, r.updated_at, open.was, open.worker_id),"
+        " a AS (UPDATE attempts t SET status = 'CANCELED', completed_at = now()"
+        "   FROM done WHERE t.run_id = done.id AND t.status = 'EXECUTING')"
+        " SELECT * FROM done",
+        run_id,
+        environment_id,
+    )
+    return [
+        Canceled(
+            Transition(r["id"], r["environment_id"], r["status"], r["updated_at"]),
+            r["worker_id"] if r["was"] in ("EXECUTING", "DEQUEUED") else None,
+        )
+        for r in rows
+    ]

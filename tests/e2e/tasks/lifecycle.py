@@ -116,3 +116,34 @@ async def too_slow(payload: Any, ctx: TaskContext) -> None:
 @task(id="too-slow-sync", max_duration=1)
 def too_slow_sync(payload: Any, ctx: TaskContext) -> None:
     time.sleep(30)
+
+
+def log_cancel(ctx: TaskContext, signal: Any) -> None:
+    logger.info("on_cancel", cancelled=signal.is_cancelled)
+
+
+@task(id="cancellable", on_cancel=log_cancel)
+async def cancellable(payload: Any, ctx: TaskContext) -> None:
+    logger.info("started")
+    await asyncio.sleep(60)
+
+
+async def await_the_run(run_promise: Any) -> None:
+    output = await run_promise
+    logger.info("on_cancel saw the output", output=output)
+
+
+@task(id="cancel-waits", on_cancel=await_the_run)
+async def cancel_waits(payload: Any, ctx: TaskContext) -> dict:
+    logger.info("started")
+    await ctx.signal.wait()
+    return {"stopped": "cleanly"}
+
+
+@task(id="parent-of-slow")
+async def parent_of_slow(payload: Any, ctx: TaskContext) -> None:
+    from slipstream import tasks
+
+    child = await tasks.trigger("sleepy", {"seconds": 60})
+    logger.info("child", id=child.id)
+    await asyncio.sleep(60)
