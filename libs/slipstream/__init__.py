@@ -18,7 +18,7 @@ from slipstream._context import TaskContext, TaskResult
 from slipstream._locals import LocalKey, locals
 from slipstream._logger import logger
 from slipstream._retry import RetryOptions
-from slipstream._task import RunHandle, Task, task
+from slipstream._task import RunHandle, Task, schema_task, task
 from slipstream.errors import AbortTaskRunError
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "logger",
     "retry",
     "runs",
+    "schema_task",
     "task",
     "tasks",
 ]

@@ -32,7 +32,7 @@ from slipstream._locals import begin_attempt, end_attempt
 from slipstream._logger import current_sink, logger
 from slipstream._retry import retry_delay_ms
 from slipstream._task import Task, current_run_id, registry
-from slipstream.errors import AbortTaskRunError, OutputNotSerializableError
+from slipstream.errors import AbortTaskRunError, OutputNotSerializableError, TaskPayloadParsedError
 
 _encoder = msgspec.json.Encoder()
 
@@ -148,6 +148,12 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
             "name": "TaskNotFoundError",
             "message": f"task {message.task_id!r} is not defined in this worker's module"}).decode())
     payload = msgspec.json.decode(message.payload_json) if message.payload_json else None
+    if task.parse is not None:
+        try:
+            payload = task.parse(payload)
+        except Exception as exc:
+            parse_error = TaskPayloadParsedError(f"the payload does not match task {task.id!r}'s schema: {exc}")
+            return outcome(ok=False, error_json=_error_json(parse_error))
     ctx = TaskContext(
         run=RunInfo(
             id=message.run_id,

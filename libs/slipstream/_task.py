@@ -15,7 +15,8 @@ from slipstream_proto import QueueOption, TriggerOptions, TriggerRequest, Trigge
 from slipstream import _client
 from slipstream._context import TaskContext
 from slipstream._retry import RetryOptions, validate_retry
-from slipstream.errors import TaskOptionError
+from slipstream._schema import json_schema_for, parser_for
+from slipstream.errors import TaskOptionError, TaskRunError
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -92,6 +93,8 @@ class Task(Generic[P, R]):
         *,
         max_duration: int | None = None,
         hooks: dict[str, Callable[..., Any]] | None = None,
+        schema: Any = None,
+        description: str | None = None,
     ) -> None:
         self.id = id
         self.fn = fn
@@ -99,9 +102,37 @@ class Task(Generic[P, R]):
         self.max_duration = max_duration
         self.hooks = hooks or {}
         self.is_async = inspect.iscoroutinefunction(fn)
+        self.schema = schema
+        self.parse: Callable[[Any], Any] | None = parser_for(id, schema) if schema is not None else None
+        self.description = description or inspect.getdoc(fn) or ""
 
     def __repr__(self) -> str:
         return f"<Task {self.id!r}>"
+
+    def to_tool(self) -> dict[str, Any]:
+        """A tool definition (JSON Schema of the payload) for LLM tool calling."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.id,
+                "description": self.description,
+                "parameters": json_schema_for(self.schema) if self.schema is not None else {"type": "object"},
+            },
+        }
+
+    async def run_tool(self, arguments: str | dict[str, Any]) -> Any:
+        """Execute an LLM's tool call as a run of this task and return the run's output."""
+        from slipstream import runs
+
+        payload = msgspec.json.decode(arguments) if isinstance(arguments, str) else arguments
+        handle = await self.trigger(payload)  # type: ignore[arg-type]
+        async for run in runs.subscribe_to_run(handle.id):
+            if run.is_completed:
+                if run.is_success:
+                    return run.output
+                message = run.error.message if run.error else run.status
+                raise TaskRunError(f"tool run {run.id} ended {run.status}: {message}")
+        raise TaskRunError(f"tool run {handle.id} ended without a final status")
 
     def manifest(self) -> dict[str, Any]:
         """What a worker registers for this task."""
@@ -119,7 +150,12 @@ class Task(Generic[P, R]):
         max_attempts: int | None = None,
         priority: int | None = None,
     ) -> RunHandle:
-        """Start a run of this task and return its handle without waiting for it."""
+        """Start a run of this task and return its handle without waiting for it.
+
+        A schema task validates the payload first and raises the schema's own error.
+        """
+        if self.parse is not None:
+            self.parse(payload)
         options = trigger_options(
             queue=queue,
             concurrency_key=concurrency_key,
@@ -130,6 +166,19 @@ class Task(Generic[P, R]):
             priority=priority,
         )
         return await trigger_task(self.id, payload, options)
+
+
+def schema_task(
+    id: str, *, schema: Any, description: str | None = None, **options: Any
+) -> Callable[[TaskFunction[P, R]], Task[P, R]]:
+    """A task whose payload is parsed by `schema` (msgspec Struct, pydantic model or function).
+
+    `my_task.trigger(bad)` raises the schema's error before any run exists; a run whose
+    payload does not parse (triggered by id) fails with TaskPayloadParsedError, not retried.
+    """
+    if schema is None:
+        raise TaskOptionError(f"schema_task {id!r} needs schema=..., or use @task")
+    return task(id, schema=schema, description=description, **options)
 
 
 def task(
@@ -147,6 +196,8 @@ def task(
     middleware: Callable[..., Any] | None = None,
     init: Callable[..., Any] | None = None,
     cleanup: Callable[..., Any] | None = None,
+    schema: Any = None,
+    description: str | None = None,
 ) -> Callable[[TaskFunction[P, R]], Task[P, R]]:
     """Define a task: `@task(id="hello-world")` over `async def run(payload, ctx)`.
 
@@ -159,6 +210,8 @@ def task(
             " starting with a letter or digit, e.g. @task(id='send-email')"
         )
     checked_retry = validate_retry(id, retry)
+    if schema is not None:
+        parser_for(id, schema)  # fails now, at import, if the schema is unusable
     if max_duration is not None and (
         not isinstance(max_duration, int) or isinstance(max_duration, bool) or max_duration < 1
     ):
@@ -204,7 +257,8 @@ def task(
                 f"task id {id!r} is already used by {existing.__module__}.{existing.__qualname__}:"
                 " task ids must be unique"
             )
-        defined = Task(id, fn, checked_retry, max_duration=max_duration, hooks=hooks)
+        defined = Task(id, fn, checked_retry, max_duration=max_duration, hooks=hooks, schema=schema,
+                       description=description)
         registry[id] = defined
         return defined
 

@@ -12,6 +12,7 @@
           +-- UnprocessableEntityError  422: valid JSON that breaks a rule
      +-- TaskRunError           raised inside a worker; ends the attempt with its message
           +-- AbortTaskRunError         raise it in a task to fail the run without retrying
+          +-- TaskPayloadParsedError    a schema task's payload did not parse (not retried)
           +-- OutputNotSerializableError  the task returned something that is not JSON
 """
 
@@ -69,6 +70,10 @@ class TaskRunError(SlipstreamError):
 
 class AbortTaskRunError(TaskRunError):
     """Raise inside a task to fail the run at once: no retry, whatever the retry options."""
+
+
+class TaskPayloadParsedError(TaskRunError):
+    """The payload of a run did not match its task's schema; the run fails without retrying."""
 
 
 class OutputNotSerializableError(TaskRunError):

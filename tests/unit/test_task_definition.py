@@ -42,6 +42,7 @@ def test_the_sdk_public_surface() -> None:
         "logger",
         "retry",
         "runs",
+        "schema_task",
         "task",
         "tasks",
     ]
@@ -188,3 +189,34 @@ def test_max_duration_is_in_the_manifest() -> None:
         return None
 
     assert run.manifest()["maxDuration"] == 300
+
+
+def test_schema_task_validates_on_trigger_without_any_io() -> None:
+    import asyncio
+
+    import msgspec
+    from slipstream import schema_task
+
+    class Point(msgspec.Struct):
+        x: int
+        y: int = 0
+
+    @schema_task(id="unit-schema-point", schema=Point)
+    async def point(payload: Point, ctx: object) -> int:
+        return payload.x + payload.y
+
+    try:
+        # The parser's own error, raised before the SDK looks for an API URL or key.
+        with pytest.raises(msgspec.ValidationError):
+            asyncio.run(point.trigger({"y": 1}))
+        assert point.parse is not None and point.parse({"x": "2"}) == Point(x=2)
+        assert point.to_tool()["function"]["parameters"]["$defs"]["Point"]["required"] == ["x"]
+    finally:
+        registry.pop("unit-schema-point", None)
+
+
+def test_schema_task_rejects_an_unusable_schema() -> None:
+    from slipstream import schema_task
+
+    with pytest.raises(TaskOptionError, match="schema must be"):
+        schema_task(id="unit-bad-schema", schema=42)
