@@ -40,6 +40,14 @@ class EnvironmentInfo(msgspec.Struct, frozen=True, kw_only=True):
     type: str
 
 
+class MachineInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """The machine preset the attempt runs on: its memory is the process's limit."""
+
+    name: str
+    cpu: float
+    memory_gb: float
+
+
 class CancellationSignal:
     """`ctx.signal`: set when the run is canceled; usable from async and sync task code."""
 
@@ -76,6 +84,7 @@ class TaskContext(msgspec.Struct, frozen=True, kw_only=True):
     run: RunInfo
     task: TaskInfo
     environment: EnvironmentInfo
+    machine: MachineInfo | None = None
     # What the deprecated `init` hook returned, if the task has one.
     init: Any = None
     signal: CancellationSignal = msgspec.field(default_factory=CancellationSignal)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from typing import Any, TypedDict
 
+from slipstream_proto.machines import MACHINE_PRESETS
+
 from slipstream.errors import TaskOptionError
 
 
@@ -16,6 +18,8 @@ class RetryOptions(TypedDict, total=False):
     min_timeout_ms: int
     max_timeout_ms: int
     randomize: bool
+    # Retry an attempt that ran out of memory on a bigger machine: {"machine": "large-1x"}.
+    out_of_memory: dict[str, str]
 
 
 DEFAULT_RETRY: RetryOptions = {
@@ -38,6 +42,14 @@ def validate_retry(task_id: str, options: object) -> RetryOptions:
         raise TaskOptionError(f"task {task_id!r}: retry must be a dict like {{'max_attempts': 5}}")
     merged: dict[str, Any] = dict(DEFAULT_RETRY)
     for key, value in options.items():
+        if key == "out_of_memory":
+            if not isinstance(value, dict) or set(value) != {"machine"} or value["machine"] not in MACHINE_PRESETS:
+                raise TaskOptionError(
+                    f"task {task_id!r}: retry['out_of_memory'] must be {{'machine': PRESET}} with a preset from "
+                    + ", ".join(MACHINE_PRESETS)
+                )
+            merged[key] = dict(value)
+            continue
         if key not in DEFAULT_RETRY:
             hint = f" (write {_CAMEL[key]!r})" if key in _CAMEL else ""
             raise TaskOptionError(

@@ -24,9 +24,18 @@ from typing import Any
 
 import msgspec
 from slipstream_platform import ipc
+from slipstream_proto.machines import MACHINE_PRESETS
 
 from slipstream import _client
-from slipstream._context import AttemptInfo, EnvironmentInfo, RunInfo, TaskContext, TaskInfo, TaskResult
+from slipstream._context import (
+    AttemptInfo,
+    EnvironmentInfo,
+    MachineInfo,
+    RunInfo,
+    TaskContext,
+    TaskInfo,
+    TaskResult,
+)
 from slipstream._hooks import call_hook, global_hooks
 from slipstream._locals import begin_attempt, end_attempt
 from slipstream._logger import current_sink, logger
@@ -137,6 +146,11 @@ class _Attempt:
         return layer
 
 
+def _machine_info(name: str) -> MachineInfo | None:
+    preset = MACHINE_PRESETS.get(name)
+    return MachineInfo(name=preset.name, cpu=preset.cpu, memory_gb=preset.memory_gb) if preset else None
+
+
 async def execute(message: ipc.Execute) -> ipc.Outcome:
     """Run one attempt, with its hooks, and report how it ended."""
     def outcome(**fields: Any) -> ipc.Outcome:
@@ -164,6 +178,7 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
         ),
         task=TaskInfo(id=task.id),
         environment=EnvironmentInfo(id=message.environment_id, type=message.environment_type),
+        machine=_machine_info(message.machine),
     )
     attempt = _Attempt(task, payload, ctx)
     locals_token = begin_attempt()

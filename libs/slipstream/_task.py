@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 from slipstream_proto import QueueOption, TriggerOptions, TriggerRequest, TriggerResponse
+from slipstream_proto.machines import MACHINE_PRESETS
 
 from slipstream import _client
 from slipstream._context import TaskContext
@@ -45,6 +46,8 @@ def trigger_options(
     metadata: dict[str, Any] | None = None,
     max_attempts: int | None = None,
     priority: int | None = None,
+    max_duration: int | None = None,
+    machine: str | None = None,
 ) -> TriggerOptions:
     """The wire options of a trigger from its keyword arguments."""
     return TriggerOptions(
@@ -55,6 +58,8 @@ def trigger_options(
         metadata=metadata,
         max_attempts=max_attempts,
         priority=priority,
+        max_duration=max_duration,
+        machine=machine,
     )
 
 
@@ -95,6 +100,7 @@ class Task(Generic[P, R]):
         hooks: dict[str, Callable[..., Any]] | None = None,
         schema: Any = None,
         description: str | None = None,
+        machine: str | None = None,
     ) -> None:
         self.id = id
         self.fn = fn
@@ -105,6 +111,7 @@ class Task(Generic[P, R]):
         self.schema = schema
         self.parse: Callable[[Any], Any] | None = parser_for(id, schema) if schema is not None else None
         self.description = description or inspect.getdoc(fn) or ""
+        self.machine = machine
 
     def __repr__(self) -> str:
         return f"<Task {self.id!r}>"
@@ -136,7 +143,8 @@ class Task(Generic[P, R]):
 
     def manifest(self) -> dict[str, Any]:
         """What a worker registers for this task."""
-        return {"id": self.id, "retry": dict(self.retry), "maxDuration": self.max_duration}
+        return {"id": self.id, "retry": dict(self.retry), "maxDuration": self.max_duration,
+                "machine": self.machine}
 
     async def trigger(
         self,
@@ -149,6 +157,8 @@ class Task(Generic[P, R]):
         metadata: dict[str, Any] | None = None,
         max_attempts: int | None = None,
         priority: int | None = None,
+        max_duration: int | None = None,
+        machine: str | None = None,
     ) -> RunHandle:
         """Start a run of this task and return its handle without waiting for it.
 
@@ -164,8 +174,22 @@ class Task(Generic[P, R]):
             metadata=metadata,
             max_attempts=max_attempts,
             priority=priority,
+            max_duration=max_duration,
+            machine=machine,
         )
         return await trigger_task(self.id, payload, options)
+
+
+def _machine_name(task_id: str, machine: object) -> str | None:
+    """`machine="large-1x"` or the seed's `machine={"preset": "large-1x"}`."""
+    if machine is None:
+        return None
+    name = machine.get("preset") if isinstance(machine, dict) else machine
+    if name not in MACHINE_PRESETS:
+        raise TaskOptionError(
+            f"task {task_id!r}: machine {machine!r} is not a preset; use one of " + ", ".join(MACHINE_PRESETS)
+        )
+    return str(name)
 
 
 def schema_task(
@@ -186,6 +210,7 @@ def task(
     *,
     retry: RetryOptions | None = None,
     max_duration: int | None = None,
+    machine: str | dict[str, str] | None = None,
     on_start_attempt: Callable[..., Any] | None = None,
     on_start: Callable[..., Any] | None = None,
     on_success: Callable[..., Any] | None = None,
@@ -210,6 +235,7 @@ def task(
             " starting with a letter or digit, e.g. @task(id='send-email')"
         )
     checked_retry = validate_retry(id, retry)
+    preset = _machine_name(id, machine)
     if schema is not None:
         parser_for(id, schema)  # fails now, at import, if the schema is unusable
     if max_duration is not None and (
@@ -258,7 +284,7 @@ def task(
                 " task ids must be unique"
             )
         defined = Task(id, fn, checked_retry, max_duration=max_duration, hooks=hooks, schema=schema,
-                       description=description)
+                       description=description, machine=preset)
         registry[id] = defined
         return defined
 

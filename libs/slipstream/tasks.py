@@ -46,6 +46,8 @@ async def trigger(
     metadata: dict[str, Any] | None = None,
     max_attempts: int | None = None,
     priority: int | None = None,
+    max_duration: int | None = None,
+    machine: str | None = None,
 ) -> RunHandle:
     """Start a run of the task `task_id` (no client-side validation) and return its handle."""
     options = trigger_options(
@@ -56,5 +58,7 @@ async def trigger(
         metadata=metadata,
         max_attempts=max_attempts,
         priority=priority,
+        max_duration=max_duration,
+        machine=machine,
     )
     return await trigger_task(task_id, payload, options)

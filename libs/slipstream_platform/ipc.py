@@ -43,6 +43,7 @@ class Execute(msgspec.Struct, tag="execute", kw_only=True):
     # Seconds this attempt may still execute (the run's max_duration less earlier attempts).
     timeout_seconds: float | None = None
     max_duration: int | None = None
+    machine: str = "small-1x"
 
 
 class LogLine(msgspec.Struct, tag="log", kw_only=True):

@@ -67,6 +67,8 @@ class SupervisorSettings(CommonSettings, frozen=True, kw_only=True):
     watchdog_grace: float = 5.0
     # How long a canceled run's on_cancel hooks may take before its process is killed.
     cancel_grace: float = 30.0
+    # How often the memory of an executing worker process is compared with its machine's limit.
+    memory_poll_interval: float = 0.1
     version: str = "dev"
 
 

@@ -56,6 +56,7 @@ def run_view(row: asyncpg.Record, attempts: list[asyncpg.Record]) -> Run:
         concurrency_key=row["concurrency_key"],
         duration_ms=duration_ms,
         max_duration=row["max_duration"],
+        machine=row["machine"],
         depth=row["depth"],
         parent_run_id=row["parent_run_id"],
         root_run_id=row["root_run_id"],

@@ -115,6 +115,7 @@ class Run(_Body):
     root_run_id: str | None = None
     duration_ms: int = 0
     max_duration: int | None = None
+    machine: str | None = None
     is_queued: bool = False
     is_executing: bool = False
     is_waiting: bool = False

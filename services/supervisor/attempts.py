@@ -36,6 +36,7 @@ from slipstream_proto.events import (
     queue_signal_subject,
     run_updated_subject,
 )
+from slipstream_proto.machines import DEFAULT_MACHINE, MACHINE_PRESETS
 
 from supervisor.processes import WorkerProcess, child_environment
 
@@ -175,6 +176,7 @@ class Supervisor:
             worker_id=self.worker_id,
             default_max_attempts=task["retry"]["max_attempts"] if task else 1,
             default_max_duration=task.get("maxDuration") if task else None,
+            default_machine=(task.get("machine") if task else None) or DEFAULT_MACHINE,
         )
         if started is None:
             return
@@ -197,10 +199,13 @@ class Supervisor:
             environment_type=self.environment.type,
             timeout_seconds=timeout,
             max_duration=max_duration,
+            machine=run["machine"],
         )
         watchdog_fired = False
         self.executing[run["id"]] = slot
         flusher = asyncio.create_task(self.flush_logs(run["id"], run["attempt_count"], logs))
+        preset = MACHINE_PRESETS.get(run["machine"]) or MACHINE_PRESETS[DEFAULT_MACHINE]
+        memory = asyncio.create_task(self.watch_memory(process, preset.memory_bytes))
         try:
             # The worker stops an async task itself at the deadline; a task that does not
             # yield (sync code) is stopped by killing its process a little later.
@@ -213,16 +218,20 @@ class Supervisor:
             outcome = None
         finally:
             self.executing.pop(run["id"], None)
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            for helper in (flusher, memory):
+                helper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await helper
+        peak = memory.result() if memory.done() and not memory.cancelled() else None
         number = run["attempt_count"]
         if outcome is None and not watchdog_fired and self.draining:
             # Killed at the end of the shutdown grace: the worker is marked stopped next, and
             # the sweeper retries the run elsewhere as a stalled attempt.
             return
         write: Callable[[asyncpg.Pool], Awaitable[Transition | None]]
-        if watchdog_fired:
+        if peak is not None:
+            write = self.out_of_memory(run, task, preset.name, peak)
+        elif watchdog_fired:
             error = json.dumps({"name": "MaxDurationExceededError",
                                 "message": f"the run exceeded its max_duration of {max_duration}s"})
             write = partial(run_store.fail_attempt, run_id=run["id"], attempt_number=number,
@@ -247,6 +256,33 @@ class Supervisor:
         await self.announce([changed] if changed else [], signal="released")
         if outcome is None:
             await self.replace_process(slot)
+
+    async def watch_memory(self, process: WorkerProcess, limit: int) -> int:
+        """Kill the process once its resident memory passes `limit`; return what it used."""
+        while True:
+            await asyncio.sleep(self.settings.memory_poll_interval)
+            used = process.resident_bytes()
+            if used is not None and used > limit:
+                process.kill()
+                return used
+
+    def out_of_memory(
+        self, run: asyncpg.Record, task: dict[str, Any] | None, machine: str, used: int
+    ) -> Callable[[asyncpg.Pool], Awaitable[Transition | None]]:
+        """CRASHED with an out-of-memory error, or a retry on the bigger preset the task names."""
+        limit = MACHINE_PRESETS[machine].memory_bytes
+        error = json.dumps({
+            "name": "TaskRunOutOfMemoryError",
+            "message": f"the worker process used {used // 2**20} MB, over the {limit // 2**20} MB"
+            f" of machine {machine!r}",
+        })
+        bigger = ((task or {}).get("retry", {}).get("out_of_memory") or {}).get("machine")
+        if bigger and bigger != machine and run["attempt_count"] < run["max_attempts"]:
+            return partial(run_store.fail_attempt, run_id=run["id"], attempt_number=run["attempt_count"],
+                           error_json=error, retry_at=datetime.now(UTC), attempt_status="CRASHED",
+                           retry_machine=bigger)
+        return partial(run_store.fail_attempt, run_id=run["id"], attempt_number=run["attempt_count"],
+                       error_json=error, retry_at=None, final_status="CRASHED")
 
     async def flush_logs(self, run_id: str, attempt_number: int, logs: list[dict[str, Any]]) -> None:
         """Store a running attempt's log lines every half second, so they can be read live."""

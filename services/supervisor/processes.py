@@ -12,6 +12,8 @@ from typing import Any
 from slipstream_platform import ipc
 from slipstream_platform.errors import PlatformError
 
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
 
 class TaskModuleError(PlatformError):
     """The task module failed to import in a worker process."""
@@ -72,6 +74,16 @@ class WorkerProcess:
         with contextlib.suppress(ConnectionError):
             self.writer.write(ipc.frame(ipc.Cancel(run_id=run_id)))
             await self.writer.drain()
+
+    def resident_bytes(self) -> int | None:
+        """The process's resident memory (Linux), or None if it cannot be read."""
+        if self.proc is None:
+            return None
+        try:
+            with open(f"/proc/{self.proc.pid}/statm") as statm:
+                return int(statm.read().split()[1]) * PAGE_SIZE
+        except (OSError, ValueError, IndexError):
+            return None
 
     async def exit_code(self) -> int | None:
         """The exit code of a process that died (negative: killed by that signal)."""

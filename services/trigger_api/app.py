@@ -30,6 +30,7 @@ from slipstream_proto import (
     TriggerResponse,
 )
 from slipstream_proto.events import Event, dispatch_subject, queue_signal_subject, run_updated_subject
+from slipstream_proto.machines import MACHINE_PRESETS
 from slipstream_proto.openapi import openapi_document
 
 _TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
@@ -43,7 +44,6 @@ _NOT_YET = {
     "idempotency_key": "idempotencyKey",
     "idempotency_key_ttl": "idempotencyKeyTTL",
     "debounce": "debounce",
-    "machine": "machine",
     "region": "region",
     "lock_to_version": "lockToVersion",
 }
@@ -102,6 +102,8 @@ def _validate(request: TriggerRequest, task_id: str) -> None:
             raise HttpError(422, f"each tag must be 1-128 characters, got {len(tag)}: {tag[:40]!r}")
     if options.max_attempts is not None and options.max_attempts < 1:
         raise HttpError(422, f"maxAttempts must be at least 1, got {options.max_attempts}")
+    if options.machine is not None and options.machine not in MACHINE_PRESETS:
+        raise HttpError(422, f"machine {options.machine!r} is not a preset; use one of {', '.join(MACHINE_PRESETS)}")
     if options.max_duration is not None and options.max_duration < 1:
         raise HttpError(422, f"maxDuration is in seconds and must be at least 1, got {options.max_duration}")
     if options.priority is not None and options.priority < 0:
@@ -186,6 +188,7 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
                     parent_run_id=parent["id"] if parent else None,
                     root_run_id=(parent["root_run_id"] or parent["id"]) if parent else None,
                     depth=parent["depth"] + 1 if parent else 0,
+                    machine=options.machine if options else None,
                 )
             except asyncpg.exceptions.UntranslatableCharacterError as exc:
                 raise HttpError(422, f"payload cannot be stored: {exc}") from None

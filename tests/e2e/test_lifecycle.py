@@ -120,3 +120,34 @@ async def test_sdk_reads_logs(sdk: None, http: aiohttp.ClientSession) -> None:
     lines = await runs.logs(run["id"])
     assert [line.message for line in lines][:2] == ["global middleware before", "middleware before"]
     assert lines[0].attempt_number == 1 and lines[0].level == "INFO"
+
+
+async def test_a_run_over_its_machine_memory_ends_crashed(http: aiohttp.ClientSession) -> None:
+    run = await finished(http, await trigger(http, "memory-hog", {"payload": {"mb": 400}}))
+    assert run["status"] == "CRASHED" and run["attemptCount"] == 1 and run["machine"] == "micro"
+    assert run["error"]["name"] == "TaskRunOutOfMemoryError"
+    assert "of machine 'micro'" in run["error"]["message"]
+    # Within its limit the same task completes.
+    ok = await finished(http, await trigger(http, "memory-hog", {"payload": {"mb": 20}}))
+    assert ok["status"] == "COMPLETED"
+
+
+async def test_out_of_memory_retries_on_a_bigger_machine(http: aiohttp.ClientSession) -> None:
+    run = await finished(http, await trigger(http, "memory-hog-upgrades", {"payload": {"mb": 400}}))
+    assert run["status"] == "COMPLETED" and run["machine"] == "small-2x"
+    assert [a["status"] for a in run["attempts"]] == ["CRASHED", "COMPLETED"]
+    assert run["output"] == {"bytes": 400 * 1024 * 1024, "machine": "small-2x", "memory_gb": 1}
+
+
+async def test_the_machine_trigger_option_overrides_the_task(http: aiohttp.ClientSession) -> None:
+    run = await finished(http, await trigger(http, "memory-hog", {"payload": {"mb": 400},
+                                                                  "options": {"machine": "medium-1x"}}))
+    assert run["status"] == "COMPLETED" and run["machine"] == "medium-1x"
+    async with http.post("/api/v1/tasks/echo/trigger", json={"options": {"machine": "huge"}}) as response:
+        assert response.status == 422 and "not a preset" in (await response.json())["error"]
+
+
+async def test_a_segfault_ends_the_run_crashed(http: aiohttp.ClientSession) -> None:
+    run = await finished(http, await trigger(http, "segfault", {}))
+    assert run["status"] == "CRASHED" and run["attemptCount"] == 1
+    assert "killed by signal 11" in run["error"]["message"]

@@ -166,6 +166,7 @@ def test_manifest_has_the_id_and_the_full_retry_options() -> None:
         "id": "unit-manifest",
         "retry": {**DEFAULT_RETRY, "factor": 3, "randomize": False},
         "maxDuration": None,
+        "machine": None,
     }
     manifest["retry"]["max_attempts"] = 99
     assert run.retry["max_attempts"] == 3
@@ -178,7 +179,8 @@ def test_trigger_functions_exist_with_the_same_keyword_options() -> None:
     def keyword_only(fn: Any) -> list[str]:
         return [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
 
-    expected = ["queue", "concurrency_key", "delay", "tags", "metadata", "max_attempts", "priority"]
+    expected = ["queue", "concurrency_key", "delay", "tags", "metadata", "max_attempts", "priority",
+                "max_duration", "machine"]
     assert keyword_only(slipstream.tasks.trigger) == expected
     assert keyword_only(Task.trigger) == expected
 
@@ -220,3 +222,19 @@ def test_schema_task_rejects_an_unusable_schema() -> None:
 
     with pytest.raises(TaskOptionError, match="schema must be"):
         schema_task(id="unit-bad-schema", schema=42)
+
+
+def test_machine_presets_are_checked_at_definition() -> None:
+    @task(id="unit-machine", machine={"preset": "large-1x"}, retry={"out_of_memory": {"machine": "large-2x"}})
+    async def run(payload: Any, ctx: Any) -> None:
+        return None
+
+    try:
+        assert run.manifest()["machine"] == "large-1x"
+        assert run.manifest()["retry"]["out_of_memory"] == {"machine": "large-2x"}
+    finally:
+        registry.pop("unit-machine", None)
+    with pytest.raises(TaskOptionError, match="not a preset"):
+        task(id="unit-machine-bad", machine="huge-9x")
+    with pytest.raises(TaskOptionError, match="out_of_memory"):
+        task(id="unit-oom-bad", retry={"out_of_memory": {"machine": "nope"}})

@@ -57,13 +57,14 @@ async def insert(
     parent_run_id: str | None = None,
     root_run_id: str | None = None,
     depth: int = 0,
+    machine: str | None = None,
 ) -> Transition:
     """Create a run in its first status."""
     row = await conn.fetchrow(
         "INSERT INTO runs AS r (id, environment_id, task_identifier, status, payload, queue,"
         " concurrency_key, tags, metadata, max_attempts, priority_ms, delayed_until, traceparent,"
-        " max_duration, parent_run_id, root_run_id, depth, queue_ts)"
-        " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, $16, $17,"
+        " max_duration, parent_run_id, root_run_id, depth, machine, queue_ts)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, $16, $17, $18,"
         " now() - make_interval(secs => $11::bigint / 1000.0)) " + _RETURNING,
         new_id("run"),
         environment_id,
@@ -82,6 +83,7 @@ async def insert(
         parent_run_id,
         root_run_id,
         depth,
+        machine,
     )
     return _transitions([row])[0]
 
@@ -185,6 +187,7 @@ async def start_attempt(
     worker_id: str,
     default_max_attempts: int,
     default_max_duration: int | None = None,
+    default_machine: str | None = None,
 ) -> tuple[asyncpg.Record, str] | None:
     """DEQUEUED -> EXECUTING and a new attempt (its id returned with the run row).
 
@@ -196,7 +199,8 @@ async def start_attempt(
     run = await conn.fetchrow(
         "WITH r AS (UPDATE runs r SET status = 'EXECUTING', attempt_count = attempt_count + 1,"
         "   started_at = coalesce(started_at, now()), updated_at = now(),"
-        "   max_attempts = coalesce(max_attempts, $3), max_duration = coalesce(max_duration, $5)"
+        "   max_attempts = coalesce(max_attempts, $3), max_duration = coalesce(max_duration, $5),"
+        "   machine = coalesce(machine, $6)"
         "   WHERE id = $1 AND status = 'DEQUEUED' AND worker_id = $2 RETURNING r.*),"
         " a AS (INSERT INTO attempts (id, run_id, number, status, worker_id)"
         "   SELECT $4, id, attempt_count, 'EXECUTING', $2 FROM r)"
@@ -207,6 +211,7 @@ async def start_attempt(
         default_max_attempts,
         attempt_id,
         default_max_duration,
+        default_machine,
     )
     return (run, attempt_id) if run is not None else None
 
@@ -245,13 +250,17 @@ async def fail_attempt(
     error_json: str,
     retry_at: datetime | None,
     final_status: str = "FAILED",
+    attempt_status: str | None = None,
+    retry_machine: str | None = None,
 ) -> Transition | None:
-    """End an attempt with an error: QUEUED again (at `retry_at`) or `final_status`."""
-    attempt_status = "CRASHED" if final_status == "CRASHED" else "FAILED"
+    """End an attempt with an error: QUEUED again (at `retry_at`, on `retry_machine` if given)
+    or `final_status`."""
+    attempt_status = attempt_status or ("CRASHED" if final_status == "CRASHED" else "FAILED")
     row = await conn.fetchrow(
         "WITH r AS (UPDATE runs r SET"
         "   status = CASE WHEN $4::timestamptz IS NULL THEN $5 ELSE 'QUEUED' END,"
         "   error = $3::jsonb, updated_at = now(), available_at = coalesce($4, now()),"
+        "   machine = coalesce($7, machine),"
         "   finished_at = CASE WHEN $4::timestamptz IS NULL THEN now() END"
         f"   WHERE id = $1 AND status = 'EXECUTING' AND attempt_count = $2 {_RETURNING}),"
         " a AS (UPDATE attempts SET status = $6, error = $3::jsonb, completed_at = now()"
@@ -263,6 +272,7 @@ async def fail_attempt(
         retry_at,
         final_status,
         attempt_status,
+        retry_machine,
     )
     return _transitions([row])[0] if row else None
 

@@ -147,3 +147,26 @@ async def parent_of_slow(payload: Any, ctx: TaskContext) -> None:
     child = await tasks.trigger("sleepy", {"seconds": 60})
     logger.info("child", id=child.id)
     await asyncio.sleep(60)
+
+
+@task(id="memory-hog", machine="micro", retry={"max_attempts": 1})
+async def memory_hog(payload: dict, ctx: TaskContext) -> int:
+    blob = b"x" * (payload["mb"] * 1024 * 1024)
+    await asyncio.sleep(2)
+    return len(blob)
+
+
+@task(id="memory-hog-upgrades", machine={"preset": "micro"},
+      retry={"max_attempts": 2, "out_of_memory": {"machine": "small-2x"}})
+async def memory_hog_upgrades(payload: dict, ctx: TaskContext) -> dict:
+    blob = b"x" * (payload["mb"] * 1024 * 1024)
+    await asyncio.sleep(1)
+    assert ctx.machine is not None
+    return {"bytes": len(blob), "machine": ctx.machine.name, "memory_gb": ctx.machine.memory_gb}
+
+
+@task(id="segfault")
+def segfault(payload: Any, ctx: TaskContext) -> None:
+    import ctypes
+
+    ctypes.string_at(0)
