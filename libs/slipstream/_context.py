@@ -40,6 +40,12 @@ class EnvironmentInfo(msgspec.Struct, frozen=True, kw_only=True):
     type: str
 
 
+class QueueInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """The queue the run was taken from."""
+
+    name: str
+
+
 class MachineInfo(msgspec.Struct, frozen=True, kw_only=True):
     """The machine preset the attempt runs on: its memory is the process's limit."""
 
@@ -85,6 +91,7 @@ class TaskContext(msgspec.Struct, frozen=True, kw_only=True):
     task: TaskInfo
     environment: EnvironmentInfo
     machine: MachineInfo | None = None
+    queue: QueueInfo | None = None
     # What the deprecated `init` hook returned, if the task has one.
     init: Any = None
     signal: CancellationSignal = msgspec.field(default_factory=CancellationSignal)

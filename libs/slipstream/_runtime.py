@@ -31,6 +31,7 @@ from slipstream._context import (
     AttemptInfo,
     EnvironmentInfo,
     MachineInfo,
+    QueueInfo,
     RunInfo,
     TaskContext,
     TaskInfo,
@@ -179,6 +180,7 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
         task=TaskInfo(id=task.id),
         environment=EnvironmentInfo(id=message.environment_id, type=message.environment_type),
         machine=_machine_info(message.machine),
+        queue=QueueInfo(name=message.queue),
     )
     attempt = _Attempt(task, payload, ctx)
     locals_token = begin_attempt()

@@ -44,6 +44,7 @@ class Execute(msgspec.Struct, tag="execute", kw_only=True):
     timeout_seconds: float | None = None
     max_duration: int | None = None
     machine: str = "small-1x"
+    queue: str = ""
 
 
 class LogLine(msgspec.Struct, tag="log", kw_only=True):

@@ -181,6 +181,22 @@ class Supervisor:
         if started is None:
             return
         run, attempt_id = started
+        try:
+            await self.execute_started(slot, task, run, attempt_id)
+        except Exception as exc:
+            # A fault of the platform, not of the task: the run must still end.
+            log.exception("attempt %d of %s failed in the supervisor", run["attempt_count"], run["id"])
+            error = json.dumps({"name": "SystemFailureError", "message": f"the supervisor failed: {exc!r}"})
+            changed = await self.persist(partial(
+                run_store.fail_attempt, run_id=run["id"], attempt_number=run["attempt_count"],
+                error_json=error, retry_at=None, final_status="SYSTEM_FAILURE"))
+            await self.announce([changed] if changed else [], signal="released")
+            await self.replace_process(slot)
+
+    async def execute_started(
+        self, slot: int, task: dict[str, Any] | None, run: asyncpg.Record, attempt_id: str
+    ) -> None:
+        """Run a started attempt in the slot's process and record how it ended."""
         await self.announce([Transition(run["id"], run["environment_id"], run["status"], run["updated_at"])])
         max_duration = run["max_duration"]
         timeout = max(0.001, max_duration - run["executed_seconds"]) if max_duration else None
@@ -200,6 +216,7 @@ class Supervisor:
             timeout_seconds=timeout,
             max_duration=max_duration,
             machine=run["machine"],
+            queue=run["queue"],
         )
         watchdog_fired = False
         self.executing[run["id"]] = slot

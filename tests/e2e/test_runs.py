@@ -48,7 +48,7 @@ async def test_trigger_over_http_and_read_the_output(http: aiohttp.ClientSession
     run = await finished(http, run_id)
     assert run["status"] == "COMPLETED"
     assert run["output"] == {"payload": {"name": "Ada"}, "run": run_id, "task": "echo", "attempt": 1,
-                             "env": "DEVELOPMENT"}
+                             "env": "DEVELOPMENT", "queue": "task/echo", "machine": "small-1x"}
     assert run["taskIdentifier"] == "echo" and run["payload"] == {"name": "Ada"}
     assert run["tags"] == ["t1", "t2"]
     assert run["attemptCount"] == 1 and [a["status"] for a in run["attempts"]] == ["COMPLETED"]

@@ -12,7 +12,8 @@ from slipstream import TaskContext, task, tasks
 @task(id="echo")
 async def echo(payload: dict, ctx: TaskContext) -> dict:
     return {"payload": payload, "run": ctx.run.id, "task": ctx.task.id, "attempt": ctx.run.attempt.number,
-            "env": ctx.environment.type}
+            "env": ctx.environment.type, "queue": ctx.queue.name if ctx.queue else None,
+            "machine": ctx.machine.name if ctx.machine else None}
 
 
 @task(id="echo-sync")
