@@ -99,3 +99,34 @@ async def test_kill_queue_manager_supervisor_and_nats_mid_flight(chaos: tuple[Lo
 
 async def _at_least(conn: asyncpg.Connection, n: int) -> bool:
     return await count_completed(conn) >= n
+
+
+async def test_a_retry_back_off_survives_a_restart_of_every_service(chaos: tuple[LocalPlatform, str]) -> None:
+    local, key = chaos
+    conn = await asyncpg.connect(local.database_url)
+    try:
+        async with aiohttp.ClientSession(base_url=local.api_url, headers={"Authorization": f"Bearer {key}"}) as http:
+            async with http.post("/api/v1/tasks/slow-retry/trigger", json={}) as response:
+                run_id = (await response.json())["id"]
+
+        async def backing_off() -> bool:
+            row = await conn.fetchrow("SELECT status, attempt_count FROM runs WHERE id = $1", run_id)
+            return row is not None and row["status"] == "QUEUED" and row["attempt_count"] == 1
+
+        await eventually(backing_off, message="first attempt failed, retry pending")
+        # Every service goes down hard while the retry waits in Postgres, then comes back.
+        for service in list(local.processes):
+            local.stop_service(service, kill=True)
+        local.start_services(None, key)
+        local.start_service("supervisor", supervisor_env(key), key="supervisor-after")
+        local.wait_healthy()
+
+        async def completed() -> bool:
+            status = await conn.fetchval("SELECT status FROM runs WHERE id = $1", run_id)
+            return status == "COMPLETED"
+
+        await eventually(completed, timeout=60, message="retried run completed after the restart")
+        attempts = await conn.fetch("SELECT status FROM attempts WHERE run_id = $1 ORDER BY number", run_id)
+        assert [a["status"] for a in attempts] == ["FAILED", "COMPLETED"]
+    finally:
+        await conn.close()

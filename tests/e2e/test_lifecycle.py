@@ -151,3 +151,18 @@ async def test_a_segfault_ends_the_run_crashed(http: aiohttp.ClientSession) -> N
     run = await finished(http, await trigger(http, "segfault", {}))
     assert run["status"] == "CRASHED" and run["attemptCount"] == 1
     assert "killed by signal 11" in run["error"]["message"]
+
+
+async def test_an_error_in_middleware_fails_the_attempt_and_is_retried(http: aiohttp.ClientSession) -> None:
+    run = await finished(http, await trigger(http, "middleware-fails", {}))
+    assert run["status"] == "FAILED" and run["attemptCount"] == 2
+    assert run["error"]["message"] == "middleware refused"
+    lines = await logs_of(http, run["id"])
+    assert "run" not in messages(lines)
+    assert [line["attemptNumber"] for line in lines if line["message"] == "on_failure"] == [2]
+
+
+async def test_an_error_in_init_fails_the_attempt(http: aiohttp.ClientSession) -> None:
+    run = await finished(http, await trigger(http, "init-fails", {}))
+    assert run["status"] == "FAILED" and run["attemptCount"] == 2
+    assert run["error"]["message"] == "init failed on attempt 2"

@@ -170,3 +170,32 @@ def segfault(payload: Any, ctx: TaskContext) -> None:
     import ctypes
 
     ctypes.string_at(0)
+
+
+async def failing_middleware(next: Any) -> None:
+    raise RuntimeError("middleware refused")
+
+
+@task(id="middleware-fails", retry={"max_attempts": 2, "min_timeout_ms": 10, "max_timeout_ms": 10},
+      middleware=failing_middleware, on_failure=on_failure)
+async def middleware_fails(payload: Any, ctx: TaskContext) -> str:
+    logger.info("run")
+    return "never"
+
+
+def failing_init(ctx: TaskContext) -> None:
+    raise RuntimeError(f"init failed on attempt {ctx.run.attempt.number}")
+
+
+@task(id="init-fails", retry={"max_attempts": 2, "min_timeout_ms": 10, "max_timeout_ms": 10},
+      init=failing_init, cleanup=hook("cleanup"))
+async def init_fails(payload: Any, ctx: TaskContext) -> str:
+    return "never"
+
+
+@task(id="slow-retry", retry={"max_attempts": 2, "min_timeout_ms": 4000, "max_timeout_ms": 4000,
+                              "randomize": False})
+async def slow_retry(payload: Any, ctx: TaskContext) -> int:
+    if ctx.run.attempt.number == 1:
+        raise RuntimeError("fail, then wait 4 s")
+    return ctx.run.attempt.number
