@@ -48,6 +48,7 @@ def trigger_options(
     priority: int | None = None,
     max_duration: int | None = None,
     machine: str | None = None,
+    ttl: str | int | None = None,
 ) -> TriggerOptions:
     """The wire options of a trigger from its keyword arguments."""
     return TriggerOptions(
@@ -60,6 +61,7 @@ def trigger_options(
         priority=priority,
         max_duration=max_duration,
         machine=machine,
+        ttl=ttl,
     )
 
 
@@ -159,6 +161,7 @@ class Task(Generic[P, R]):
         priority: int | None = None,
         max_duration: int | None = None,
         machine: str | None = None,
+        ttl: str | int | None = None,
     ) -> RunHandle:
         """Start a run of this task and return its handle without waiting for it.
 
@@ -176,6 +179,7 @@ class Task(Generic[P, R]):
             priority=priority,
             max_duration=max_duration,
             machine=machine,
+            ttl=ttl,
         )
         return await trigger_task(self.id, payload, options)
 

@@ -48,6 +48,7 @@ async def trigger(
     priority: int | None = None,
     max_duration: int | None = None,
     machine: str | None = None,
+    ttl: str | int | None = None,
 ) -> RunHandle:
     """Start a run of the task `task_id` (no client-side validation) and return its handle."""
     options = trigger_options(
@@ -60,5 +61,6 @@ async def trigger(
         priority=priority,
         max_duration=max_duration,
         machine=machine,
+        ttl=ttl,
     )
     return await trigger_task(task_id, payload, options)

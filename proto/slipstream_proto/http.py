@@ -116,6 +116,8 @@ class Run(_Body):
     duration_ms: int = 0
     max_duration: int | None = None
     machine: str | None = None
+    ttl: str | None = None
+    expired_at: datetime | None = None
     is_queued: bool = False
     is_executing: bool = False
     is_waiting: bool = False

@@ -35,12 +35,13 @@ async def announce(service: Service[SchedulerSettings], changed: list[Transition
 
 
 async def delayed_loop(service: Service[SchedulerSettings]) -> None:
-    """Move DELAYED runs whose time has come to QUEUED."""
+    """Move DELAYED runs whose time has come to QUEUED; expire runs past their ttl."""
     while True:
         try:
             changed = await run_store.promote_due_delayed(service.pool)
+            changed += await run_store.expire_due(service.pool)
         except Exception:
-            log.exception("promoting delayed runs failed; trying again")
+            log.exception("promoting delayed runs or expiring runs failed; trying again")
             changed = []
         if changed:
             await announce(service, changed, "delay")

@@ -10,7 +10,7 @@ import asyncpg
 import msgspec
 from aiohttp import web
 from slipstream_platform import telemetry
-from slipstream_platform.durations import resolve_delay
+from slipstream_platform.durations import parse_duration, resolve_delay
 from slipstream_platform.http import HttpError, json_response
 from slipstream_platform.service import Service
 from slipstream_platform.settings import TriggerApiSettings
@@ -40,7 +40,6 @@ _tracer = telemetry.tracer(__name__)
 
 # Options of the seed that later issues implement; until then they are refused, not ignored.
 _NOT_YET = {
-    "ttl": "ttl",
     "idempotency_key": "idempotencyKey",
     "idempotency_key_ttl": "idempotencyKeyTTL",
     "debounce": "debounce",
@@ -85,6 +84,26 @@ class _ServedCache:
             self.yes[key] = now + 1.0
             return True
         return False
+
+
+# Runs in DEVELOPMENT that nobody starts are dropped after this, unless a ttl is given.
+DEVELOPMENT_TTL_SECONDS = 600
+
+
+def _ttl_seconds(ttl: str | int | None, environment_type: str) -> int | None:
+    """Seconds a run may stay queued before it expires (counted from when it is enqueued)."""
+    if ttl is None:
+        return DEVELOPMENT_TTL_SECONDS if environment_type == "DEVELOPMENT" else None
+    if isinstance(ttl, int):
+        seconds = ttl
+    else:
+        try:
+            seconds = int(parse_duration(ttl).total_seconds())
+        except ValueError as exc:
+            raise HttpError(400, f"ttl: {exc}") from None
+    if seconds < 1:
+        raise HttpError(422, f"ttl must be at least 1 second, got {ttl!r}")
+    return seconds
 
 
 def _validate(request: TriggerRequest, task_id: str) -> None:
@@ -159,6 +178,7 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
             parent = await run_store.get(service.pool, env.id, options.parent_run_id)
             if parent is None:
                 raise HttpError(422, f"parentRunId {options.parent_run_id!r} is not a run of this environment")
+        ttl_seconds = _ttl_seconds(options.ttl if options else None, env.type)
         if delayed_until is not None:
             status = "DELAYED"
         elif await served.served(env.id, task_id):
@@ -189,6 +209,7 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
                     root_run_id=(parent["root_run_id"] or parent["id"]) if parent else None,
                     depth=parent["depth"] + 1 if parent else 0,
                     machine=options.machine if options else None,
+                    ttl_seconds=ttl_seconds,
                 )
             except asyncpg.exceptions.UntranslatableCharacterError as exc:
                 raise HttpError(422, f"payload cannot be stored: {exc}") from None

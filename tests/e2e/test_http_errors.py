@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
         (b'{"options": {"delay": "soon"}}', 400, "delay"),
         (b'{"options": {"maxAttempts": 0}}', 422, "maxAttempts must be at least 1"),
         (b'{"options": {"tags": ["a","b","c","d","e","f","g","h","i","j","k"]}}', 422, "at most 10 tags"),
-        (b'{"options": {"ttl": "1h"}}', 422, "'ttl' is not supported yet"),
+        (b'{"options": {"debounce": {"key": "k"}}}', 422, "'debounce' is not supported yet"),
         (b'{"payload": "\\u0000"}', 422, "cannot be stored"),
     ],
 )

@@ -180,7 +180,7 @@ def test_trigger_functions_exist_with_the_same_keyword_options() -> None:
         return [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
 
     expected = ["queue", "concurrency_key", "delay", "tags", "metadata", "max_attempts", "priority",
-                "max_duration", "machine"]
+                "max_duration", "machine", "ttl"]
     assert keyword_only(slipstream.tasks.trigger) == expected
     assert keyword_only(Task.trigger) == expected
 

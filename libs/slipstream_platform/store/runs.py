@@ -58,13 +58,15 @@ async def insert(
     root_run_id: str | None = None,
     depth: int = 0,
     machine: str | None = None,
+    ttl_seconds: int | None = None,
 ) -> Transition:
     """Create a run in its first status."""
     row = await conn.fetchrow(
         "INSERT INTO runs AS r (id, environment_id, task_identifier, status, payload, queue,"
         " concurrency_key, tags, metadata, max_attempts, priority_ms, delayed_until, traceparent,"
-        " max_duration, parent_run_id, root_run_id, depth, machine, queue_ts)"
+        " max_duration, parent_run_id, root_run_id, depth, machine, ttl_seconds, expires_at, queue_ts)"
         " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, $16, $17, $18,"
+        " $19::int, CASE WHEN $4 <> 'DELAYED' THEN now() + make_interval(secs => $19::int) END,"
         " now() - make_interval(secs => $11::bigint / 1000.0)) " + _RETURNING,
         new_id("run"),
         environment_id,
@@ -84,6 +86,7 @@ async def insert(
         root_run_id,
         depth,
         machine,
+        ttl_seconds,
     )
     return _transitions([row])[0]
 
@@ -122,7 +125,23 @@ async def promote_due_delayed(conn: Conn, limit: int = 1000) -> list[Transition]
         " UPDATE runs r SET"
         f" status = CASE WHEN {_SERVED} THEN 'QUEUED' ELSE 'PENDING_VERSION' END,"
         " queue_ts = now() - make_interval(secs => r.priority_ms / 1000.0),"
+        " expires_at = now() + make_interval(secs => r.ttl_seconds),"
         " available_at = now(), updated_at = now()"
+        f" FROM due WHERE r.id = due.id {_RETURNING}",
+        limit,
+    )
+    return _transitions(rows)
+
+
+async def expire_due(conn: Conn, limit: int = 1000) -> list[Transition]:
+    """EXPIRED for runs whose time-to-live ran out before their first attempt started."""
+    rows = await conn.fetch(
+        "WITH due AS (SELECT id FROM runs WHERE status IN ('QUEUED', 'PENDING_VERSION')"
+        "   AND attempt_count = 0 AND expires_at <= now()"
+        "   ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+        " UPDATE runs r SET status = 'EXPIRED', expired_at = now(), finished_at = now(), updated_at = now(),"
+        "   error = jsonb_build_object('name', 'TaskRunExpiredError', 'message',"
+        "     format('the run did not start within its ttl of %s seconds', r.ttl_seconds))"
         f" FROM due WHERE r.id = due.id {_RETURNING}",
         limit,
     )
