@@ -1,0 +1,174 @@
+"""Turning a trigger request into a new run: the rules every trigger path shares.
+
+trigger-api uses it for HTTP triggers; the supervisor uses it for child runs created by
+`trigger_and_wait` (in the same transaction that suspends the parent).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+from slipstream_proto import TriggerOptions
+from slipstream_proto.machines import MACHINE_PRESETS
+
+from slipstream_platform.durations import parse_duration, resolve_delay
+from slipstream_platform.errors import PlatformError
+from slipstream_platform.store import runs as run_store
+from slipstream_platform.store.runs import Transition
+
+TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+# Runs in DEVELOPMENT that nobody starts are dropped after this, unless a ttl is given.
+DEVELOPMENT_TTL_SECONDS = 600
+
+# Options of the seed that later issues implement; until then they are refused, not ignored.
+NOT_YET = {
+    "idempotency_key": "idempotencyKey",
+    "idempotency_key_ttl": "idempotencyKeyTTL",
+    "debounce": "debounce",
+    "region": "region",
+    "lock_to_version": "lockToVersion",
+}
+
+_encoder = msgspec.json.Encoder()
+
+
+class TriggerRejected(PlatformError):
+    """A trigger that breaks a rule: `status` is 400 (malformed) or 422 (against a rule)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class RunPlan(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything about a new run except its environment, first status and parent."""
+
+    task_identifier: str
+    payload_json: str
+    queue: str
+    concurrency_key: str | None
+    tags: list[str]
+    metadata_json: str | None
+    max_attempts: int | None
+    priority_ms: int
+    delayed_until: datetime | None
+    max_duration: int | None
+    machine: str | None
+    ttl_seconds: int | None
+
+
+def ttl_seconds(ttl: str | int | None, environment_type: str) -> int | None:
+    """Seconds a run may stay queued before it expires (counted from when it is enqueued)."""
+    if ttl is None:
+        return DEVELOPMENT_TTL_SECONDS if environment_type == "DEVELOPMENT" else None
+    if isinstance(ttl, int):
+        seconds = ttl
+    else:
+        try:
+            seconds = int(parse_duration(ttl).total_seconds())
+        except ValueError as exc:
+            raise TriggerRejected(400, f"ttl: {exc}") from None
+    if seconds < 1:
+        raise TriggerRejected(422, f"ttl must be at least 1 second, got {ttl!r}")
+    return seconds
+
+
+def plan_run(
+    task_id: str, payload: Any, options: TriggerOptions | None, *, environment_type: str, now: datetime
+) -> RunPlan:
+    """Check a trigger's options and resolve them; TriggerRejected says what is wrong."""
+    if not TASK_ID.match(task_id):
+        raise TriggerRejected(400, f"task id {task_id[:140]!r} is not valid")
+    options = options or TriggerOptions()
+    for field, wire in NOT_YET.items():
+        if getattr(options, field) is not None:
+            raise TriggerRejected(422, f"option {wire!r} is not supported yet by this server")
+    tags = [options.tags] if isinstance(options.tags, str) else list(options.tags or [])
+    if len(tags) > 10:
+        raise TriggerRejected(422, f"a run may have at most 10 tags, got {len(tags)}")
+    for tag in tags:
+        if not tag or len(tag) > 128:
+            raise TriggerRejected(422, f"each tag must be 1-128 characters, got {len(tag)}: {tag[:40]!r}")
+    if options.max_attempts is not None and options.max_attempts < 1:
+        raise TriggerRejected(422, f"maxAttempts must be at least 1, got {options.max_attempts}")
+    if options.machine is not None and options.machine not in MACHINE_PRESETS:
+        raise TriggerRejected(
+            422, f"machine {options.machine!r} is not a preset; use one of {', '.join(MACHINE_PRESETS)}"
+        )
+    if options.max_duration is not None and options.max_duration < 1:
+        raise TriggerRejected(422, f"maxDuration is in seconds and must be at least 1, got {options.max_duration}")
+    if options.priority is not None and options.priority < 0:
+        raise TriggerRejected(422, f"priority must be 0 or more seconds, got {options.priority}")
+    if options.queue is not None and not options.queue.name:
+        raise TriggerRejected(422, "queue.name must not be empty")
+    delayed_until = None
+    if options.delay is not None:
+        try:
+            delayed_until = resolve_delay(options.delay, now)
+        except ValueError as exc:
+            raise TriggerRejected(400, str(exc)) from None
+    return RunPlan(
+        task_identifier=task_id,
+        payload_json=_encoder.encode(payload).decode(),
+        queue=options.queue.name if options.queue else f"task/{task_id}",
+        concurrency_key=options.concurrency_key,
+        tags=tags,
+        metadata_json=_encoder.encode(options.metadata).decode() if options.metadata is not None else None,
+        max_attempts=options.max_attempts,
+        priority_ms=(options.priority or 0) * 1000,
+        delayed_until=delayed_until,
+        max_duration=options.max_duration,
+        machine=options.machine,
+        ttl_seconds=ttl_seconds(options.ttl, environment_type),
+    )
+
+
+def first_status(plan: RunPlan, served: bool) -> str:
+    """DELAYED, QUEUED, or PENDING_VERSION when no live worker serves the task yet."""
+    if plan.delayed_until is not None:
+        return "DELAYED"
+    return "QUEUED" if served else "PENDING_VERSION"
+
+
+async def create_run(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    plan: RunPlan,
+    *,
+    environment_id: str,
+    status: str,
+    parent: asyncpg.Record | None,
+    traceparent: str | None,
+) -> Transition:
+    """Insert the run; bad payload text becomes TriggerRejected(422)."""
+    try:
+        return await run_store.insert(
+            conn,
+            environment_id=environment_id,
+            task_identifier=plan.task_identifier,
+            status=status,
+            payload_json=plan.payload_json,
+            queue=plan.queue,
+            concurrency_key=plan.concurrency_key,
+            tags=plan.tags,
+            metadata_json=plan.metadata_json,
+            max_attempts=plan.max_attempts,
+            priority_ms=plan.priority_ms,
+            delayed_until=plan.delayed_until,
+            traceparent=traceparent,
+            max_duration=plan.max_duration,
+            parent_run_id=parent["id"] if parent else None,
+            root_run_id=(parent["root_run_id"] or parent["id"]) if parent else None,
+            depth=parent["depth"] + 1 if parent else 0,
+            machine=plan.machine,
+            ttl_seconds=plan.ttl_seconds,
+        )
+    except asyncpg.exceptions.UntranslatableCharacterError as exc:
+        raise TriggerRejected(422, f"payload cannot be stored: {exc}") from None
+    except asyncpg.exceptions.DataError as exc:
+        raise TriggerRejected(422, f"run cannot be stored: {exc}") from None
