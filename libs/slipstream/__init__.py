@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from slipstream_proto import Run, RunStatus
 
-from slipstream import errors, retry, runs, tasks
+from slipstream import errors, retry, runs, tasks, wait
 from slipstream._client import aclose
 from slipstream._config import configure
-from slipstream._context import TaskContext, TaskResult
+from slipstream._context import TaskContext, TaskResult, TaskRunResult
 from slipstream._locals import LocalKey, locals
 from slipstream._logger import logger
 from slipstream._retry import RetryOptions
@@ -31,6 +31,7 @@ __all__ = [
     "Task",
     "TaskContext",
     "TaskResult",
+    "TaskRunResult",
     "aclose",
     "configure",
     "errors",
@@ -41,4 +42,5 @@ __all__ = [
     "schema_task",
     "task",
     "tasks",
+    "wait",
 ]

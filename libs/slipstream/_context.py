@@ -108,3 +108,22 @@ class TaskResult(msgspec.Struct, frozen=True, kw_only=True):
     ok: bool
     data: Any = None
     error: BaseException | None = None
+
+
+class TaskRunResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What `trigger_and_wait` returns: the child run's outcome."""
+
+    id: str
+    ok: bool
+    status: str
+    output: Any = None
+    error: dict[str, Any] | None = None
+
+    def unwrap(self) -> Any:
+        """The output, or SubtaskUnwrapError if the child run did not complete."""
+        if self.ok:
+            return self.output
+        from slipstream.errors import SubtaskUnwrapError
+
+        message = (self.error or {}).get("message", self.status)
+        raise SubtaskUnwrapError(f"child run {self.id} ended {self.status}: {message}")

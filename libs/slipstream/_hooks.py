@@ -17,6 +17,8 @@ HOOK_NAMES = (
     "on_failure",
     "on_complete",
     "on_cancel",
+    "on_wait",
+    "on_resume",
     "catch_error",
     "middleware",
     "init",
@@ -59,6 +61,8 @@ on_success = _register("on_success")
 on_failure = _register("on_failure")
 on_complete = _register("on_complete")
 on_cancel = _register("on_cancel")
+on_wait = _register("on_wait")
+on_resume = _register("on_resume")
 catch_error = _register("catch_error")
 init = _register("init")
 cleanup = _register("cleanup")

@@ -38,6 +38,10 @@ class TaskLogger:
     """`logger.info("message", key=value)`: a line with attributes, kept with the run."""
 
     def _emit(self, level: str, message: str, attributes: dict[str, Any]) -> None:
+        from slipstream._waits import is_replaying
+
+        if is_replaying():
+            return  # stored when this code first ran, before the run waited
         sink = current_sink.get()
         _std.log(_LEVELS[level], "%s %s", message, attributes if attributes else "")
         if sink is not None:

@@ -42,6 +42,7 @@ from slipstream._locals import begin_attempt, end_attempt
 from slipstream._logger import current_sink, logger
 from slipstream._retry import retry_delay_ms
 from slipstream._task import Task, current_run_id, registry
+from slipstream._waits import ReplayState, Suspend, current_replay
 from slipstream.errors import AbortTaskRunError, OutputNotSerializableError, TaskPayloadParsedError
 
 _encoder = msgspec.json.Encoder()
@@ -90,22 +91,25 @@ async def _ignore_errors(name: str, fns: list[Callable[..., Any]], **kwargs: Any
 class _Attempt:
     """One attempt: middleware around the start hooks, init, run and cleanup."""
 
-    def __init__(self, task: Task[Any, Any], payload: Any, ctx: TaskContext) -> None:
+    def __init__(self, task: Task[Any, Any], payload: Any, ctx: TaskContext, *, resuming: bool = False) -> None:
         self.task = task
         self.payload = payload
         self.ctx = ctx
         self.init_output: Any = None
+        self.resuming = resuming
 
     def kwargs(self, **more: Any) -> dict[str, Any]:
         return {"payload": self.payload, "ctx": self.ctx, "task": self.task.id,
                 "init": self.init_output, **more}
 
     async def body(self) -> Any:
-        if self.ctx.run.attempt.number == 1:
+        # A resumed run goes on with its attempt: the start hooks ran when it began.
+        if self.ctx.run.attempt.number == 1 and not self.resuming:
             for fn in _hooks_of(self.task, "on_start"):
                 await call_hook(fn, **self.kwargs())
-        for fn in _hooks_of(self.task, "on_start_attempt"):
-            await call_hook(fn, **self.kwargs())
+        if not self.resuming:
+            for fn in _hooks_of(self.task, "on_start_attempt"):
+                await call_hook(fn, **self.kwargs())
         for fn in _hooks_of(self.task, "init"):
             value = await call_hook(fn, **self.kwargs())
             if value is not None:
@@ -113,11 +117,20 @@ class _Attempt:
         self.ctx = msgspec.structs.replace(self.ctx, init=self.init_output)
         try:
             if self.task.is_async:
-                return await self.task.fn(self.payload, self.ctx)
-            return await asyncio.to_thread(contextvars.copy_context().run, self.task.fn, self.payload, self.ctx)
-        finally:
-            for fn in _hooks_of(self.task, "cleanup"):
-                await call_hook(fn, **self.kwargs())
+                result = await self.task.fn(self.payload, self.ctx)
+            else:
+                result = await asyncio.to_thread(contextvars.copy_context().run, self.task.fn, self.payload, self.ctx)
+        except Suspend:
+            raise  # the attempt is not over: cleanup runs when it is
+        except BaseException:
+            await self.cleanup()
+            raise
+        await self.cleanup()
+        return result
+
+    async def cleanup(self) -> None:
+        for fn in _hooks_of(self.task, "cleanup"):
+            await call_hook(fn, **self.kwargs())
 
     def chain(self) -> Callable[[], Awaitable[Any]]:
         """The body wrapped in every middleware: global ones outermost, the task's innermost."""
@@ -145,6 +158,16 @@ class _Attempt:
             return box[0]
 
         return layer
+
+
+def _wait_info(wait: ipc.WaitRequest | ipc.JournalEntry) -> dict[str, Any]:
+    """What on_wait and on_resume hooks receive as `wait`."""
+    info: dict[str, Any] = {"type": wait.type, "seq": wait.seq}
+    if wait.task_id:
+        info["task"] = wait.task_id
+    if isinstance(wait, ipc.WaitRequest) and wait.resume_at is not None:
+        info["until"] = datetime.fromtimestamp(wait.resume_at, UTC)
+    return info
 
 
 def _machine_info(name: str) -> MachineInfo | None:
@@ -182,7 +205,12 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
         machine=_machine_info(message.machine),
         queue=QueueInfo(name=message.queue),
     )
-    attempt = _Attempt(task, payload, ctx)
+    attempt = _Attempt(task, payload, ctx, resuming=message.resuming)
+
+    async def resumed(entry: ipc.JournalEntry) -> None:
+        await _ignore_errors("on_resume", _hooks_of(task, "on_resume"), **attempt.kwargs(wait=_wait_info(entry)))
+
+    replay_token = current_replay.set(ReplayState(message.journal, resumed))
     locals_token = begin_attempt()
     run_task = asyncio.ensure_future(attempt.chain()())
     _running[message.run_id] = (attempt, run_task, contextvars.copy_context())
@@ -190,6 +218,10 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
         try:
             try:
                 output = await asyncio.wait_for(run_task, message.timeout_seconds)
+            except Suspend as suspend:
+                await _ignore_errors("on_wait", _hooks_of(task, "on_wait"),
+                                     **attempt.kwargs(wait=_wait_info(suspend.request)))
+                return outcome(ok=False, suspend=suspend.request)
             except asyncio.CancelledError:
                 if not ctx.signal.is_cancelled:
                     raise
@@ -225,6 +257,7 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
     finally:
         _running.pop(message.run_id, None)
         end_attempt(locals_token)
+        current_replay.reset(replay_token)
 
 
 # The attempt this process is executing, by run id (at most one).

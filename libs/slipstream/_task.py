@@ -14,7 +14,7 @@ from slipstream_proto import QueueOption, TriggerOptions, TriggerRequest, Trigge
 from slipstream_proto.machines import MACHINE_PRESETS
 
 from slipstream import _client
-from slipstream._context import TaskContext
+from slipstream._context import TaskContext, TaskRunResult
 from slipstream._retry import RetryOptions, validate_retry
 from slipstream._schema import json_schema_for, parser_for
 from slipstream.errors import TaskOptionError, TaskRunError
@@ -75,6 +75,22 @@ def _delay_text(delay: str | datetime | None) -> str | None:
 current_run_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("slipstream_run_id", default=None)
 
 
+async def trigger_and_wait_task(task_id: str, payload: Any, options: TriggerOptions) -> TaskRunResult:
+    """Inside a task: trigger a child run, suspend until it finishes, return its result."""
+    from slipstream._waits import waitpoint
+
+    entry = await waitpoint(
+        "RUN",
+        task_id=task_id,
+        payload_json=_json.encode(payload).decode(),
+        options_json=_json.encode(options).decode(),
+    )
+    return msgspec.json.decode(entry.result_json or "{}", type=TaskRunResult)
+
+
+_json = msgspec.json.Encoder()
+
+
 async def trigger_task(task_id: str, payload: Any, options: TriggerOptions) -> RunHandle:
     """POST /api/v1/tasks/{task_id}/trigger (as a child run when called inside a task)."""
     parent = current_run_id.get()
@@ -117,6 +133,32 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<Task {self.id!r}>"
+
+    async def trigger_and_wait(
+        self,
+        payload: P | None = None,
+        *,
+        queue: str | None = None,
+        concurrency_key: str | None = None,
+        tags: str | list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        max_attempts: int | None = None,
+        priority: int | None = None,
+        max_duration: int | None = None,
+        machine: str | None = None,
+        ttl: str | int | None = None,
+    ) -> TaskRunResult:
+        """Inside a task: run this task as a child and wait for its result without holding a slot.
+
+        Returns a TaskRunResult (`ok`, `output`, `error`, `unwrap()`).
+        """
+        if self.parse is not None:
+            self.parse(payload)
+        options = trigger_options(
+            queue=queue, concurrency_key=concurrency_key, tags=tags, metadata=metadata,
+            max_attempts=max_attempts, priority=priority, max_duration=max_duration, machine=machine, ttl=ttl,
+        )
+        return await trigger_and_wait_task(self.id, payload, options)
 
     def to_tool(self) -> dict[str, Any]:
         """A tool definition (JSON Schema of the payload) for LLM tool calling."""
@@ -221,6 +263,8 @@ def task(
     on_failure: Callable[..., Any] | None = None,
     on_complete: Callable[..., Any] | None = None,
     on_cancel: Callable[..., Any] | None = None,
+    on_wait: Callable[..., Any] | None = None,
+    on_resume: Callable[..., Any] | None = None,
     catch_error: Callable[..., Any] | None = None,
     middleware: Callable[..., Any] | None = None,
     init: Callable[..., Any] | None = None,
@@ -258,6 +302,8 @@ def task(
             "on_failure": on_failure,
             "on_complete": on_complete,
             "on_cancel": on_cancel,
+            "on_wait": on_wait,
+            "on_resume": on_resume,
             "catch_error": catch_error,
             "middleware": middleware,
             "init": init,

@@ -14,6 +14,7 @@
           +-- AbortTaskRunError         raise it in a task to fail the run without retrying
           +-- TaskPayloadParsedError    a schema task's payload did not parse (not retried)
           +-- OutputNotSerializableError  the task returned something that is not JSON
+          +-- SubtaskUnwrapError        `result.unwrap()` of a child run that did not complete
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ class AbortTaskRunError(TaskRunError):
 
 class TaskPayloadParsedError(TaskRunError):
     """The payload of a run did not match its task's schema; the run fails without retrying."""
+
+
+class SubtaskUnwrapError(TaskRunError):
+    """`unwrap()` of a `trigger_and_wait` result whose child run failed or was canceled."""
 
 
 class OutputNotSerializableError(TaskRunError):

@@ -45,6 +45,29 @@ class Execute(msgspec.Struct, tag="execute", kw_only=True):
     max_duration: int | None = None
     machine: str = "small-1x"
     queue: str = ""
+    journal: list[JournalEntry] = []
+    # The run waited and is going on with its attempt (start hooks do not run again).
+    resuming: bool = False
+
+
+class JournalEntry(msgspec.Struct, kw_only=True):
+    """A completed waitpoint: a replayed run returns its result at once."""
+
+    seq: int
+    type: str
+    task_id: str | None = None
+    result_json: str | None = None
+
+
+class WaitRequest(msgspec.Struct, kw_only=True):
+    """Where an attempt suspends: a time (DURATION) or a child run to trigger and wait for (RUN)."""
+
+    seq: int
+    type: str
+    resume_at: float | None = None
+    task_id: str | None = None
+    payload_json: str | None = None
+    options_json: str | None = None
 
 
 class LogLine(msgspec.Struct, tag="log", kw_only=True):
@@ -75,6 +98,8 @@ class Outcome(msgspec.Struct, tag="outcome", kw_only=True):
     retry_delay_ms: int | None = None
     # A failure that is not FAILED (TIMED_OUT when max_duration ran out, CANCELED).
     final_status: str | None = None
+    # Set instead of a result when the attempt suspended at a waitpoint.
+    suspend: WaitRequest | None = None
 
 
 Message = Ready | LoadFailed | Execute | Cancel | LogLine | Outcome

@@ -11,7 +11,7 @@ import logging
 from slipstream_platform.service import Service
 from slipstream_platform.settings import SchedulerSettings
 from slipstream_platform.store import runs as run_store
-from slipstream_platform.store import workers
+from slipstream_platform.store import waitpoints, workers
 from slipstream_platform.store.runs import Transition
 from slipstream_proto import QueueSignal, RunUpdated
 from slipstream_proto.events import queue_signal_subject, run_updated_subject
@@ -35,11 +35,13 @@ async def announce(service: Service[SchedulerSettings], changed: list[Transition
 
 
 async def delayed_loop(service: Service[SchedulerSettings]) -> None:
-    """Move DELAYED runs whose time has come to QUEUED; expire runs past their ttl."""
+    """Move DELAYED runs whose time has come to QUEUED, expire runs past their ttl, and resume
+    WAITING runs whose waitpoint completed."""
     while True:
         try:
             changed = await run_store.promote_due_delayed(service.pool)
             changed += await run_store.expire_due(service.pool)
+            changed += await waitpoints.resume_due(service.pool)
         except Exception:
             log.exception("promoting delayed runs or expiring runs failed; trying again")
             changed = []

@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 import asyncpg
+import msgspec
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from slipstream_platform import ipc, telemetry
@@ -28,8 +29,10 @@ from slipstream_platform.settings import SupervisorSettings
 from slipstream_platform.store import environments, workers
 from slipstream_platform.store import logs as log_store
 from slipstream_platform.store import runs as run_store
+from slipstream_platform.store import waitpoints as waitpoint_store
 from slipstream_platform.store.runs import Transition
-from slipstream_proto import CancelRun, DispatchRun, QueueSignal, RunUpdated, decode_event
+from slipstream_platform.triggering import TriggerRejected, create_run, first_status, plan_run
+from slipstream_proto import CancelRun, DispatchRun, QueueSignal, RunUpdated, TriggerOptions, decode_event
 from slipstream_proto.events import (
     DISPATCH_STREAM,
     dispatch_subject,
@@ -44,6 +47,10 @@ log = logging.getLogger(__name__)
 _tracer = telemetry.tracer(__name__)
 T = TypeVar("T")
 
+
+
+class _NotExecuting(Exception):
+    """Rolls back a suspension whose run is no longer executing (it was canceled)."""
 
 
 def crash_error(code: int | None) -> str:
@@ -202,6 +209,12 @@ class Supervisor:
         timeout = max(0.001, max_duration - run["executed_seconds"]) if max_duration else None
         process = self.processes[slot]
         logs: list[dict[str, Any]] = []
+        journal: list[ipc.JournalEntry] = []
+        if run["resuming"] or run["attempt_count"] > 1:
+            journal = [
+                ipc.JournalEntry(seq=w["seq"], type=w["type"], task_id=w["task_id"], result_json=w["result"])
+                for w in await waitpoint_store.journal(self.service.pool, run["id"])
+            ]
         message = ipc.Execute(
             run_id=run["id"],
             task_id=run["task_identifier"],
@@ -217,6 +230,8 @@ class Supervisor:
             max_duration=max_duration,
             machine=run["machine"],
             queue=run["queue"],
+            journal=journal,
+            resuming=run["resuming"],
         )
         watchdog_fired = False
         self.executing[run["id"]] = slot
@@ -244,6 +259,11 @@ class Supervisor:
         if outcome is None and not watchdog_fired and self.draining:
             # Killed at the end of the shutdown grace: the worker is marked stopped next, and
             # the sweeper retries the run elsewhere as a stalled attempt.
+            return
+        if outcome is not None and outcome.suspend is not None and peak is None:
+            if logs:
+                await self.persist(partial(log_store.insert, run_id=run["id"], attempt_number=number, lines=logs))
+            await self.suspend(run, outcome.suspend)
             return
         write: Callable[[asyncpg.Pool], Awaitable[Transition | None]]
         if peak is not None:
@@ -273,6 +293,41 @@ class Supervisor:
         await self.announce([changed] if changed else [], signal="released")
         if outcome is None:
             await self.replace_process(slot)
+
+    async def suspend(self, run: asyncpg.Record, wait: ipc.WaitRequest) -> None:
+        """Record the waitpoint (and create the child run) and move the run to WAITING, atomically."""
+        changed: list[Transition] = []
+        try:
+            async with self.service.pool.acquire() as conn, conn.transaction():
+                child = None
+                if wait.type == "RUN":
+                    assert wait.task_id is not None
+                    options = msgspec.json.decode(wait.options_json or "{}", type=TriggerOptions)
+                    plan = plan_run(wait.task_id, msgspec.json.decode(wait.payload_json or "null"), options,
+                                    environment_type=self.environment.type, now=datetime.now(UTC))
+                    served = await workers.serves_task(conn, self.environment.id, wait.task_id)
+                    child = await create_run(conn, plan, environment_id=self.environment.id,
+                                             status=first_status(plan, served), parent=run,
+                                             traceparent=run["traceparent"])
+                    changed.append(child)
+                await waitpoint_store.create(
+                    conn, run_id=run["id"], seq=wait.seq, type=wait.type,
+                    resume_at=datetime.fromtimestamp(wait.resume_at, UTC) if wait.resume_at is not None else None,
+                    child_run_id=child.run_id if child else None,
+                )
+                waiting = await run_store.suspend(conn, run_id=run["id"], attempt_number=run["attempt_count"])
+                if waiting is None:
+                    raise _NotExecuting
+                changed.append(waiting)
+        except _NotExecuting:
+            return  # canceled meanwhile: nothing to wait for
+        except TriggerRejected as exc:
+            error = json.dumps({"name": "TriggerError", "message": f"trigger_and_wait({wait.task_id!r}): {exc}"})
+            failed = await run_store.fail_attempt(self.service.pool, run_id=run["id"],
+                                                  attempt_number=run["attempt_count"], error_json=error,
+                                                  retry_at=None)
+            changed = [failed] if failed else []
+        await self.announce(changed, signal="released")
 
     async def watch_memory(self, process: WorkerProcess, limit: int) -> int:
         """Kill the process once its resident memory passes `limit`; return what it used."""

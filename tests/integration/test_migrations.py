@@ -14,9 +14,12 @@ EXPECTED_COLUMNS = {
              "metadata", "version", "queue", "concurrency_key", "max_attempts", "priority_ms",
              "attempt_count", "worker_id", "traceparent", "created_at", "updated_at", "queue_ts",
              "available_at", "delayed_until", "dequeued_at", "started_at", "finished_at", "max_duration",
-             "parent_run_id", "root_run_id", "depth", "machine", "ttl_seconds", "expires_at", "expired_at"},
+             "parent_run_id", "root_run_id", "depth", "machine", "ttl_seconds", "expires_at", "expired_at",
+             "resume_pending", "executed_ms", "segment_started_at"},
     "attempts": {"id", "run_id", "number", "status", "worker_id", "error", "created_at", "started_at",
                  "completed_at"},
+    "waitpoints": {"id", "run_id", "seq", "type", "resume_at", "child_run_id", "status", "result", "created_at",
+                   "completed_at"},
     "run_logs": {"id", "run_id", "attempt_number", "level", "message", "attributes", "logged_at"},
 }
 

@@ -35,6 +35,7 @@ def test_the_sdk_public_surface() -> None:
         "Task",
         "TaskContext",
         "TaskResult",
+        "TaskRunResult",
         "aclose",
         "configure",
         "errors",
@@ -45,6 +46,7 @@ def test_the_sdk_public_surface() -> None:
         "schema_task",
         "task",
         "tasks",
+        "wait",
     ]
     assert all(hasattr(slipstream, name) for name in slipstream.__all__)
 

@@ -29,6 +29,7 @@ class Transition(msgspec.Struct, frozen=True):
 
 
 def _transitions(rows: list[asyncpg.Record]) -> list[Transition]:
+    """Transitions from rows with id, environment_id, status and updated_at."""
     return [Transition(r["id"], r["environment_id"], r["status"], r["updated_at"]) for r in rows]
 
 
@@ -208,23 +209,28 @@ async def start_attempt(
     default_max_duration: int | None = None,
     default_machine: str | None = None,
 ) -> tuple[asyncpg.Record, str] | None:
-    """DEQUEUED -> EXECUTING and a new attempt (its id returned with the run row).
+    """DEQUEUED -> EXECUTING: a new attempt, or the same attempt again for a resumed run.
 
-    One statement. The row carries `executed_seconds`: how long earlier attempts executed
-    (what counts against max_duration). None if the run is no longer ours to start (a
-    repeated dispatch, or it was requeued meanwhile).
+    One statement. Returns the run row (with `resuming` and `executed_seconds`, the time
+    that counts against max_duration so far) and the attempt's id; None if the run is no
+    longer ours to start (a repeated dispatch, or it was requeued meanwhile).
     """
     attempt_id = new_id("attempt")
     run = await conn.fetchrow(
-        "WITH r AS (UPDATE runs r SET status = 'EXECUTING', attempt_count = attempt_count + 1,"
+        "WITH prev AS (SELECT resume_pending AS resuming FROM runs WHERE id = $1),"
+        " r AS (UPDATE runs r SET status = 'EXECUTING',"
+        "   attempt_count = attempt_count + CASE WHEN resume_pending THEN 0 ELSE 1 END,"
+        "   resume_pending = false, segment_started_at = now(),"
         "   started_at = coalesce(started_at, now()), updated_at = now(),"
         "   max_attempts = coalesce(max_attempts, $3), max_duration = coalesce(max_duration, $5),"
         "   machine = coalesce(machine, $6)"
         "   WHERE id = $1 AND status = 'DEQUEUED' AND worker_id = $2 RETURNING r.*),"
         " a AS (INSERT INTO attempts (id, run_id, number, status, worker_id)"
-        "   SELECT $4, id, attempt_count, 'EXECUTING', $2 FROM r)"
-        " SELECT r.*, (SELECT coalesce(sum(extract(epoch FROM t.completed_at - t.started_at)), 0)"
-        "   FROM attempts t WHERE t.run_id = r.id)::float8 AS executed_seconds FROM r",
+        "   SELECT $4, id, attempt_count, 'EXECUTING', $2 FROM r WHERE NOT (SELECT resuming FROM prev))"
+        " SELECT r.*, (SELECT resuming FROM prev) AS resuming, (r.executed_ms / 1000.0)::float8 AS executed_seconds,"
+        "   coalesce((SELECT t.id FROM attempts t WHERE t.run_id = r.id AND t.number = r.attempt_count), $4)"
+        "   AS current_attempt_id"
+        " FROM r",
         run_id,
         worker_id,
         default_max_attempts,
@@ -232,7 +238,26 @@ async def start_attempt(
         default_max_duration,
         default_machine,
     )
-    return (run, attempt_id) if run is not None else None
+    return (run, run["current_attempt_id"]) if run is not None else None
+
+
+# Ends an executing stretch: its time counts against max_duration.
+_END_STRETCH = (
+    "executed_ms = executed_ms"
+    " + coalesce((extract(epoch FROM now() - segment_started_at) * 1000)::bigint, 0),"
+    " segment_started_at = NULL"
+)
+
+
+async def suspend(conn: Conn, *, run_id: str, attempt_number: int) -> Transition | None:
+    """EXECUTING -> WAITING at a waitpoint: the run releases its slot; the attempt goes on later."""
+    row = await conn.fetchrow(
+        f"UPDATE runs r SET status = 'WAITING', updated_at = now(), {_END_STRETCH}"
+        f" WHERE id = $1 AND status = 'EXECUTING' AND attempt_count = $2 {_RETURNING}",
+        run_id,
+        attempt_number,
+    )
+    return _transitions([row])[0] if row else None
 
 
 async def attempt_id_of(conn: Conn, run_id: str, number: int) -> str | None:
@@ -248,7 +273,7 @@ async def complete_attempt(
 ) -> Transition | None:
     """EXECUTING -> COMPLETED with the output."""
     row = await conn.fetchrow(
-        "WITH r AS (UPDATE runs r SET status = 'COMPLETED', output = $3::jsonb, error = NULL,"
+        f"WITH r AS (UPDATE runs r SET status = 'COMPLETED', output = $3::jsonb, error = NULL, {_END_STRETCH},"
         "   finished_at = now(), updated_at = now()"
         f"   WHERE id = $1 AND status = 'EXECUTING' AND attempt_count = $2 {_RETURNING}),"
         " a AS (UPDATE attempts SET status = 'COMPLETED', completed_at = now()"
@@ -276,7 +301,7 @@ async def fail_attempt(
     or `final_status`."""
     attempt_status = attempt_status or ("CRASHED" if final_status == "CRASHED" else "FAILED")
     row = await conn.fetchrow(
-        "WITH r AS (UPDATE runs r SET"
+        f"WITH r AS (UPDATE runs r SET {_END_STRETCH},"
         "   status = CASE WHEN $4::timestamptz IS NULL THEN $5 ELSE 'QUEUED' END,"
         "   error = $3::jsonb, updated_at = now(), available_at = coalesce($4, now()),"
         "   machine = coalesce($7, machine),"

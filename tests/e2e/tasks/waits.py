@@ -1,0 +1,62 @@
+"""Tasks that wait: durations and child runs, with on_wait / on_resume."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from slipstream import TaskContext, logger, task, tasks, wait
+
+
+def on_wait(wait: dict[str, Any]) -> None:
+    logger.info("on_wait", type=wait["type"], seq=wait["seq"])
+
+
+def on_resume(wait: dict[str, Any]) -> None:
+    logger.info("on_resume", type=wait["type"], seq=wait["seq"])
+
+
+def on_start_attempt(ctx: TaskContext) -> None:
+    logger.info("on_start_attempt")
+
+
+@task(id="waits", on_wait=on_wait, on_resume=on_resume, on_start_attempt=on_start_attempt)
+async def waits(payload: dict, ctx: TaskContext) -> dict:
+    logger.info("before")
+    await wait.for_(seconds=payload.get("seconds", 1))
+    logger.info("between")
+    await wait.for_(seconds=payload.get("seconds", 1))
+    logger.info("after")
+    return {"attempt": ctx.run.attempt.number}
+
+
+@task(id="waits-for-child", on_wait=on_wait, on_resume=on_resume)
+async def waits_for_child(payload: dict, ctx: TaskContext) -> dict:
+    from tests.e2e.tasks.sample import echo
+
+    first = await echo.trigger_and_wait({"n": 1})
+    second = await tasks.trigger_and_wait(payload.get("second", "echo"), {"n": 2}, max_attempts=1)
+    return {
+        "first": first.unwrap()["payload"],
+        "first_id": first.id,
+        "second_ok": second.ok,
+        "second_status": second.status,
+        "second_error": (second.error or {}).get("message"),
+    }
+
+
+@task(id="waits-under-max-duration", max_duration=3)
+async def waits_under_max_duration(payload: Any, ctx: TaskContext) -> str:
+    # Executes 0.8 s, replays that 0.8 s on resume, then 0.3 s more: 1.9 s of a 3 s budget,
+    # over more than 5 s of wall-clock time.
+    await asyncio.sleep(0.8)
+    await wait.for_(seconds=3.5)
+    await asyncio.sleep(0.3)
+    return "waiting does not count"
+
+
+@task(id="waits-long")
+async def waits_long(payload: Any, ctx: TaskContext) -> None:
+    from tests.e2e.tasks.sample import sleepy
+
+    await sleepy.trigger_and_wait({"seconds": 60})
