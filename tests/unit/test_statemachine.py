@@ -131,3 +131,14 @@ def test_sources_of_agrees_with_can_transition(target: RunStatus) -> None:
     assert sources == sorted(sources)
     assert set(sources) == {str(s) for s in ALL_STATUSES if can_transition(s, target)}
     assert not set(sources) & {str(s) for s in FINAL}
+
+
+def test_every_status_change_the_stores_make_is_an_edge_of_the_state_machine() -> None:
+    from slipstream_platform.statemachine import can_transition
+    from slipstream_platform.store.runs import EDGES
+
+    illegal = sorted((a, b) for a, b in EDGES if not can_transition(a, b))
+    assert illegal == []
+    # Cancel reaches every unfinished status, and nothing leaves a final one.
+    assert {a for a, b in EDGES if b == "CANCELED"} == {
+        "PENDING_VERSION", "DELAYED", "QUEUED", "DEQUEUED", "EXECUTING", "WAITING"}

@@ -11,12 +11,36 @@ from typing import TypeAlias
 
 import asyncpg
 import msgspec
+from slipstream_proto.statuses import RunStatus
 
 from slipstream_platform.ids import new_id
+from slipstream_platform.statemachine import sources_of
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 _RETURNING = "RETURNING r.id, r.environment_id, r.status, r.updated_at"
+
+# Every status change the statements below make, as (from, to). Each is an edge of the run
+# state machine (a unit test checks it); the statements' WHERE clauses reject any other.
+EDGES: frozenset[tuple[str, str]] = frozenset({
+    ("PENDING_VERSION", "QUEUED"),      # promote_pending_version
+    ("DELAYED", "QUEUED"),              # promote_due_delayed
+    ("DELAYED", "PENDING_VERSION"),     # promote_due_delayed
+    ("QUEUED", "DEQUEUED"),             # claim_for_worker
+    ("DEQUEUED", "EXECUTING"),          # start_attempt
+    ("EXECUTING", "WAITING"),           # suspend
+    ("WAITING", "QUEUED"),              # waitpoints.resume_due
+    ("EXECUTING", "COMPLETED"),         # complete_attempt
+    ("EXECUTING", "QUEUED"),            # fail_attempt (retry), recover_from_stopped_workers
+    ("EXECUTING", "FAILED"),            # fail_attempt
+    ("EXECUTING", "CRASHED"),           # fail_attempt
+    ("EXECUTING", "TIMED_OUT"),         # fail_attempt
+    ("EXECUTING", "SYSTEM_FAILURE"),    # fail_attempt, recover_from_stopped_workers
+    ("DEQUEUED", "QUEUED"),             # requeue_dequeued, recover_from_stopped_workers
+    ("QUEUED", "EXPIRED"),              # expire_due
+    ("PENDING_VERSION", "EXPIRED"),     # expire_due
+    *((status, "CANCELED") for status in sources_of(RunStatus.CANCELED)),  # cancel
+})
 
 
 class Transition(msgspec.Struct, frozen=True):
@@ -387,9 +411,6 @@ class Canceled(msgspec.Struct, frozen=True):
     executing_worker_id: str | None
 
 
-_FINAL = "('COMPLETED', 'CANCELED', 'FAILED', 'TIMED_OUT', 'CRASHED', 'SYSTEM_FAILURE', 'EXPIRED')"
-
-
 async def cancel(conn: asyncpg.Connection, environment_id: str, run_id: str) -> list[Canceled]:
     """CANCELED for the run and every unfinished run below it; runs already final stay as they are.
 
@@ -399,8 +420,8 @@ async def cancel(conn: asyncpg.Connection, environment_id: str, run_id: str) -> 
         "WITH RECURSIVE tree AS ("
         "   SELECT id FROM runs WHERE id = $1 AND environment_id = $2"
         "   UNION ALL SELECT c.id FROM runs c JOIN tree t ON c.parent_run_id = t.id),"
-        f" open AS (SELECT r.id, r.status AS was, r.worker_id FROM runs r JOIN tree USING (id)"
-        f"   WHERE r.status NOT IN {_FINAL} FOR UPDATE OF r),"
+        " open AS (SELECT r.id, r.status AS was, r.worker_id FROM runs r JOIN tree USING (id)"
+        "   WHERE r.status = ANY($3::text[]) FOR UPDATE OF r),"
         " done AS (UPDATE runs r SET status = 'CANCELED', finished_at = now(), updated_at = now()"
         "   FROM open WHERE r.id = open.id"
         "   RETURNING r.id, r.environment_id, r.status, r.updated_at, open.was, open.worker_id),"
@@ -409,6 +430,7 @@ async def cancel(conn: asyncpg.Connection, environment_id: str, run_id: str) -> 
         " SELECT * FROM done",
         run_id,
         environment_id,
+        sources_of(RunStatus.CANCELED),
     )
     return [
         Canceled(
