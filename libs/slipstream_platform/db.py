@@ -56,9 +56,15 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
     return applied
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    # The stores keep no session state (no LISTEN, SET or session-level locks), so a
+    # connection goes back to the pool as it is, without a reset round trip.
+    return None
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     """Open a pool; jsonb and json columns travel as JSON text (never parsed here)."""
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, reset=_keep_session)
     assert pool is not None
     return pool
 

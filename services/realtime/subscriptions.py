@@ -48,6 +48,9 @@ class Hub:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def on_update(self, msg: Msg) -> None:
+        # The subject ends with the run id: skip runs nobody here watches without decoding.
+        if msg.subject.rpartition(".")[2] not in self.runs:
+            return
         try:
             event = decode_event(msg.data)
         except msgspec.DecodeError:
