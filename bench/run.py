@@ -168,11 +168,15 @@ First bar for this machine: p50 under 10 ms, p99 under 50 ms, at least 500 runs/
 
 ## What limits it
 
-On 2 cores, seven busy processes (trigger-api, queue-manager, supervisor, realtime, scheduler,
-nats-server, Postgres) share the CPU. Each run costs one INSERT, one claim transaction, one
-start transaction and one completion statement in Postgres, and five JetStream publishes
-(queue signal, dispatch, and three status updates). The Python services are CPU-bound on
-JSON, asyncpg and nats-py round trips; Postgres commits (fsync on) bound the latency floor.
+On 2 cores, the benchmark client and seven busy processes (trigger-api, queue-manager,
+supervisor, realtime, scheduler, nats-server, Postgres) share the CPU. Each run costs seven
+Postgres round trips (the INSERT; the claim transaction: BEGIN, advisory lock, UPDATE, COMMIT;
+the start statement; the completion statement) and seven JetStream publishes (two queue
+signals, the dispatch, four status updates) plus one ack; only the dispatch waits for the
+stream's ack. Profiles (py-spy) show the supervisor and queue-manager spending most of their
+time in socket writes of those round trips, so batching several runs per statement and per
+publish is the next step (the queue-manager issue rebuilds dispatch around that). Postgres
+commits with fsync on set the latency floor.
 """
     path.write_text(text)
     print(f"wrote {path}")
