@@ -45,7 +45,7 @@ class TaskLogger:
         sink = current_sink.get()
         _std.log(_LEVELS[level], "%s %s", message, attributes if attributes else "")
         if sink is not None:
-            sink({"level": level.upper() if level != "warn" else "WARN", "message": str(message),
+            sink({"level": {"log": "INFO", "warn": "WARN"}.get(level, level.upper()), "message": str(message),
                   "attributes": _jsonable(attributes), "timestamp": time.time()})
 
     def debug(self, message: str, **attributes: Any) -> None:

@@ -43,7 +43,12 @@ from slipstream._logger import current_sink, logger
 from slipstream._retry import retry_delay_ms
 from slipstream._task import Task, current_run_id, registry
 from slipstream._waits import ReplayState, Suspend, current_replay
-from slipstream.errors import AbortTaskRunError, OutputNotSerializableError, TaskPayloadParsedError
+from slipstream.errors import (
+    AbortTaskRunError,
+    MaxDurationExceededError,
+    OutputNotSerializableError,
+    TaskPayloadParsedError,
+)
 
 _encoder = msgspec.json.Encoder()
 
@@ -147,12 +152,19 @@ class _Attempt:
     ) -> Callable[[], Awaitable[Any]]:
         async def layer() -> Any:
             box: list[Any] = []
+            errors: list[BaseException] = []
 
             async def next_() -> Any:
-                box.append(await inner())
+                try:
+                    box.append(await inner())
+                except BaseException as exc:
+                    errors.append(exc)
+                    raise
                 return box[0]
 
             await call_hook(fn, **self.kwargs(next=next_))
+            if errors:
+                raise errors[0]  # a middleware cannot swallow the attempt's error
             if not box:
                 raise RuntimeError(f"middleware {name!r} returned without calling `await next()`")
             return box[0]
@@ -210,7 +222,7 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
     async def resumed(entry: ipc.JournalEntry) -> None:
         await _ignore_errors("on_resume", _hooks_of(task, "on_resume"), **attempt.kwargs(wait=_wait_info(entry)))
 
-    replay_token = current_replay.set(ReplayState(message.journal, resumed))
+    replay_token = current_replay.set(ReplayState(message.journal, resumed, mute=message.resuming))
     locals_token = begin_attempt()
     run_task = asyncio.ensure_future(attempt.chain()())
     _running[message.run_id] = (attempt, run_task, contextvars.copy_context())
@@ -225,8 +237,14 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
             except asyncio.CancelledError:
                 if not ctx.signal.is_cancelled:
                     raise
-                return outcome(ok=False, final_status="CANCELED", error_json=_encoder.encode(
-                    {"name": "TaskRunCanceledError", "message": "the run was canceled"}).decode())
+                # Sync code cannot be interrupted: its process is replaced.
+                return outcome(ok=False, final_status="CANCELED", replace_process=not task.is_async,
+                               error_json=_encoder.encode(
+                                   {"name": "TaskRunCanceledError", "message": "the run was canceled"}).decode())
+            except TimeoutError:
+                if not run_task.cancelled():
+                    raise  # the task's own TimeoutError: an ordinary error
+                raise _MaxDurationExceeded from None
             if ctx.signal.is_cancelled:
                 return outcome(ok=False, final_status="CANCELED", error_json=_encoder.encode(
                     {"name": "TaskRunCanceledError",
@@ -238,14 +256,19 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
                     f"task {task.id!r} returned a {type(output).__name__}, which is not JSON-serializable"
                     f" ({exc}); return dicts, lists, strings, numbers, booleans or None"
                 ) from None
-        except TimeoutError as exc:
-            error = TimeoutError(f"the run exceeded its max_duration of {message.max_duration}s")
-            error.__traceback__ = exc.__traceback__
+        except _MaxDurationExceeded:
+            ctx.signal.cancel()
+            error = MaxDurationExceededError(f"the run exceeded its max_duration of {message.max_duration}s")
             await _failed(attempt, error)
-            return outcome(ok=False, error_json=_error_json(error, "MaxDurationExceededError"),
-                           final_status="TIMED_OUT")
+            return outcome(ok=False, error_json=_error_json(error), final_status="TIMED_OUT",
+                           replace_process=not task.is_async)
         except Exception as exc:
-            retry = await _retry_decision(attempt, message, exc)
+            try:
+                retry = await _retry_decision(attempt, message, exc)
+            except Exception as handler_error:
+                # A catch_error hook that fails ends the run with its own error, not retried.
+                await _failed(attempt, handler_error)
+                return outcome(ok=False, error_json=_error_json(handler_error, "HandleErrorError"))
             if retry is None:
                 await _failed(attempt, exc)
             return outcome(ok=False, error_json=_error_json(exc), retry_delay_ms=retry)
@@ -258,6 +281,10 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
         _running.pop(message.run_id, None)
         end_attempt(locals_token)
         current_replay.reset(replay_token)
+
+
+class _MaxDurationExceeded(Exception):
+    """The attempt ran out of the run's max_duration."""
 
 
 # The attempt this process is executing, by run id (at most one).

@@ -32,12 +32,19 @@ class Suspend(BaseException):
 class ReplayState:
     """The journal of one execution, and how far the task function has got through it."""
 
-    def __init__(self, journal: list[ipc.JournalEntry], on_resume: Callable[[ipc.JournalEntry], Awaitable[None]]):
+    def __init__(
+        self,
+        journal: list[ipc.JournalEntry],
+        on_resume: Callable[[ipc.JournalEntry], Awaitable[None]],
+        *,
+        mute: bool = True,
+    ) -> None:
         self.journal = {entry.seq: entry for entry in journal}
         self.last = max(self.journal) if self.journal else -1
         self.next_seq = 0
-        # While replaying, logger lines are not stored again.
-        self.replaying = bool(self.journal)
+        # While a resumed attempt replays, its logger lines are not stored again (a retry is a
+        # new attempt: its lines are its own).
+        self.replaying = mute and bool(self.journal)
         self.on_resume = on_resume
 
 

@@ -14,6 +14,7 @@
           +-- AbortTaskRunError         raise it in a task to fail the run without retrying
           +-- TaskPayloadParsedError    a schema task's payload did not parse (not retried)
           +-- OutputNotSerializableError  the task returned something that is not JSON
+          +-- MaxDurationExceededError  the run executed longer than its max_duration
           +-- SubtaskUnwrapError        `result.unwrap()` of a child run that did not complete
 """
 
@@ -79,6 +80,10 @@ class TaskPayloadParsedError(TaskRunError):
 
 class SubtaskUnwrapError(TaskRunError):
     """`unwrap()` of a `trigger_and_wait` result whose child run failed or was canceled."""
+
+
+class MaxDurationExceededError(TaskRunError):
+    """The run executed for longer than its max_duration (it ends TIMED_OUT)."""
 
 
 class OutputNotSerializableError(TaskRunError):

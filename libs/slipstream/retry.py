@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from slipstream._logger import logger
 from slipstream._retry import RetryOptions, retry_delay_ms, validate_retry
+from slipstream.errors import AbortTaskRunError
 
 __all__ = ["on_throw"]
 
@@ -30,7 +31,7 @@ async def on_throw(fn: Callable[..., Any], **options: Any) -> Any:
                 result = await result
             return result
         except Exception as exc:
-            if attempt == settings["max_attempts"]:
+            if attempt == settings["max_attempts"] or isinstance(exc, AbortTaskRunError):
                 raise
             delay = retry_delay_ms(settings, attempt)
             logger.warn("retry.on_throw: attempt failed, retrying", attempt=attempt, delay_ms=delay,

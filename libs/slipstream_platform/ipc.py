@@ -100,6 +100,8 @@ class Outcome(msgspec.Struct, tag="outcome", kw_only=True):
     final_status: str | None = None
     # Set instead of a result when the attempt suspended at a waitpoint.
     suspend: WaitRequest | None = None
+    # The process must be replaced: sync task code that was stopped may still be running.
+    replace_process: bool = False
 
 
 Message = Ready | LoadFailed | Execute | Cancel | LogLine | Outcome

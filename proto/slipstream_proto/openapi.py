@@ -10,8 +10,8 @@ from typing import Any
 
 import msgspec
 
-from slipstream_proto.events import DispatchRun, QueueSignal, RunUpdated
-from slipstream_proto.http import ErrorBody, Run, TriggerRequest, TriggerResponse
+from slipstream_proto.events import CancelRun, DispatchRun, QueueSignal, RunUpdated
+from slipstream_proto.http import ErrorBody, Run, RunLogs, RunReference, TriggerRequest, TriggerResponse
 from slipstream_proto.realtime import RealtimeError, RealtimeRun
 
 REF = "#/components/schemas/{name}"
@@ -23,9 +23,10 @@ def _json(ref: dict[str, Any], description: str) -> dict[str, Any]:
 
 def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1 for the HTTP API."""
-    (trigger_req, trigger_resp, run, error), components = msgspec.json.schema_components(
-        [TriggerRequest, TriggerResponse, Run, ErrorBody], ref_template=REF
+    (trigger_req, trigger_resp, run, error, reference, logs), components = msgspec.json.schema_components(
+        [TriggerRequest, TriggerResponse, Run, ErrorBody, RunReference, RunLogs], ref_template=REF
     )
+    run_id = [{"name": "runId", "in": "path", "required": True, "schema": {"type": "string"}}]
     errors = {
         str(status): _json(error, text)
         for status, text in [
@@ -70,6 +71,30 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/v2/runs/{runId}/cancel": {
+                "post": {
+                    "summary": "Cancel a run and its unfinished child runs (idempotent)",
+                    "operationId": "cancelRun",
+                    "parameters": run_id,
+                    "responses": {
+                        "200": _json(reference, "The run's id"),
+                        "401": errors["401"],
+                        "404": _json(error, "Run not found"),
+                    },
+                }
+            },
+            "/api/v1/runs/{runId}/logs": {
+                "get": {
+                    "summary": "The lines `logger` wrote in the run's attempts",
+                    "operationId": "runLogs",
+                    "parameters": run_id,
+                    "responses": {
+                        "200": _json(logs, "The run's log lines, oldest first"),
+                        "401": errors["401"],
+                        "404": _json(error, "Run not found"),
+                    },
+                }
+            },
         },
     }
 
@@ -77,7 +102,7 @@ def openapi_document() -> dict[str, Any]:
 def events_schema() -> dict[str, Any]:
     """JSON Schema of every JetStream message and realtime websocket message."""
     schemas, components = msgspec.json.schema_components(
-        [QueueSignal, DispatchRun, RunUpdated, RealtimeRun, RealtimeError],
+        [QueueSignal, DispatchRun, CancelRun, RunUpdated, RealtimeRun, RealtimeError],
         ref_template="#/$defs/{name}",
     )
     return {

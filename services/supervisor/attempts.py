@@ -75,6 +75,8 @@ class Supervisor:
         self.manifest: dict[str, dict] = {}  # type: ignore[type-arg]
         self.in_flight = 0
         self.executing: dict[str, int] = {}  # run id -> slot
+        # Cancels that arrived before their run was registered as executing here.
+        self.early_cancels: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
         self.draining = False
         self.idle = asyncio.Event()
@@ -140,7 +142,11 @@ class Supervisor:
         """Signal a canceled run's process; kill it if the run is still going after the grace."""
         slot = self.executing.get(run_id)
         if slot is None:
-            return  # not started here (a queued dispatch of it will not start: it is CANCELED)
+            # Not executing here (yet): if its attempt is about to start, it is skipped.
+            if len(self.early_cancels) > 10_000:
+                self.early_cancels.clear()
+            self.early_cancels.add(run_id)
+            return
         process = self.processes[slot]
         await process.cancel(run_id)
 
@@ -235,6 +241,11 @@ class Supervisor:
         )
         watchdog_fired = False
         self.executing[run["id"]] = slot
+        if run["id"] in self.early_cancels:
+            # Canceled between its start and now: the run and attempt are CANCELED already.
+            self.early_cancels.discard(run["id"])
+            del self.executing[run["id"]]
+            return
         flusher = asyncio.create_task(self.flush_logs(run["id"], run["attempt_count"], logs))
         preset = MACHINE_PRESETS.get(run["machine"]) or MACHINE_PRESETS[DEFAULT_MACHINE]
         memory = asyncio.create_task(self.watch_memory(process, preset.memory_bytes))
@@ -291,7 +302,7 @@ class Supervisor:
             await self.persist(partial(log_store.insert, run_id=run["id"], attempt_number=number, lines=logs))
         changed = await self.persist(write)
         await self.announce([changed] if changed else [], signal="released")
-        if outcome is None:
+        if outcome is None or outcome.replace_process:
             await self.replace_process(slot)
 
     async def suspend(self, run: asyncpg.Record, wait: ipc.WaitRequest) -> None:

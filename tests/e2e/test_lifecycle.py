@@ -166,3 +166,15 @@ async def test_an_error_in_init_fails_the_attempt(http: aiohttp.ClientSession) -
     run = await finished(http, await trigger(http, "init-fails", {}))
     assert run["status"] == "FAILED" and run["attemptCount"] == 2
     assert run["error"]["message"] == "init failed on attempt 2"
+
+
+async def test_a_timeout_error_from_task_code_is_an_ordinary_error(http: aiohttp.ClientSession) -> None:
+    run = await finished(http, await trigger(http, "raises-timeout", {}))
+    assert run["status"] == "FAILED" and run["attemptCount"] == 2
+    assert run["error"]["name"] == "TimeoutError"
+
+
+async def test_a_failing_catch_error_ends_the_run_without_retry(http: aiohttp.ClientSession) -> None:
+    run = await finished(http, await trigger(http, "catch-error-fails", {}))
+    assert run["status"] == "FAILED" and run["attemptCount"] == 1
+    assert run["error"]["name"] == "HandleErrorError" and run["error"]["message"] == "catch_error itself failed"

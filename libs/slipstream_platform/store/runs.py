@@ -382,7 +382,8 @@ async def recover_from_stopped_workers(conn: asyncpg.Connection) -> list[Transit
         "     THEN 'QUEUED' ELSE 'SYSTEM_FAILURE' END,"
         "   finished_at = CASE WHEN r.attempt_count < coalesce(r.max_attempts, 1)"
         "     THEN NULL ELSE now() END,"
-        "   error = $1::jsonb, worker_id = NULL, available_at = now(), updated_at = now()"
+        "   error = $1::jsonb, worker_id = NULL, available_at = now(), updated_at = now(),"
+        f"   {_END_STRETCH}"
         "   FROM workers w WHERE w.id = r.worker_id AND w.stopped_at IS NOT NULL"
         f"   AND r.status = 'EXECUTING' {_RETURNING}, r.attempt_count),"
         " a AS (UPDATE attempts t SET status = 'FAILED', error = $1::jsonb, completed_at = now()"
@@ -418,7 +419,7 @@ async def cancel(conn: asyncpg.Connection, environment_id: str, run_id: str) -> 
     """
     rows = await conn.fetch(
         "WITH RECURSIVE tree AS ("
-        "   SELECT id FROM runs WHERE id = $1 AND environment_id = $2"
+        "   SELECT id FROM runs WHERE id = $1 AND environment_id = $2 AND status = ANY($3::text[])"
         "   UNION ALL SELECT c.id FROM runs c JOIN tree t ON c.parent_run_id = t.id),"
         " open AS (SELECT r.id, r.status AS was, r.worker_id FROM runs r JOIN tree USING (id)"
         "   WHERE r.status = ANY($3::text[]) FOR UPDATE OF r),"

@@ -199,3 +199,18 @@ async def slow_retry(payload: Any, ctx: TaskContext) -> int:
     if ctx.run.attempt.number == 1:
         raise RuntimeError("fail, then wait 4 s")
     return ctx.run.attempt.number
+
+
+@task(id="raises-timeout", retry={"max_attempts": 2, "min_timeout_ms": 10, "max_timeout_ms": 10})
+async def raises_timeout(payload: Any, ctx: TaskContext) -> None:
+    raise TimeoutError("the upstream API timed out")
+
+
+def broken_catch(error: Exception) -> None:
+    raise RuntimeError("catch_error itself failed")
+
+
+@task(id="catch-error-fails", retry={"max_attempts": 3, "min_timeout_ms": 10, "max_timeout_ms": 10},
+      catch_error=broken_catch)
+async def catch_error_fails(payload: Any, ctx: TaskContext) -> None:
+    raise ValueError("original")
