@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from slipstream_proto import Run, RunStatus
 
-from slipstream import errors, retry, runs, tasks, wait
+from slipstream import errors, idempotency_keys, retry, runs, tasks, wait
 from slipstream._client import aclose
 from slipstream._config import configure
 from slipstream._context import TaskContext, TaskResult, TaskRunResult
@@ -35,6 +35,7 @@ __all__ = [
     "aclose",
     "configure",
     "errors",
+    "idempotency_keys",
     "locals",
     "logger",
     "retry",

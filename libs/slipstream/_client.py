@@ -66,19 +66,38 @@ def _headers(config: _config.ClientConfig, extra: dict[str, str] | None = None) 
     return headers
 
 
-async def request(method: str, path: str, result_type: type[T], body: Any = None) -> T:
-    """Call the API and decode its answer into `result_type`; typed errors otherwise."""
+# Statuses worth sending the same request again for (the API or its backing services were busy).
+_RETRY_STATUSES = frozenset({502, 503, 504})
+_RETRY_DELAYS = (0.2, 0.5, 1.0)
+
+
+async def request(
+    method: str, path: str, result_type: type[T], body: Any = None, *, request_id: str | None = None
+) -> T:
+    """Call the API and decode its answer into `result_type`; typed errors otherwise.
+
+    With a `request_id` (triggers send one), a request that fails on the network or with a
+    502/503/504 is sent again with the same id, so the server never creates a second run.
+    """
     config = _config.current()
     http = await session()
     data = _encoder.encode(body) if body is not None else None
-    try:
-        async with http.request(
-            method, config.api_url + path, data=data, headers=_headers(config)
-        ) as response:
-            content = await response.read()
-            status = response.status
-    except aiohttp.ClientError as exc:
-        raise ApiConnectionError(f"could not reach the API at {config.api_url}: {exc}") from exc
+    headers = _headers(config, {"x-slipstream-request-id": request_id} if request_id else None)
+    retries = _RETRY_DELAYS if request_id else ()
+    for attempt in range(len(retries) + 1):
+        try:
+            async with http.request(method, config.api_url + path, data=data, headers=headers) as response:
+                content = await response.read()
+                status = response.status
+        except aiohttp.ClientError as exc:
+            if attempt < len(retries):
+                await asyncio.sleep(retries[attempt])
+                continue
+            raise ApiConnectionError(f"could not reach the API at {config.api_url}: {exc}") from exc
+        if status in _RETRY_STATUSES and attempt < len(retries):
+            await asyncio.sleep(retries[attempt])
+            continue
+        break
     if status >= 400:
         try:
             message = _error_decoder.decode(content).error

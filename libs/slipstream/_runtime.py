@@ -41,7 +41,7 @@ from slipstream._hooks import call_hook, global_hooks
 from slipstream._locals import begin_attempt, end_attempt
 from slipstream._logger import current_sink, logger
 from slipstream._retry import retry_delay_ms
-from slipstream._task import Task, current_run_id, registry
+from slipstream._task import Task, current_attempt_number, current_run_id, registry
 from slipstream._waits import ReplayState, Suspend, current_replay
 from slipstream.errors import (
     AbortTaskRunError,
@@ -398,9 +398,11 @@ def serve(fd: int, module_name: str) -> int:
 
             token = current_sink.set(sink)
             run_token = current_run_id.set(run_id)
+            attempt_token = current_attempt_number.set(number)
             try:
                 outcome = loop.run_until_complete(execute(execute_message))
             finally:
+                current_attempt_number.reset(attempt_token)
                 current_run_id.reset(run_token)
                 current_sink.reset(token)
             send(outcome)

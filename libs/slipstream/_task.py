@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextvars
 import inspect
 import re
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
 import msgspec
-from slipstream_proto import QueueOption, TriggerOptions, TriggerRequest, TriggerResponse
+from slipstream_proto import DebounceOption, QueueOption, TriggerOptions, TriggerRequest, TriggerResponse
 from slipstream_proto.machines import MACHINE_PRESETS
 
 from slipstream import _client
@@ -37,32 +38,49 @@ class RunHandle(msgspec.Struct, frozen=True):
     is_cached: bool = False
 
 
-def trigger_options(
-    *,
-    queue: str | None = None,
-    concurrency_key: str | None = None,
-    delay: str | datetime | None = None,
-    tags: str | list[str] | None = None,
-    metadata: dict[str, Any] | None = None,
-    max_attempts: int | None = None,
-    priority: int | None = None,
-    max_duration: int | None = None,
-    machine: str | None = None,
-    ttl: str | int | None = None,
-) -> TriggerOptions:
+class DebounceKwargs(TypedDict, total=False):
+    """`debounce=` of a trigger: fold triggers with the same key into one delayed run."""
+
+    key: str
+    delay: str
+    mode: str  # "leading" (default) or "trailing"
+    max_delay: str
+
+
+class TriggerKwargs(TypedDict, total=False):
+    """Options of every trigger function, as the seed's `options` in snake_case."""
+
+    queue: str
+    concurrency_key: str
+    delay: str | datetime
+    tags: str | list[str]
+    metadata: dict[str, Any]
+    max_attempts: int
+    priority: int
+    max_duration: int
+    machine: str
+    ttl: str | int
+    idempotency_key: str
+    idempotency_key_ttl: str
+    debounce: DebounceKwargs
+
+
+def trigger_options(**options: Unpack[TriggerKwargs]) -> TriggerOptions:
     """The wire options of a trigger from its keyword arguments."""
-    return TriggerOptions(
-        queue=QueueOption(name=queue) if queue else None,
-        concurrency_key=concurrency_key,
-        delay=_delay_text(delay),
-        tags=tags,
-        metadata=metadata,
-        max_attempts=max_attempts,
-        priority=priority,
-        max_duration=max_duration,
-        machine=machine,
-        ttl=ttl,
-    )
+    unknown = set(options) - set(TriggerKwargs.__annotations__)
+    if unknown:
+        raise TypeError(
+            f"unknown trigger option(s) {', '.join(sorted(unknown))}; known: "
+            + ", ".join(TriggerKwargs.__annotations__)
+        )
+    fields: dict[str, Any] = dict(options)
+    if "queue" in fields:
+        fields["queue"] = QueueOption(name=fields["queue"])
+    if "delay" in fields:
+        fields["delay"] = _delay_text(fields["delay"])
+    if "debounce" in fields:
+        fields["debounce"] = msgspec.convert(fields["debounce"], DebounceOption)
+    return TriggerOptions(**fields)
 
 
 def _delay_text(delay: str | datetime | None) -> str | None:
@@ -73,6 +91,9 @@ def _delay_text(delay: str | datetime | None) -> str | None:
 
 # The run whose attempt is executing in this context: runs triggered here are its children.
 current_run_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("slipstream_run_id", default=None)
+current_attempt_number: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "slipstream_attempt_number", default=None
+)
 
 
 async def trigger_and_wait_task(task_id: str, payload: Any, options: TriggerOptions) -> TaskRunResult:
@@ -101,6 +122,7 @@ async def trigger_task(task_id: str, payload: Any, options: TriggerOptions) -> R
         f"/api/v1/tasks/{task_id}/trigger",
         TriggerResponse,
         TriggerRequest(payload=payload, options=options),
+        request_id=uuid.uuid4().hex,
     )
     return RunHandle(response.id, response.is_cached)
 
@@ -134,31 +156,14 @@ class Task(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<Task {self.id!r}>"
 
-    async def trigger_and_wait(
-        self,
-        payload: P | None = None,
-        *,
-        queue: str | None = None,
-        concurrency_key: str | None = None,
-        tags: str | list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        max_attempts: int | None = None,
-        priority: int | None = None,
-        max_duration: int | None = None,
-        machine: str | None = None,
-        ttl: str | int | None = None,
-    ) -> TaskRunResult:
+    async def trigger_and_wait(self, payload: P | None = None, **options: Unpack[TriggerKwargs]) -> TaskRunResult:
         """Inside a task: run this task as a child and wait for its result without holding a slot.
 
         Returns a TaskRunResult (`ok`, `output`, `error`, `unwrap()`).
         """
         if self.parse is not None:
             self.parse(payload)
-        options = trigger_options(
-            queue=queue, concurrency_key=concurrency_key, tags=tags, metadata=metadata,
-            max_attempts=max_attempts, priority=priority, max_duration=max_duration, machine=machine, ttl=ttl,
-        )
-        return await trigger_and_wait_task(self.id, payload, options)
+        return await trigger_and_wait_task(self.id, payload, trigger_options(**options))
 
     def to_tool(self) -> dict[str, Any]:
         """A tool definition (JSON Schema of the payload) for LLM tool calling."""
@@ -190,40 +195,14 @@ class Task(Generic[P, R]):
         return {"id": self.id, "retry": dict(self.retry), "maxDuration": self.max_duration,
                 "machine": self.machine}
 
-    async def trigger(
-        self,
-        payload: P | None = None,
-        *,
-        queue: str | None = None,
-        concurrency_key: str | None = None,
-        delay: str | datetime | None = None,
-        tags: str | list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        max_attempts: int | None = None,
-        priority: int | None = None,
-        max_duration: int | None = None,
-        machine: str | None = None,
-        ttl: str | int | None = None,
-    ) -> RunHandle:
+    async def trigger(self, payload: P | None = None, **options: Unpack[TriggerKwargs]) -> RunHandle:
         """Start a run of this task and return its handle without waiting for it.
 
         A schema task validates the payload first and raises the schema's own error.
         """
         if self.parse is not None:
             self.parse(payload)
-        options = trigger_options(
-            queue=queue,
-            concurrency_key=concurrency_key,
-            delay=delay,
-            tags=tags,
-            metadata=metadata,
-            max_attempts=max_attempts,
-            priority=priority,
-            max_duration=max_duration,
-            machine=machine,
-            ttl=ttl,
-        )
-        return await trigger_task(self.id, payload, options)
+        return await trigger_task(self.id, payload, trigger_options(**options))
 
 
 def _machine_name(task_id: str, machine: object) -> str | None:

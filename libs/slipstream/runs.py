@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from urllib.parse import quote
 
 import aiohttp
@@ -12,7 +13,7 @@ from slipstream_proto import RealtimeError, RealtimeMessage, RealtimeRun, Run, R
 from slipstream import _client, _config
 from slipstream.errors import ApiConnectionError, api_error
 
-__all__ = ["cancel", "logs", "retrieve", "subscribe_to_run"]
+__all__ = ["cancel", "logs", "reschedule", "retrieve", "subscribe_to_run"]
 
 _message_decoder = msgspec.json.Decoder(RealtimeMessage)
 
@@ -29,6 +30,14 @@ async def cancel(run_id: str) -> RunReference:
     its `on_cancel` hooks called, then is stopped.
     """
     return await _client.request("POST", f"/api/v2/runs/{quote(run_id, safe='')}/cancel", RunReference)
+
+
+async def reschedule(run_id: str, *, delay: str | datetime) -> Run:
+    """Move a DELAYED run to another time (a duration from now, an ISO string or a datetime)."""
+    text = delay.isoformat() if isinstance(delay, datetime) else delay
+    return await _client.request(
+        "POST", f"/api/v1/runs/{quote(run_id, safe='')}/reschedule", Run, {"delay": text}
+    )
 
 
 async def logs(run_id: str) -> list[RunLogLine]:

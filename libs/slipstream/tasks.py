@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 from slipstream._context import TaskRunResult
 from slipstream._hooks import (
@@ -21,7 +20,7 @@ from slipstream._hooks import (
     on_success,
     on_wait,
 )
-from slipstream._task import RunHandle, trigger_and_wait_task, trigger_options, trigger_task
+from slipstream._task import RunHandle, TriggerKwargs, trigger_and_wait_task, trigger_options, trigger_task
 
 __all__ = [
     "catch_error",
@@ -41,54 +40,11 @@ __all__ = [
 ]
 
 
-async def trigger(
-    task_id: str,
-    payload: Any = None,
-    *,
-    queue: str | None = None,
-    concurrency_key: str | None = None,
-    delay: str | datetime | None = None,
-    tags: str | list[str] | None = None,
-    metadata: dict[str, Any] | None = None,
-    max_attempts: int | None = None,
-    priority: int | None = None,
-    max_duration: int | None = None,
-    machine: str | None = None,
-    ttl: str | int | None = None,
-) -> RunHandle:
+async def trigger(task_id: str, payload: Any = None, **options: Unpack[TriggerKwargs]) -> RunHandle:
     """Start a run of the task `task_id` (no client-side validation) and return its handle."""
-    options = trigger_options(
-        queue=queue,
-        concurrency_key=concurrency_key,
-        delay=delay,
-        tags=tags,
-        metadata=metadata,
-        max_attempts=max_attempts,
-        priority=priority,
-        max_duration=max_duration,
-        machine=machine,
-        ttl=ttl,
-    )
-    return await trigger_task(task_id, payload, options)
+    return await trigger_task(task_id, payload, trigger_options(**options))
 
 
-async def trigger_and_wait(
-    task_id: str,
-    payload: Any = None,
-    *,
-    queue: str | None = None,
-    concurrency_key: str | None = None,
-    tags: str | list[str] | None = None,
-    metadata: dict[str, Any] | None = None,
-    max_attempts: int | None = None,
-    priority: int | None = None,
-    max_duration: int | None = None,
-    machine: str | None = None,
-    ttl: str | int | None = None,
-) -> TaskRunResult:
+async def trigger_and_wait(task_id: str, payload: Any = None, **options: Unpack[TriggerKwargs]) -> TaskRunResult:
     """Inside a task: run `task_id` as a child and wait for its result without holding a slot."""
-    options = trigger_options(
-        queue=queue, concurrency_key=concurrency_key, tags=tags, metadata=metadata,
-        max_attempts=max_attempts, priority=priority, max_duration=max_duration, machine=machine, ttl=ttl,
-    )
-    return await trigger_and_wait_task(task_id, payload, options)
+    return await trigger_and_wait_task(task_id, payload, trigger_options(**options))

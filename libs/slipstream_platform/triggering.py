@@ -7,7 +7,7 @@ trigger-api uses it for HTTP triggers; the supervisor uses it for child runs cre
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -17,6 +17,7 @@ from slipstream_proto.machines import MACHINE_PRESETS
 
 from slipstream_platform.durations import parse_duration, resolve_delay
 from slipstream_platform.errors import PlatformError
+from slipstream_platform.store import idempotency
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store.runs import Transition
 
@@ -27,12 +28,16 @@ DEVELOPMENT_TTL_SECONDS = 600
 
 # Options of the seed that later issues implement; until then they are refused, not ignored.
 NOT_YET = {
-    "idempotency_key": "idempotencyKey",
-    "idempotency_key_ttl": "idempotencyKeyTTL",
-    "debounce": "debounce",
     "region": "region",
     "lock_to_version": "lockToVersion",
 }
+
+# How long an idempotency key stands for its run unless idempotencyKeyTTL says otherwise.
+IDEMPOTENCY_KEY_TTL_SECONDS = 30 * 24 * 3600
+# An SDK request id (sent again when the SDK retries after a network error) stands this long.
+REQUEST_ID_TTL_SECONDS = 600
+# A key whose run ended like this lets a new run start.
+_RESTARTABLE = frozenset({"FAILED", "CRASHED", "TIMED_OUT", "EXPIRED", "CANCELED", "SYSTEM_FAILURE"})
 
 _encoder = msgspec.json.Encoder()
 
@@ -44,6 +49,15 @@ class TriggerRejected(PlatformError):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class DebouncePlan(msgspec.Struct, frozen=True, kw_only=True):
+    """A checked `debounce` option."""
+
+    key: str
+    delay_seconds: int
+    trailing: bool
+    max_delay_seconds: int | None
 
 
 class RunPlan(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,6 +75,27 @@ class RunPlan(msgspec.Struct, frozen=True, kw_only=True):
     max_duration: int | None
     machine: str | None
     ttl_seconds: int | None
+    idempotency_key: str | None = None
+    idempotency_ttl_seconds: int = IDEMPOTENCY_KEY_TTL_SECONDS
+    debounce: DebouncePlan | None = None
+
+
+class TriggerResult(msgspec.Struct, frozen=True):
+    """The run a trigger stands for; `is_cached` when an existing run was returned."""
+
+    run_id: str
+    is_cached: bool
+    transition: Transition | None
+
+
+def _duration_seconds(name: str, text: str) -> int:
+    try:
+        seconds = int(parse_duration(text).total_seconds())
+    except ValueError as exc:
+        raise TriggerRejected(400, f"{name}: {exc}") from None
+    if seconds < 1:
+        raise TriggerRejected(422, f"{name} must be at least 1 second, got {text!r}")
+    return seconds
 
 
 def ttl_seconds(ttl: str | int | None, environment_type: str) -> int | None:
@@ -107,7 +142,28 @@ def plan_run(
         raise TriggerRejected(422, f"priority must be 0 or more seconds, got {options.priority}")
     if options.queue is not None and not options.queue.name:
         raise TriggerRejected(422, "queue.name must not be empty")
+    if options.idempotency_key is not None and not 0 < len(options.idempotency_key) <= 2048:
+        raise TriggerRejected(422, f"idempotencyKey must be 1-2048 characters, got {len(options.idempotency_key)}")
+    idempotency_ttl = IDEMPOTENCY_KEY_TTL_SECONDS
+    if options.idempotency_key_ttl is not None:
+        idempotency_ttl = _duration_seconds("idempotencyKeyTTL", options.idempotency_key_ttl)
+    debounce = None
+    if options.debounce is not None:
+        if options.delay is not None:
+            raise TriggerRejected(422, "give either delay or debounce.delay, not both")
+        if not options.debounce.key:
+            raise TriggerRejected(422, "debounce.key must not be empty")
+        debounce = DebouncePlan(
+            key=options.debounce.key,
+            delay_seconds=_duration_seconds("debounce.delay", options.debounce.delay),
+            trailing=options.debounce.mode == "trailing",
+            max_delay_seconds=(_duration_seconds("debounce.maxDelay", options.debounce.max_delay)
+                               if options.debounce.max_delay else None),
+        )
     delayed_until = None
+    if debounce is not None:
+        first_delay = min(debounce.delay_seconds, debounce.max_delay_seconds or debounce.delay_seconds)
+        delayed_until = now + timedelta(seconds=first_delay)
     if options.delay is not None:
         try:
             delayed_until = resolve_delay(options.delay, now)
@@ -126,6 +182,9 @@ def plan_run(
         max_duration=options.max_duration,
         machine=options.machine,
         ttl_seconds=ttl_seconds(options.ttl, environment_type),
+        idempotency_key=options.idempotency_key,
+        idempotency_ttl_seconds=idempotency_ttl,
+        debounce=debounce,
     )
 
 
@@ -134,6 +193,66 @@ def first_status(plan: RunPlan, served: bool) -> str:
     if plan.delayed_until is not None:
         return "DELAYED"
     return "QUEUED" if served else "PENDING_VERSION"
+
+
+async def trigger_run(
+    conn: asyncpg.Connection,
+    plan: RunPlan,
+    *,
+    environment_id: str,
+    served: bool,
+    parent: asyncpg.Record | None,
+    traceparent: str | None,
+    request_id: str | None = None,
+) -> TriggerResult:
+    """Create the run, or return the run an idempotency key or a debounce key stands for.
+
+    One transaction; triggers naming the same key are serialised by an advisory lock, so
+    exactly one run exists per live key even with many API replicas.
+    """
+    key, key_ttl = plan.idempotency_key, plan.idempotency_ttl_seconds
+    if key is None and request_id is not None:
+        key, key_ttl = f"request:{request_id}", REQUEST_ID_TTL_SECONDS
+    try:
+        async with conn.transaction():
+            if key is not None:
+                await idempotency.lock(conn, environment_id, plan.task_identifier, "key", key)
+                found = await idempotency.find(conn, environment_id, plan.task_identifier, key)
+                if found is not None and found["status"] not in _RESTARTABLE:
+                    return TriggerResult(found["run_id"], True, None)
+            result = None
+            if plan.debounce is not None:
+                result = await _debounce(conn, plan, environment_id)
+            if result is None:
+                transition = await create_run(conn, plan, environment_id=environment_id,
+                                              status=first_status(plan, served), parent=parent,
+                                              traceparent=traceparent)
+                result = TriggerResult(transition.run_id, False, transition)
+            if key is not None:
+                expires = datetime.now(UTC) + timedelta(seconds=key_ttl)
+                await idempotency.bind(conn, environment_id, plan.task_identifier, key, result.run_id, expires)
+            return result
+    except asyncpg.exceptions.UntranslatableCharacterError as exc:
+        raise TriggerRejected(422, f"payload cannot be stored: {exc}") from None
+    except asyncpg.exceptions.DataError as exc:
+        raise TriggerRejected(422, f"run cannot be stored: {exc}") from None
+
+
+async def _debounce(conn: asyncpg.Connection, plan: RunPlan, environment_id: str) -> TriggerResult | None:
+    """Push the delayed run with this debounce key later (trailing: with this trigger's data)."""
+    assert plan.debounce is not None
+    await idempotency.lock(conn, environment_id, plan.task_identifier, "debounce", plan.debounce.key)
+    pushed = await run_store.push_debounced(
+        conn,
+        environment_id=environment_id,
+        task_identifier=plan.task_identifier,
+        debounce_key=plan.debounce.key,
+        delay_seconds=plan.debounce.delay_seconds,
+        trailing=plan if plan.debounce.trailing else None,
+    )
+    if pushed is None:
+        return None
+    return TriggerResult(pushed.run_id, True, pushed)
 
 
 async def create_run(
@@ -145,30 +264,32 @@ async def create_run(
     parent: asyncpg.Record | None,
     traceparent: str | None,
 ) -> Transition:
-    """Insert the run; bad payload text becomes TriggerRejected(422)."""
-    try:
-        return await run_store.insert(
-            conn,
-            environment_id=environment_id,
-            task_identifier=plan.task_identifier,
-            status=status,
-            payload_json=plan.payload_json,
-            queue=plan.queue,
-            concurrency_key=plan.concurrency_key,
-            tags=plan.tags,
-            metadata_json=plan.metadata_json,
-            max_attempts=plan.max_attempts,
-            priority_ms=plan.priority_ms,
-            delayed_until=plan.delayed_until,
-            traceparent=traceparent,
-            max_duration=plan.max_duration,
-            parent_run_id=parent["id"] if parent else None,
-            root_run_id=(parent["root_run_id"] or parent["id"]) if parent else None,
-            depth=parent["depth"] + 1 if parent else 0,
-            machine=plan.machine,
-            ttl_seconds=plan.ttl_seconds,
-        )
-    except asyncpg.exceptions.UntranslatableCharacterError as exc:
-        raise TriggerRejected(422, f"payload cannot be stored: {exc}") from None
-    except asyncpg.exceptions.DataError as exc:
-        raise TriggerRejected(422, f"run cannot be stored: {exc}") from None
+    """Insert the run as planned."""
+    debounce = plan.debounce
+    return await run_store.insert(
+        conn,
+        environment_id=environment_id,
+        task_identifier=plan.task_identifier,
+        status=status,
+        payload_json=plan.payload_json,
+        queue=plan.queue,
+        concurrency_key=plan.concurrency_key,
+        tags=plan.tags,
+        metadata_json=plan.metadata_json,
+        max_attempts=plan.max_attempts,
+        priority_ms=plan.priority_ms,
+        delayed_until=plan.delayed_until,
+        traceparent=traceparent,
+        max_duration=plan.max_duration,
+        parent_run_id=parent["id"] if parent else None,
+        root_run_id=(parent["root_run_id"] or parent["id"]) if parent else None,
+        depth=parent["depth"] + 1 if parent else 0,
+        machine=plan.machine,
+        ttl_seconds=plan.ttl_seconds,
+        idempotency_key=plan.idempotency_key,
+        debounce_key=debounce.key if debounce else None,
+        debounce_deadline=(
+            datetime.now(UTC) + timedelta(seconds=debounce.max_delay_seconds)
+            if debounce and debounce.max_delay_seconds else None
+        ),
+    )

@@ -57,6 +57,7 @@ def run_view(row: asyncpg.Record, attempts: list[asyncpg.Record]) -> Run:
         duration_ms=duration_ms,
         max_duration=row["max_duration"],
         machine=row["machine"],
+        idempotency_key=row["idempotency_key"],
         ttl=f"{row['ttl_seconds']}s" if row["ttl_seconds"] else None,
         expired_at=row["expired_at"],
         depth=row["depth"],

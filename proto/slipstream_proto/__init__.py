@@ -19,8 +19,11 @@ from slipstream_proto.events import (
     encode_event,
 )
 from slipstream_proto.http import (
+    DebounceOption,
     ErrorBody,
     QueueOption,
+    RescheduleRequest,
+    ResetIdempotencyKeyRequest,
     Run,
     RunAttempt,
     RunError,
@@ -38,6 +41,7 @@ __all__ = [
     "FINAL_STATUSES",
     "STREAMS",
     "CancelRun",
+    "DebounceOption",
     "DispatchRun",
     "ErrorBody",
     "Event",
@@ -52,6 +56,8 @@ __all__ = [
     "RunLogLine",
     "RunLogs",
     "RunReference",
+    "RescheduleRequest",
+    "ResetIdempotencyKeyRequest",
     "RunStatus",
     "RunUpdated",
     "StreamSpec",

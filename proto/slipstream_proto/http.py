@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -24,6 +24,15 @@ class QueueOption(_Body, forbid_unknown_fields=True):
     name: str
 
 
+class DebounceOption(_Body, forbid_unknown_fields=True):
+    """`options.debounce`: fold triggers with the same key into one delayed run of the task."""
+
+    key: str
+    delay: str
+    mode: Literal["leading", "trailing"] = "leading"
+    max_delay: str | None = None
+
+
 class TriggerOptions(_Body, forbid_unknown_fields=True):
     """`options` of a trigger request; fields as the seed's REST API names them."""
 
@@ -39,7 +48,7 @@ class TriggerOptions(_Body, forbid_unknown_fields=True):
     machine: str | None = None
     metadata: dict[str, Any] | None = None
     tags: str | list[str] | None = None
-    debounce: dict[str, Any] | None = None
+    debounce: DebounceOption | None = None
     region: str | None = None
     lock_to_version: str | None = None
     # Set by the SDK when a task triggers another: the new run is a child of this run.
@@ -52,6 +61,18 @@ class TriggerRequest(_Body, forbid_unknown_fields=True):
     payload: Any = None
     context: Any = None
     options: TriggerOptions | None = None
+
+
+class RescheduleRequest(_Body, forbid_unknown_fields=True):
+    """Body of `POST /api/v1/runs/{runId}/reschedule`: a duration or an ISO 8601 time."""
+
+    delay: str
+
+
+class ResetIdempotencyKeyRequest(_Body, forbid_unknown_fields=True):
+    """Body of `POST /api/v1/idempotencyKeys/{key}/reset`."""
+
+    task_identifier: str
 
 
 class TriggerResponse(_Body):

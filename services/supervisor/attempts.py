@@ -31,7 +31,7 @@ from slipstream_platform.store import logs as log_store
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store import waitpoints as waitpoint_store
 from slipstream_platform.store.runs import Transition
-from slipstream_platform.triggering import TriggerRejected, create_run, first_status, plan_run
+from slipstream_platform.triggering import TriggerRejected, plan_run, trigger_run
 from slipstream_proto import CancelRun, DispatchRun, QueueSignal, RunUpdated, TriggerOptions, decode_event
 from slipstream_proto.events import (
     DISPATCH_STREAM,
@@ -310,21 +310,23 @@ class Supervisor:
         changed: list[Transition] = []
         try:
             async with self.service.pool.acquire() as conn, conn.transaction():
-                child = None
+                child_id = None
                 if wait.type == "RUN":
                     assert wait.task_id is not None
                     options = msgspec.json.decode(wait.options_json or "{}", type=TriggerOptions)
                     plan = plan_run(wait.task_id, msgspec.json.decode(wait.payload_json or "null"), options,
                                     environment_type=self.environment.type, now=datetime.now(UTC))
                     served = await workers.serves_task(conn, self.environment.id, wait.task_id)
-                    child = await create_run(conn, plan, environment_id=self.environment.id,
-                                             status=first_status(plan, served), parent=run,
-                                             traceparent=run["traceparent"])
-                    changed.append(child)
+                    # An idempotency or debounce key may make the child an existing run: wait for it.
+                    child = await trigger_run(conn, plan, environment_id=self.environment.id, served=served,
+                                              parent=run, traceparent=run["traceparent"])
+                    child_id = child.run_id
+                    if child.transition is not None:
+                        changed.append(child.transition)
                 await waitpoint_store.create(
                     conn, run_id=run["id"], seq=wait.seq, type=wait.type,
                     resume_at=datetime.fromtimestamp(wait.resume_at, UTC) if wait.resume_at is not None else None,
-                    child_run_id=child.run_id if child else None,
+                    child_run_id=child_id,
                 )
                 waiting = await run_store.suspend(conn, run_id=run["id"], attempt_number=run["attempt_count"])
                 if waiting is None:

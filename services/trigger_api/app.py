@@ -9,22 +9,26 @@ import asyncpg
 import msgspec
 from aiohttp import web
 from slipstream_platform import telemetry
+from slipstream_platform.durations import resolve_delay
 from slipstream_platform.http import HttpError, json_response
 from slipstream_platform.service import Service
 from slipstream_platform.settings import TriggerApiSettings
-from slipstream_platform.store import environments, workers
+from slipstream_platform.store import environments, idempotency, workers
 from slipstream_platform.store import logs as log_store
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store.environments import Environment
-from slipstream_platform.triggering import TriggerRejected, create_run, first_status, plan_run
+from slipstream_platform.triggering import TriggerRejected, plan_run, trigger_run
 from slipstream_platform.views import load_run
 from slipstream_proto import (
     CancelRun,
     QueueSignal,
+    RescheduleRequest,
+    ResetIdempotencyKeyRequest,
     RunLogLine,
     RunLogs,
     RunReference,
     RunUpdated,
+    TriggerOptions,
     TriggerRequest,
     TriggerResponse,
 )
@@ -32,6 +36,8 @@ from slipstream_proto.events import Event, dispatch_subject, queue_signal_subjec
 from slipstream_proto.openapi import openapi_document
 
 _decoder = msgspec.json.Decoder(TriggerRequest)
+_reschedule_decoder = msgspec.json.Decoder(RescheduleRequest)
+_reset_decoder = msgspec.json.Decoder(ResetIdempotencyKeyRequest)
 _encoder = msgspec.json.Encoder()
 _tracer = telemetry.tracer(__name__)
 
@@ -90,8 +96,6 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
     async def trigger(request: web.Request) -> web.Response:
         env = await authenticate(request)
         task_id = request.match_info["task_id"]
-        if request.headers.get("idempotency-key"):
-            raise HttpError(422, "option 'idempotencyKey' is not supported yet by this server")
         body = await request.read()
         if not body:
             raise HttpError(400, 'request body is empty: send {"payload": ...}')
@@ -101,32 +105,77 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
             raise HttpError(400, f"invalid request: {exc}") from None
         except msgspec.DecodeError as exc:
             raise HttpError(400, f"invalid JSON: {exc}") from None
+        options = req.options or TriggerOptions()
+        header_key = request.headers.get("idempotency-key")
+        if header_key and options.idempotency_key is None:
+            options = msgspec.structs.replace(options, idempotency_key=header_key)
         try:
-            plan = plan_run(task_id, req.payload, req.options, environment_type=env.type, now=datetime.now(UTC))
+            plan = plan_run(task_id, req.payload, options, environment_type=env.type, now=datetime.now(UTC))
             parent = None
-            if req.options is not None and req.options.parent_run_id is not None:
-                parent = await run_store.get(service.pool, env.id, req.options.parent_run_id)
+            if options.parent_run_id is not None:
+                parent = await run_store.get(service.pool, env.id, options.parent_run_id)
                 if parent is None:
                     raise TriggerRejected(
-                        422, f"parentRunId {req.options.parent_run_id!r} is not a run of this environment"
+                        422, f"parentRunId {options.parent_run_id!r} is not a run of this environment"
                     )
-            status = first_status(plan, plan.delayed_until is None and await served.served(env.id, task_id))
+            is_served = plan.delayed_until is None and await served.served(env.id, task_id)
             with _tracer.start_as_current_span("trigger", attributes={"task": task_id}) as span:
-                transition = await create_run(service.pool, plan, environment_id=env.id, status=status,
-                                              parent=parent, traceparent=telemetry.traceparent())
-                span.set_attribute("run", transition.run_id)
-                events: list[tuple[str, Event]] = [
-                    (run_updated_subject(env.id, transition.run_id),
-                     RunUpdated(run_id=transition.run_id, environment_id=env.id, status=status,
-                                updated_at=transition.updated_at)),
-                ]
-                if status == "QUEUED":
-                    events.append((queue_signal_subject(env.id),
-                                   QueueSignal(environment_id=env.id, reason="triggered")))
-                await service.bus.notify(events)
+                async with service.pool.acquire() as conn:
+                    result = await trigger_run(conn, plan, environment_id=env.id, served=is_served, parent=parent,
+                                               traceparent=telemetry.traceparent(),
+                                               request_id=request.headers.get("x-slipstream-request-id"))
+                span.set_attribute("run", result.run_id)
+                t = result.transition
+                if t is not None:
+                    events: list[tuple[str, Event]] = [
+                        (run_updated_subject(env.id, t.run_id),
+                         RunUpdated(run_id=t.run_id, environment_id=env.id, status=t.status, updated_at=t.updated_at)),
+                    ]
+                    if t.status == "QUEUED":
+                        events.append((queue_signal_subject(env.id),
+                                       QueueSignal(environment_id=env.id, reason="triggered")))
+                    await service.bus.notify(events)
         except TriggerRejected as exc:
             raise HttpError(exc.status, exc.message) from None
-        return json_response(TriggerResponse(id=transition.run_id, is_cached=False))
+        return json_response(TriggerResponse(id=result.run_id, is_cached=result.is_cached))
+
+    async def reschedule(request: web.Request) -> web.Response:
+        env = await authenticate(request)
+        run_id = request.match_info["run_id"]
+        try:
+            body = _reschedule_decoder.decode(await request.read() or b"{}")
+        except msgspec.ValidationError as exc:
+            raise HttpError(400, f"invalid request: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise HttpError(400, f"invalid JSON: {exc}") from None
+        now = datetime.now(UTC)
+        try:
+            delayed_until = resolve_delay(body.delay, now) or now
+        except ValueError as exc:
+            raise HttpError(400, str(exc)) from None
+        if await run_store.get(service.pool, env.id, run_id) is None:
+            raise HttpError(404, "Run not found")
+        changed = await run_store.reschedule(service.pool, env.id, run_id, delayed_until)
+        if changed is None:
+            raise HttpError(400, "Cannot reschedule a run that is not delayed")
+        await service.bus.notify([(run_updated_subject(env.id, run_id),
+                                   RunUpdated(run_id=run_id, environment_id=env.id, status=changed.status,
+                                              updated_at=changed.updated_at))])
+        run = await load_run(service.pool, env.id, run_id)
+        return json_response(run)
+
+    async def reset_idempotency_key(request: web.Request) -> web.Response:
+        env = await authenticate(request)
+        key = request.match_info["key"]
+        try:
+            body = _reset_decoder.decode(await request.read() or b"{}")
+        except msgspec.ValidationError as exc:
+            raise HttpError(400, f"invalid request: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise HttpError(400, f"invalid JSON: {exc}") from None
+        if not await idempotency.reset(service.pool, env.id, body.task_identifier, key):
+            raise HttpError(404, f"no idempotency key {key[:200]!r} for task {body.task_identifier!r}")
+        return json_response({"key": key, "taskIdentifier": body.task_identifier})
 
     async def retrieve(request: web.Request) -> web.Response:
         env = await authenticate(request)
@@ -175,4 +224,6 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
     service.app.router.add_get("/api/v3/runs/{run_id}", retrieve)
     service.app.router.add_get("/api/v1/runs/{run_id}/logs", run_logs)
     service.app.router.add_post("/api/v2/runs/{run_id}/cancel", cancel)
+    service.app.router.add_post("/api/v1/runs/{run_id}/reschedule", reschedule)
+    service.app.router.add_post("/api/v1/idempotencyKeys/{key}/reset", reset_idempotency_key)
     service.app.router.add_get("/openapi.json", openapi_json)

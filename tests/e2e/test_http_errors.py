@@ -21,7 +21,12 @@ pytestmark = pytest.mark.e2e
         (b'{"options": {"delay": "soon"}}', 400, "delay"),
         (b'{"options": {"maxAttempts": 0}}', 422, "maxAttempts must be at least 1"),
         (b'{"options": {"tags": ["a","b","c","d","e","f","g","h","i","j","k"]}}', 422, "at most 10 tags"),
-        (b'{"options": {"debounce": {"key": "k"}}}', 422, "'debounce' is not supported yet"),
+        (b'{"options": {"region": "eu-central-1"}}', 422, "'region' is not supported yet"),
+        (b'{"options": {"debounce": {"key": "k"}}}', 400, "delay"),
+        (b'{"options": {"debounce": {"key": "k", "delay": "5s", "mode": "sideways"}}}', 400, "mode"),
+        (b'{"options": {"debounce": {"key": "k", "delay": "5s"}, "delay": "1m"}}', 422, "not both"),
+        (b'{"options": {"idempotencyKeyTTL": "forever", "idempotencyKey": "k"}}', 400, "idempotencyKeyTTL"),
+        (b'{"options": {"idempotencyKey": ""}}', 422, "idempotencyKey must be 1-2048"),
         (b'{"payload": "\\u0000"}', 422, "cannot be stored"),
     ],
 )

@@ -15,11 +15,13 @@ EXPECTED_COLUMNS = {
              "attempt_count", "worker_id", "traceparent", "created_at", "updated_at", "queue_ts",
              "available_at", "delayed_until", "dequeued_at", "started_at", "finished_at", "max_duration",
              "parent_run_id", "root_run_id", "depth", "machine", "ttl_seconds", "expires_at", "expired_at",
-             "resume_pending", "executed_ms", "segment_started_at"},
+             "resume_pending", "executed_ms", "segment_started_at", "idempotency_key", "debounce_key",
+             "debounce_deadline"},
     "attempts": {"id", "run_id", "number", "status", "worker_id", "error", "created_at", "started_at",
                  "completed_at"},
     "waitpoints": {"id", "run_id", "seq", "type", "resume_at", "child_run_id", "status", "result", "created_at",
                    "completed_at"},
+    "idempotency_keys": {"environment_id", "task_identifier", "key", "run_id", "expires_at"},
     "run_logs": {"id", "run_id", "attempt_number", "level", "message", "attributes", "logged_at"},
 }
 

@@ -39,6 +39,7 @@ def test_the_sdk_public_surface() -> None:
         "aclose",
         "configure",
         "errors",
+        "idempotency_keys",
         "locals",
         "logger",
         "retry",
@@ -174,17 +175,22 @@ def test_manifest_has_the_id_and_the_full_retry_options() -> None:
     assert run.retry["max_attempts"] == 3
 
 
-def test_trigger_functions_exist_with_the_same_keyword_options() -> None:
-    assert inspect.iscoroutinefunction(slipstream.tasks.trigger)
-    assert inspect.iscoroutinefunction(Task.trigger)
+def test_trigger_functions_share_the_seed_options() -> None:
+    from slipstream._task import TriggerKwargs, trigger_options
 
-    def keyword_only(fn: Any) -> list[str]:
-        return [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
-
-    expected = ["queue", "concurrency_key", "delay", "tags", "metadata", "max_attempts", "priority",
-                "max_duration", "machine", "ttl"]
-    assert keyword_only(slipstream.tasks.trigger) == expected
-    assert keyword_only(Task.trigger) == expected
+    for fn in (slipstream.tasks.trigger, slipstream.tasks.trigger_and_wait, Task.trigger, Task.trigger_and_wait):
+        assert inspect.iscoroutinefunction(fn)
+        kinds = [p.kind for p in inspect.signature(fn).parameters.values()]
+        assert kinds[-1] is inspect.Parameter.VAR_KEYWORD
+    assert list(TriggerKwargs.__annotations__) == [
+        "queue", "concurrency_key", "delay", "tags", "metadata", "max_attempts", "priority",
+        "max_duration", "machine", "ttl", "idempotency_key", "idempotency_key_ttl", "debounce",
+    ]
+    options = trigger_options(queue="paid", delay="5m", debounce={"key": "k", "delay": "5s", "mode": "trailing"})
+    assert options.queue is not None and options.queue.name == "paid"
+    assert options.debounce is not None and options.debounce.mode == "trailing"
+    with pytest.raises(TypeError, match="unknown trigger option"):
+        trigger_options(maxAttempts=3)  # type: ignore[call-arg]
 
 
 def test_max_duration_is_in_the_manifest() -> None:

@@ -7,7 +7,7 @@ transaction commits), which the caller publishes as `RunUpdated` events.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import asyncpg
 import msgspec
@@ -84,14 +84,18 @@ async def insert(
     depth: int = 0,
     machine: str | None = None,
     ttl_seconds: int | None = None,
+    idempotency_key: str | None = None,
+    debounce_key: str | None = None,
+    debounce_deadline: datetime | None = None,
 ) -> Transition:
     """Create a run in its first status."""
     row = await conn.fetchrow(
         "INSERT INTO runs AS r (id, environment_id, task_identifier, status, payload, queue,"
         " concurrency_key, tags, metadata, max_attempts, priority_ms, delayed_until, traceparent,"
-        " max_duration, parent_run_id, root_run_id, depth, machine, ttl_seconds, expires_at, queue_ts)"
+        " max_duration, parent_run_id, root_run_id, depth, machine, ttl_seconds, expires_at,"
+        " idempotency_key, debounce_key, debounce_deadline, queue_ts)"
         " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, $16, $17, $18,"
-        " $19::int, CASE WHEN $4 <> 'DELAYED' THEN now() + make_interval(secs => $19::int) END,"
+        " $19::int, CASE WHEN $4 <> 'DELAYED' THEN now() + make_interval(secs => $19::int) END, $20, $21, $22,"
         " now() - make_interval(secs => $11::bigint / 1000.0)) " + _RETURNING,
         new_id("run"),
         environment_id,
@@ -112,8 +116,53 @@ async def insert(
         depth,
         machine,
         ttl_seconds,
+        idempotency_key,
+        debounce_key,
+        debounce_deadline,
     )
     return _transitions([row])[0]
+
+
+async def push_debounced(
+    conn: Conn,
+    *,
+    environment_id: str,
+    task_identifier: str,
+    debounce_key: str,
+    delay_seconds: int,
+    trailing: Any = None,
+) -> Transition | None:
+    """Delay the still-DELAYED run with this debounce key: start `delay_seconds` from now, but
+    never earlier than planned nor past its deadline. `trailing` (a RunPlan) replaces its data."""
+    fields = ""
+    args: list[Any] = [environment_id, task_identifier, debounce_key, delay_seconds]
+    if trailing is not None:
+        fields = (", payload = $5::jsonb, metadata = $6::jsonb, tags = $7, max_attempts = $8,"
+                  " max_duration = $9, machine = $10")
+        args += [trailing.payload_json, trailing.metadata_json, trailing.tags, trailing.max_attempts,
+                 trailing.max_duration, trailing.machine]
+    row = await conn.fetchrow(
+        "UPDATE runs r SET updated_at = now(),"
+        " delayed_until = greatest(delayed_until, least(now() + make_interval(secs => $4::int),"
+        "   coalesce(debounce_deadline, 'infinity')))" + fields +
+        " WHERE id = (SELECT id FROM runs WHERE environment_id = $1 AND task_identifier = $2"
+        "   AND debounce_key = $3 AND status = 'DELAYED' ORDER BY created_at LIMIT 1)"
+        f" AND status = 'DELAYED' {_RETURNING}",
+        *args,
+    )
+    return _transitions([row])[0] if row else None
+
+
+async def reschedule(conn: Conn, environment_id: str, run_id: str, delayed_until: datetime) -> Transition | None:
+    """A DELAYED run starts at another time; None if the run is not DELAYED."""
+    row = await conn.fetchrow(
+        "UPDATE runs r SET delayed_until = $3, updated_at = now()"
+        f" WHERE id = $1 AND environment_id = $2 AND status = 'DELAYED' {_RETURNING}",
+        run_id,
+        environment_id,
+        delayed_until,
+    )
+    return _transitions([row])[0] if row else None
 
 
 async def get(conn: Conn, environment_id: str, run_id: str) -> asyncpg.Record | None:
