@@ -226,29 +226,38 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
     locals_token = begin_attempt()
     run_task = asyncio.ensure_future(attempt.chain()())
     _running[message.run_id] = (attempt, run_task, contextvars.copy_context())
+    timed_out = False
+
+    def deadline() -> None:
+        nonlocal timed_out
+        timed_out = True
+        ctx.signal.cancel()  # set before the task unwinds, so cleanup code can see it
+        run_task.cancel()
+
+    timer = asyncio.get_running_loop().call_later(message.timeout_seconds, deadline) \
+        if message.timeout_seconds is not None else None
+    canceled_error = _encoder.encode({"name": "TaskRunCanceledError", "message": "the run was canceled"}).decode()
     try:
         try:
             try:
-                output = await asyncio.wait_for(run_task, message.timeout_seconds)
+                output = await run_task
             except Suspend as suspend:
                 await _ignore_errors("on_wait", _hooks_of(task, "on_wait"),
                                      **attempt.kwargs(wait=_wait_info(suspend.request)))
                 return outcome(ok=False, suspend=suspend.request)
-            except asyncio.CancelledError:
-                if not ctx.signal.is_cancelled:
+            except (Exception, asyncio.CancelledError):
+                if not (timed_out or ctx.signal.is_cancelled):
                     raise
+                # Stopped: whatever the task did while unwinding does not change how it ended.
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            if timed_out:
+                raise _MaxDurationExceeded
+            if ctx.signal.is_cancelled:
                 # Sync code cannot be interrupted: its process is replaced.
                 return outcome(ok=False, final_status="CANCELED", replace_process=not task.is_async,
-                               error_json=_encoder.encode(
-                                   {"name": "TaskRunCanceledError", "message": "the run was canceled"}).decode())
-            except TimeoutError:
-                if not run_task.cancelled():
-                    raise  # the task's own TimeoutError: an ordinary error
-                raise _MaxDurationExceeded from None
-            if ctx.signal.is_cancelled:
-                return outcome(ok=False, final_status="CANCELED", error_json=_encoder.encode(
-                    {"name": "TaskRunCanceledError",
-                     "message": "the run was canceled (its run function finished anyway)"}).decode())
+                               error_json=canceled_error)
             try:
                 output_json = _encoder.encode(output).decode()
             except (TypeError, msgspec.EncodeError) as exc:
@@ -257,7 +266,6 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
                     f" ({exc}); return dicts, lists, strings, numbers, booleans or None"
                 ) from None
         except _MaxDurationExceeded:
-            ctx.signal.cancel()
             error = MaxDurationExceededError(f"the run exceeded its max_duration of {message.max_duration}s")
             await _failed(attempt, error)
             return outcome(ok=False, error_json=_error_json(error), final_status="TIMED_OUT",

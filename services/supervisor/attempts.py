@@ -75,8 +75,8 @@ class Supervisor:
         self.manifest: dict[str, dict] = {}  # type: ignore[type-arg]
         self.in_flight = 0
         self.executing: dict[str, int] = {}  # run id -> slot
-        # Cancels that arrived before their run was registered as executing here.
-        self.early_cancels: set[str] = set()
+        # Cancels that arrived before their run was registered as executing here, with when.
+        self.early_cancels: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.draining = False
         self.idle = asyncio.Event()
@@ -142,10 +142,12 @@ class Supervisor:
         """Signal a canceled run's process; kill it if the run is still going after the grace."""
         slot = self.executing.get(run_id)
         if slot is None:
-            # Not executing here (yet): if its attempt is about to start, it is skipped.
-            if len(self.early_cancels) > 10_000:
-                self.early_cancels.clear()
-            self.early_cancels.add(run_id)
+            # Not executing here (yet): if its attempt is about to start, it is skipped. An entry
+            # for a run that never starts here is forgotten after a minute.
+            now = asyncio.get_running_loop().time()
+            for stale in [r for r, at in self.early_cancels.items() if now - at > 60]:
+                del self.early_cancels[stale]
+            self.early_cancels[run_id] = now
             return
         process = self.processes[slot]
         await process.cancel(run_id)
@@ -240,12 +242,13 @@ class Supervisor:
             resuming=run["resuming"],
         )
         watchdog_fired = False
+        # The attempt is written to the process before the run counts as executing here, so a
+        # cancel always reaches the process after it.
+        sent = process.send(message)
         self.executing[run["id"]] = slot
-        if run["id"] in self.early_cancels:
+        if self.early_cancels.pop(run["id"], None) is not None:
             # Canceled between its start and now: the run and attempt are CANCELED already.
-            self.early_cancels.discard(run["id"])
-            del self.executing[run["id"]]
-            return
+            await self.cancel(run["id"])
         flusher = asyncio.create_task(self.flush_logs(run["id"], run["attempt_count"], logs))
         preset = MACHINE_PRESETS.get(run["machine"]) or MACHINE_PRESETS[DEFAULT_MACHINE]
         memory = asyncio.create_task(self.watch_memory(process, preset.memory_bytes))
@@ -253,8 +256,8 @@ class Supervisor:
             # The worker stops an async task itself at the deadline; a task that does not
             # yield (sync code) is stopped by killing its process a little later.
             outcome = await asyncio.wait_for(
-                process.execute(message, logs), None if timeout is None else timeout + self.settings.watchdog_grace
-            )
+                process.outcome(logs), None if timeout is None else timeout + self.settings.watchdog_grace
+            ) if sent else None
         except TimeoutError:
             watchdog_fired = True
             process.kill()

@@ -49,11 +49,19 @@ class WorkerProcess:
             raise TaskModuleError(f"worker process for {self.module!r} exited with code {code} while starting")
         return message
 
-    async def execute(self, message: ipc.Execute, logs: list[dict[str, Any]]) -> ipc.Outcome | None:
-        """Run one attempt, appending its log lines to `logs`; None if the process died."""
-        assert self.writer is not None and self.reader is not None
+    def send(self, message: ipc.Execute) -> bool:
+        """Hand the process an attempt (written at once, before anything sent later); False if gone."""
+        assert self.writer is not None
         try:
             self.writer.write(ipc.frame(message))
+        except (ConnectionError, RuntimeError):
+            return False
+        return True
+
+    async def outcome(self, logs: list[dict[str, Any]]) -> ipc.Outcome | None:
+        """Wait for the attempt's outcome, appending its log lines to `logs`; None if the process died."""
+        assert self.writer is not None and self.reader is not None
+        try:
             await self.writer.drain()
         except ConnectionError:
             return None

@@ -178,3 +178,10 @@ async def test_a_failing_catch_error_ends_the_run_without_retry(http: aiohttp.Cl
     run = await finished(http, await trigger(http, "catch-error-fails", {}))
     assert run["status"] == "FAILED" and run["attemptCount"] == 1
     assert run["error"]["name"] == "HandleErrorError" and run["error"]["message"] == "catch_error itself failed"
+
+
+async def test_a_task_that_swallows_its_deadline_still_times_out(http: aiohttp.ClientSession) -> None:
+    run = await finished(http, await trigger(http, "swallows-the-deadline", {}))
+    assert run["status"] == "TIMED_OUT" and run["output"] is None
+    caught = [line for line in await logs_of(http, run["id"]) if line["message"] == "caught"]
+    assert caught and caught[0]["attributes"] == {"signal": True}

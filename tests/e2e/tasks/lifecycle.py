@@ -214,3 +214,13 @@ def broken_catch(error: Exception) -> None:
       catch_error=broken_catch)
 async def catch_error_fails(payload: Any, ctx: TaskContext) -> None:
     raise ValueError("original")
+
+
+@task(id="swallows-the-deadline", max_duration=1)
+async def swallows_the_deadline(payload: Any, ctx: TaskContext) -> str:
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        logger.info("caught", signal=ctx.signal.is_cancelled)
+        return "pretends to be done"
+    return "never"
