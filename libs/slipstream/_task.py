@@ -152,6 +152,8 @@ class Task(Generic[P, R]):
         self.parse: Callable[[Any], Any] | None = parser_for(id, schema) if schema is not None else None
         self.description = description or inspect.getdoc(fn) or ""
         self.machine = machine
+        # Set by schedules.task: {"cron", "timezone", "environments"}, or {} if attached at run time.
+        self.schedule: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"<Task {self.id!r}>"
@@ -193,7 +195,7 @@ class Task(Generic[P, R]):
     def manifest(self) -> dict[str, Any]:
         """What a worker registers for this task."""
         return {"id": self.id, "retry": dict(self.retry), "maxDuration": self.max_duration,
-                "machine": self.machine}
+                "machine": self.machine, "schedule": self.schedule}
 
     async def trigger(self, payload: P | None = None, **options: Unpack[TriggerKwargs]) -> RunHandle:
         """Start a run of this task and return its handle without waiting for it.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 import msgspec
-from slipstream_proto import Run, RunAttempt, RunError
+from slipstream_proto import Run, RunAttempt, RunError, Schedule, ScheduleEnvironment, ScheduleGenerator
 
 from slipstream_platform.statemachine import status_flags
 from slipstream_platform.store import runs as run_store
@@ -80,3 +80,21 @@ async def load_run(conn: asyncpg.Connection | asyncpg.Pool, environment_id: str,
     if row is None:
         return None
     return run_view(row, await run_store.list_attempts(conn, run_id))
+
+
+def schedule_view(row: asyncpg.Record, environment_type: str) -> Schedule:
+    """The schedule object of `/api/v1/schedules`."""
+    return Schedule(
+        id=row["id"],
+        type=row["type"],
+        task=row["task_identifier"],
+        active=row["active"],
+        deduplication_key=row["deduplication_key"],
+        external_id=row["external_id"],
+        generator=ScheduleGenerator(
+            type="CRON", expression=row["cron"], description=f"cron '{row['cron']}' in {row['timezone']}"
+        ),
+        timezone=row["timezone"],
+        next_run=row["next_run_at"] if row["active"] else None,
+        environments=[ScheduleEnvironment(id=row["environment_id"], type=environment_type)],
+    )

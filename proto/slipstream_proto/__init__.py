@@ -19,6 +19,7 @@ from slipstream_proto.events import (
     encode_event,
 )
 from slipstream_proto.http import (
+    CreateScheduleRequest,
     DebounceOption,
     ErrorBody,
     QueueOption,
@@ -30,14 +31,29 @@ from slipstream_proto.http import (
     RunLogLine,
     RunLogs,
     RunReference,
+    Schedule,
+    ScheduleEnvironment,
+    ScheduleGenerator,
+    SchedulePage,
+    SchedulePagination,
+    Timezones,
     TriggerOptions,
     TriggerRequest,
     TriggerResponse,
+    UpdateScheduleRequest,
 )
 from slipstream_proto.realtime import RealtimeError, RealtimeMessage, RealtimeRun
 from slipstream_proto.statuses import FINAL_STATUSES, RunStatus
 
 __all__ = [
+    "CreateScheduleRequest",
+    "Schedule",
+    "ScheduleEnvironment",
+    "ScheduleGenerator",
+    "SchedulePage",
+    "SchedulePagination",
+    "Timezones",
+    "UpdateScheduleRequest",
     "FINAL_STATUSES",
     "STREAMS",
     "CancelRun",

@@ -163,3 +163,73 @@ class RunLogs(_Body):
     """`GET /api/v1/runs/{runId}/logs`: the run's lines, oldest first."""
 
     data: list[RunLogLine]
+
+
+class ScheduleGenerator(_Body):
+    """How a schedule's ticks are generated."""
+
+    type: str
+    expression: str
+    description: str
+
+
+class ScheduleEnvironment(_Body):
+    """An environment a schedule runs in."""
+
+    id: str
+    type: str
+
+
+class Schedule(_Body):
+    """A cron schedule of a task (`/api/v1/schedules`)."""
+
+    id: str
+    type: str
+    task: str
+    active: bool
+    deduplication_key: str
+    generator: ScheduleGenerator
+    timezone: str
+    environments: list[ScheduleEnvironment]
+    external_id: str | None = None
+    next_run: datetime | None = None
+
+
+class CreateScheduleRequest(_Body, forbid_unknown_fields=True):
+    """Body of `POST /api/v1/schedules` (an upsert by deduplicationKey)."""
+
+    task: str
+    cron: str
+    deduplication_key: str
+    external_id: str | None = None
+    timezone: str = "UTC"
+
+
+class UpdateScheduleRequest(_Body, forbid_unknown_fields=True):
+    """Body of `PUT /api/v1/schedules/{id}`."""
+
+    task: str
+    cron: str
+    external_id: str | None = None
+    timezone: str = "UTC"
+
+
+class SchedulePagination(_Body):
+    """Where a page of schedules is."""
+
+    current_page: int
+    total_pages: int
+    count: int
+
+
+class SchedulePage(_Body):
+    """`GET /api/v1/schedules`."""
+
+    data: list[Schedule]
+    pagination: SchedulePagination
+
+
+class Timezones(_Body):
+    """`GET /api/v1/timezones`."""
+
+    timezones: list[str]

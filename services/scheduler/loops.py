@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 
+from slipstream_platform import scheduling
 from slipstream_platform.service import Service
 from slipstream_platform.settings import SchedulerSettings
 from slipstream_platform.store import runs as run_store
@@ -51,6 +53,21 @@ async def delayed_loop(service: Service[SchedulerSettings]) -> None:
         await asyncio.sleep(service.settings.tick_interval)
 
 
+async def schedule_loop(service: Service[SchedulerSettings]) -> None:
+    """Fire due cron schedules (exactly one run per tick, across replicas)."""
+    while True:
+        try:
+            async with service.pool.acquire() as conn:
+                created = await scheduling.fire_due(conn, datetime.now(UTC))
+        except Exception:
+            log.exception("firing schedules failed; trying again")
+            created = []
+        if created:
+            await announce(service, created, "triggered")
+            continue
+        await asyncio.sleep(service.settings.tick_interval)
+
+
 async def sweep_once(service: Service[SchedulerSettings]) -> list[Transition]:
     """One pass of the sweeper; returns what it changed."""
     settings = service.settings
@@ -83,3 +100,4 @@ async def setup(service: Service[SchedulerSettings]) -> None:
     """Start the loops."""
     service.spawn(delayed_loop(service), "delayed")
     service.spawn(sweep_loop(service), "sweep")
+    service.spawn(schedule_loop(service), "schedules")

@@ -24,6 +24,7 @@ from slipstream_platform import ipc, telemetry
 from slipstream_platform.db import UNAVAILABLE
 from slipstream_platform.errors import SettingsError
 from slipstream_platform.ids import new_id
+from slipstream_platform.scheduling import sync_schedules
 from slipstream_platform.service import Service
 from slipstream_platform.settings import SupervisorSettings
 from slipstream_platform.store import environments, workers
@@ -108,6 +109,7 @@ class Supervisor:
                 version=self.settings.version,
                 hostname=socket.gethostname(),
             )
+            await sync_schedules(conn, self.environment, list(self.manifest.values()))
             promoted = await run_store.promote_pending_version(conn, self.environment.id)
         await self.announce(promoted, signal="worker")
         log.info("worker %s serves %d task(s) in %s with %d process(es)", self.worker_id,

@@ -22,6 +22,9 @@ EXPECTED_COLUMNS = {
     "waitpoints": {"id", "run_id", "seq", "type", "resume_at", "child_run_id", "status", "result", "created_at",
                    "completed_at"},
     "idempotency_keys": {"environment_id", "task_identifier", "key", "run_id", "expires_at"},
+    "task_definitions": {"environment_id", "task_identifier", "scheduled", "updated_at"},
+    "schedules": {"id", "environment_id", "task_identifier", "type", "cron", "timezone", "external_id",
+                  "deduplication_key", "active", "next_run_at", "last_run_at", "created_at", "updated_at"},
     "run_logs": {"id", "run_id", "attempt_number", "level", "message", "attributes", "logged_at"},
 }
 

@@ -44,6 +44,7 @@ def test_the_sdk_public_surface() -> None:
         "logger",
         "retry",
         "runs",
+        "schedules",
         "schema_task",
         "task",
         "tasks",
@@ -170,6 +171,7 @@ def test_manifest_has_the_id_and_the_full_retry_options() -> None:
         "retry": {**DEFAULT_RETRY, "factor": 3, "randomize": False},
         "maxDuration": None,
         "machine": None,
+        "schedule": None,
     }
     manifest["retry"]["max_attempts"] = 99
     assert run.retry["max_attempts"] == 3

@@ -1,0 +1,89 @@
+"""Cron schedules as the seed writes them, in IANA time zones.
+
+Five fields (minute hour day-of-month month day-of-week); `L` in day-of-month is the last
+day; `1L`-`7L` in day-of-week the last Monday ... Sunday of the month; 0 and 7 are Sunday;
+no seconds field.
+
+Daylight saving: a tick is a wall-clock time and fires once on each day it occurs.
+- Fall back (a wall time happens twice): it fires at the first occurrence only.
+- Spring forward (a wall time does not exist): it fires as if the clock had not jumped, so
+  `30 2 * * *` fires at 03:30 local time on that day.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+import msgspec
+from croniter import croniter
+
+from slipstream_platform.errors import PlatformError
+
+_LAST_WEEKDAY = re.compile(r"^([0-7])L$")
+
+
+class CronError(PlatformError):
+    """A cron expression or time zone that cannot be used; the message says what to write."""
+
+
+class CronSpec(msgspec.Struct, frozen=True):
+    """A checked expression (in croniter's dialect) and its zone."""
+
+    expression: str
+    croniter_expression: str
+    timezone: str
+
+
+def parse(expression: str, timezone: str = "UTC") -> CronSpec:
+    """Check an expression and a zone; CronError otherwise."""
+    fields = expression.split()
+    if len(fields) != 5:
+        raise CronError(
+            f"cron {expression!r} has {len(fields)} fields; use five (minute hour day-of-month month"
+            " day-of-week), e.g. '0 */2 * * *'" + ("; seconds are not supported" if len(fields) == 6 else "")
+        )
+    dow = ",".join(_LAST_WEEKDAY.sub(r"L\1", part) for part in fields[4].split(","))
+    translated = " ".join([*fields[:4], dow])
+    if not croniter.is_valid(translated):
+        raise CronError(f"cron {expression!r} is not a valid expression")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CronError(f"time zone {timezone!r} is not an IANA zone name like 'America/New_York'") from None
+    return CronSpec(expression=expression, croniter_expression=translated, timezone=timezone)
+
+
+def next_ticks(spec: CronSpec, after: datetime, count: int = 1) -> list[datetime]:
+    """The next `count` ticks strictly after `after`, in UTC."""
+    zone = ZoneInfo(spec.timezone)
+    wall_clock = croniter(spec.croniter_expression, after.astimezone(zone).replace(tzinfo=None))
+    ticks: list[datetime] = []
+    last = after
+    while len(ticks) < count:
+        wall = wall_clock.get_next(datetime)
+        # fold=0: an ambiguous wall time is its first occurrence; a skipped one keeps the old offset.
+        tick = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+        if tick <= last:
+            continue
+        ticks.append(tick)
+        last = tick
+    return ticks
+
+
+def latest_due(spec: CronSpec, next_run_at: datetime, now: datetime, limit: int = 100_000) -> tuple[datetime, datetime]:
+    """The tick to fire now and the one after it. After downtime only the most recent missed
+    tick fires (once); the earlier ones are skipped."""
+    tick = next_run_at
+    following = next_ticks(spec, tick)[0]
+    for _ in range(limit):
+        if following > now:
+            break
+        tick, following = following, next_ticks(spec, following)[0]
+    return tick, following
+
+
+def timezones() -> list[str]:
+    """Every IANA zone name, sorted."""
+    return sorted(available_timezones())

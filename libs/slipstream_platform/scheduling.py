@@ -1,0 +1,83 @@
+"""Firing cron schedules: exactly one run per tick, even with several scheduler replicas.
+
+Each due schedule is locked (FOR UPDATE SKIP LOCKED), its run is created with the
+idempotency key `schedule:<id>:<tick>`, and its next tick is stored, all in one transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from slipstream_proto import TriggerOptions
+
+from slipstream_platform import cron
+from slipstream_platform.store import schedules, workers
+from slipstream_platform.store.environments import Environment
+from slipstream_platform.store.runs import Transition
+from slipstream_platform.triggering import plan_run, trigger_run
+
+
+def payload_of(schedule: asyncpg.Record, tick: datetime, spec: cron.CronSpec) -> dict[str, Any]:
+    """What a scheduled run receives (the seed's scheduled payload, camelCase on the wire)."""
+    last = schedule["last_run_at"]
+    return {
+        "scheduleId": schedule["id"],
+        "type": schedule["type"],
+        "timestamp": tick.isoformat(),
+        "lastTimestamp": last.isoformat() if last else None,
+        "externalId": schedule["external_id"],
+        "timezone": schedule["timezone"],
+        "upcoming": [t.isoformat() for t in cron.next_ticks(spec, tick, 5)],
+    }
+
+
+async def fire_due(conn: asyncpg.Connection, now: datetime, limit: int = 500) -> list[Transition]:
+    """Create the runs of every due schedule; return the new runs' first status changes."""
+    created: list[Transition] = []
+    async with conn.transaction():
+        for schedule in await schedules.due(conn, now, limit):
+            spec = cron.parse(schedule["cron"], schedule["timezone"])
+            tick, following = cron.latest_due(spec, schedule["next_run_at"], now)
+            options = TriggerOptions(idempotency_key=f"schedule:{schedule['id']}:{tick.isoformat()}")
+            plan = plan_run(schedule["task_identifier"], payload_of(schedule, tick, spec), options,
+                            environment_type=schedule["environment_type"], now=now)
+            served = await workers.serves_task(conn, schedule["environment_id"], schedule["task_identifier"])
+            result = await trigger_run(conn, plan, environment_id=schedule["environment_id"], served=served,
+                                       parent=None, traceparent=None)
+            if result.transition is not None:
+                created.append(result.transition)
+            await schedules.advance(conn, schedule["id"], tick, following)
+    return created
+
+
+async def sync_schedules(
+    conn: asyncpg.Connection, environment: Environment, manifest: list[dict[str, Any]]
+) -> None:
+    """Register a worker's tasks and make the environment's declarative schedules match its code.
+
+    The worker that registered last is the truth, as a deploy is: declarative schedules of
+    tasks it does not declare (any more) are removed.
+    """
+    await schedules.register_tasks(
+        conn, environment.id, [(t["id"], t.get("schedule") is not None) for t in manifest]
+    )
+    keep: list[str] = []
+    now = datetime.now(UTC)
+    for task in manifest:
+        declared = task.get("schedule")
+        if not declared or not declared.get("cron"):
+            continue
+        environments = declared.get("environments")
+        if environments and environment.type not in environments:
+            continue
+        spec = cron.parse(declared["cron"], declared.get("timezone") or "UTC")
+        key = f"declarative:{task['id']}"
+        keep.append(key)
+        await schedules.upsert(
+            conn, environment_id=environment.id, task_identifier=task["id"], type="DECLARATIVE",
+            cron=spec.expression, timezone=spec.timezone, external_id=None, deduplication_key=key,
+            next_run_at=cron.next_ticks(spec, now)[0],
+        )
+    await schedules.remove_declarative_except(conn, environment.id, keep)

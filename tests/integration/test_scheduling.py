@@ -1,0 +1,55 @@
+"""Firing schedules against a real Postgres: one run per tick, even when replicas race."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from slipstream_platform import scheduling
+from slipstream_platform.store import environments, schedules
+
+
+async def make_schedule(pool: asyncpg.Pool, cron: str, next_run_at: datetime) -> tuple[str, str]:
+    async with pool.acquire() as conn:
+        keys = await environments.bootstrap_project(conn, "sched")
+        env = await environments.by_api_key(conn, keys["PRODUCTION"])
+        assert env is not None
+        await schedules.register_tasks(conn, env.id, [("report", True)])
+        row = await schedules.upsert(conn, environment_id=env.id, task_identifier="report", type="IMPERATIVE",
+                                     cron=cron, timezone="UTC", external_id="tenant-1",
+                                     deduplication_key="tenant-1-report", next_run_at=next_run_at)
+    return env.id, row["id"]
+
+
+async def fire(pool: asyncpg.Pool, now: datetime) -> int:
+    async with pool.acquire() as conn:
+        return len(await scheduling.fire_due(conn, now))
+
+
+async def test_racing_replicas_create_one_run_per_tick(pool: asyncpg.Pool) -> None:
+    tick = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    env_id, schedule_id = await make_schedule(pool, "0 * * * *", tick)
+    created = await asyncio.gather(*(fire(pool, tick + timedelta(seconds=1)) for _ in range(5)))
+    assert sum(created) == 1
+    runs = await pool.fetch("SELECT payload FROM runs WHERE environment_id = $1", env_id)
+    assert len(runs) == 1
+    payload = json.loads(runs[0]["payload"])
+    assert payload["scheduleId"] == schedule_id and payload["timestamp"] == tick.isoformat()
+    assert payload["lastTimestamp"] is None and payload["externalId"] == "tenant-1"
+    assert len(payload["upcoming"]) == 5 and payload["type"] == "IMPERATIVE"
+    row = await pool.fetchrow("SELECT last_run_at, next_run_at FROM schedules WHERE id = $1", schedule_id)
+    assert row["last_run_at"] == tick and row["next_run_at"] == tick + timedelta(hours=1)
+    # Nothing more until the next tick.
+    assert await fire(pool, tick + timedelta(minutes=30)) == 0
+
+
+async def test_after_downtime_the_latest_missed_tick_fires_once(pool: asyncpg.Pool) -> None:
+    start = datetime(2026, 1, 1, 0, tzinfo=UTC)
+    env_id, schedule_id = await make_schedule(pool, "0 * * * *", start)
+    assert await fire(pool, start + timedelta(hours=5, minutes=10)) == 1
+    payload = json.loads(await pool.fetchval("SELECT payload FROM runs WHERE environment_id = $1", env_id))
+    assert payload["timestamp"] == (start + timedelta(hours=5)).isoformat()
+    next_run = await pool.fetchval("SELECT next_run_at FROM schedules WHERE id = $1", schedule_id)
+    assert next_run == start + timedelta(hours=6)
