@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slipstream import TaskContext, task
+from slipstream import TaskContext, schedules, task
 
 
 def _noop(task_id: str) -> None:
@@ -13,3 +13,12 @@ def _noop(task_id: str) -> None:
 
 for _id in ("noop-warmup", "noop-http", "noop-sdk", "noop-latency"):
     _noop(_id)
+
+
+for _id in ("noop-delayed",):
+    _noop(_id)
+
+
+@schedules.task(id="noop-scheduled")
+async def noop_scheduled(payload: schedules.ScheduledPayload, ctx: TaskContext) -> None:
+    return None

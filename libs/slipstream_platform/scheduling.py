@@ -33,7 +33,7 @@ def payload_of(schedule: asyncpg.Record, tick: datetime, spec: cron.CronSpec) ->
     }
 
 
-async def fire_due(conn: asyncpg.Connection, now: datetime, limit: int = 500) -> list[Transition]:
+async def fire_due(conn: asyncpg.Connection, now: datetime, limit: int = 100) -> list[Transition]:
     """Create the runs of every due schedule; return the new runs' first status changes."""
     created: list[Transition] = []
     async with conn.transaction():
