@@ -6,6 +6,7 @@ import contextvars
 import inspect
 import re
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Generic, TypedDict, TypeVar, Unpack
@@ -207,6 +208,13 @@ class Task(Generic[P, R]):
         return await trigger_task(self.id, payload, trigger_options(**options))
 
 
+_DEPRECATED_HOOKS = {
+    "on_start": "use on_start_attempt (and check ctx.run.attempt.number == 1)",
+    "init": "use middleware and locals",
+    "cleanup": "use middleware and locals",
+}
+
+
 def _machine_name(task_id: str, machine: object) -> str | None:
     """`machine="large-1x"` or the seed's `machine={"preset": "large-1x"}`."""
     if machine is None:
@@ -295,6 +303,9 @@ def task(
     for name, fn in hooks.items():
         if not callable(fn):
             raise TaskOptionError(f"task {id!r}: {name} must be a function, not {fn!r}")
+        if name in _DEPRECATED_HOOKS:
+            warnings.warn(f"task {id!r}: {name} is deprecated; {_DEPRECATED_HOOKS[name]}", DeprecationWarning,
+                          stacklevel=2)
 
     def decorate(fn: TaskFunction[P, R]) -> Task[P, R]:
         if not callable(fn):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from importlib import resources
 
@@ -69,9 +70,21 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
     return pool
 
 
+async def connect_when_ready(dsn: str, timeout: float = 60) -> asyncpg.Connection:
+    """Connect, waiting while a just-started server is still starting up or recovering."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await asyncpg.connect(dsn)
+        except (asyncpg.CannotConnectNowError, OSError):
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
 async def ensure_database(admin_dsn: str, name: str) -> None:
     """CREATE DATABASE `name` unless it exists (connecting through `admin_dsn`)."""
-    conn = await asyncpg.connect(admin_dsn)
+    conn = await connect_when_ready(admin_dsn)
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:

@@ -141,3 +141,12 @@ async def test_reschedule_a_delayed_run(http: aiohttp.ClientSession, sdk: None) 
         assert response.status == 404
     async with http.post(f"/api/v1/runs/{run_id}/reschedule", json={"delay": "whenever"}) as response:
         assert response.status == 400
+
+
+async def test_idempotency_wins_over_debounce(http: aiohttp.ClientSession) -> None:
+    key, debounce_key = f"idem-{uuid.uuid4()}", f"deb-{uuid.uuid4()}"
+    done = await post(http, "echo", {"payload": 1, "options": {"idempotencyKey": key}})
+    await finished(http, done["id"])
+    both = await post(http, "echo", {"payload": 2, "options": {"idempotencyKey": key,
+                                                               "debounce": {"key": debounce_key, "delay": "5s"}}})
+    assert both == {"id": done["id"], "isCached": True}

@@ -53,3 +53,27 @@ async def test_after_downtime_the_latest_missed_tick_fires_once(pool: asyncpg.Po
     assert payload["timestamp"] == (start + timedelta(hours=5)).isoformat()
     next_run = await pool.fetchval("SELECT next_run_at FROM schedules WHERE id = $1", schedule_id)
     assert next_run == start + timedelta(hours=6)
+
+
+async def test_declarative_schedules_follow_the_code(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        keys = await environments.bootstrap_project(conn, "declared")
+        env = await environments.by_api_key(conn, keys["STAGING"])
+        assert env is not None
+
+        async def sync(manifest: list[dict[str, object]]) -> dict[str, str]:
+            async with conn.transaction():
+                await scheduling.sync_schedules(conn, env, manifest)  # type: ignore[arg-type]
+            rows = await conn.fetch("SELECT task_identifier, cron FROM schedules WHERE environment_id = $1", env.id)
+            return {r["task_identifier"]: r["cron"] for r in rows}
+
+        hourly = {"id": "hourly", "schedule": {"cron": "0 * * * *", "timezone": "UTC", "environments": None}}
+        prod_only = {"id": "prod-only", "schedule": {"cron": "0 0 * * *", "environments": ["PRODUCTION"]}}
+        attached = {"id": "attached-later", "schedule": {}}
+        assert await sync([hourly, prod_only, attached, {"id": "plain"}]) == {"hourly": "0 * * * *"}
+        assert await schedules.task_kind(conn, env.id, "attached-later") is True
+        assert await schedules.task_kind(conn, env.id, "plain") is False
+        # Changed with the code, then removed with it.
+        changed = {**hourly, "schedule": {"cron": "30 * * * *", "timezone": "UTC"}}
+        assert await sync([changed]) == {"hourly": "30 * * * *"}
+        assert await sync([{"id": "hourly"}]) == {}

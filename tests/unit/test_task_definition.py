@@ -248,3 +248,15 @@ def test_machine_presets_are_checked_at_definition() -> None:
         task(id="unit-machine-bad", machine="huge-9x")
     with pytest.raises(TaskOptionError, match="out_of_memory"):
         task(id="unit-oom-bad", retry={"out_of_memory": {"machine": "nope"}})
+
+
+def test_deprecated_hooks_warn_and_still_work() -> None:
+    with pytest.warns(DeprecationWarning, match="on_start is deprecated; use on_start_attempt"):
+        @task(id="unit-deprecated", on_start=lambda **_: None)
+        async def run(payload: Any, ctx: Any) -> None:
+            return None
+
+    try:
+        assert "on_start" in run.hooks
+    finally:
+        registry.pop("unit-deprecated", None)
