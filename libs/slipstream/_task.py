@@ -80,7 +80,7 @@ def trigger_options(**options: Unpack[TriggerKwargs]) -> TriggerOptions:
     if "delay" in fields:
         fields["delay"] = _delay_text(fields["delay"])
     if "debounce" in fields:
-        fields["debounce"] = msgspec.convert(fields["debounce"], DebounceOption)
+        fields["debounce"] = DebounceOption(**fields["debounce"])
     return TriggerOptions(**fields)
 
 

@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 _list = list
+_ENVIRONMENT_TYPES = {"DEVELOPMENT", "STAGING", "PRODUCTION", "PREVIEW"}
 
 
 class ScheduledPayload(msgspec.Struct, kw_only=True, rename="camel"):
@@ -74,6 +75,12 @@ def task(
         if unknown or "pattern" not in spec:
             raise TaskOptionError(
                 f"schedules.task {id!r}: cron is a string or {{'pattern', 'timezone', 'environments'}}"
+            )
+        unknown_envs = set(spec.get("environments") or []) - _ENVIRONMENT_TYPES
+        if unknown_envs:
+            raise TaskOptionError(
+                f"schedules.task {id!r}: unknown environment(s) {sorted(unknown_envs)}; use "
+                + ", ".join(sorted(_ENVIRONMENT_TYPES))
             )
         try:
             checked = parse(spec["pattern"], spec.get("timezone", "UTC"))

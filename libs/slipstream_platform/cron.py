@@ -13,7 +13,7 @@ Daylight saving: a tick is a wall-clock time and fires once on each day it occur
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import msgspec
@@ -72,16 +72,18 @@ def next_ticks(spec: CronSpec, after: datetime, count: int = 1) -> list[datetime
     return ticks
 
 
-def latest_due(spec: CronSpec, next_run_at: datetime, now: datetime, limit: int = 100_000) -> tuple[datetime, datetime]:
-    """The tick to fire now and the one after it. After downtime only the most recent missed
-    tick fires (once); the earlier ones are skipped."""
-    tick = next_run_at
-    following = next_ticks(spec, tick)[0]
-    for _ in range(limit):
-        if following > now:
+def latest_due(spec: CronSpec, next_run_at: datetime, now: datetime) -> tuple[datetime, datetime]:
+    """The tick to fire now (`next_run_at` <= now) and the one after it. After downtime only the
+    most recent missed tick fires (once); the earlier ones are skipped."""
+    zone = ZoneInfo(spec.timezone)
+    wall_clock = croniter(spec.croniter_expression, now.astimezone(zone).replace(tzinfo=None) + timedelta(seconds=1))
+    latest = next_run_at
+    for _ in range(3):  # a tick shifted by a daylight-saving gap may map past `now`: step back
+        candidate = wall_clock.get_prev(datetime).replace(tzinfo=zone, fold=0).astimezone(UTC)
+        if candidate <= now:
+            latest = max(latest, candidate)
             break
-        tick, following = following, next_ticks(spec, following)[0]
-    return tick, following
+    return latest, next_ticks(spec, latest)[0]
 
 
 def timezones() -> list[str]:

@@ -6,17 +6,21 @@ idempotency key `schedule:<id>:<tick>`, and its next tick is stored, all in one 
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 from slipstream_proto import TriggerOptions
 
 from slipstream_platform import cron
 from slipstream_platform.store import schedules, workers
 from slipstream_platform.store.environments import Environment
 from slipstream_platform.store.runs import Transition
-from slipstream_platform.triggering import plan_run, trigger_run
+from slipstream_platform.triggering import TICK_KEY_PREFIX, plan_run, trigger_run
+
+log = logging.getLogger(__name__)
 
 
 def payload_of(schedule: asyncpg.Record, tick: datetime, spec: cron.CronSpec) -> dict[str, Any]:
@@ -40,14 +44,20 @@ async def fire_due(conn: asyncpg.Connection, now: datetime, limit: int = 100) ->
         for schedule in await schedules.due(conn, now, limit):
             spec = cron.parse(schedule["cron"], schedule["timezone"])
             tick, following = cron.latest_due(spec, schedule["next_run_at"], now)
-            options = TriggerOptions(idempotency_key=f"schedule:{schedule['id']}:{tick.isoformat()}")
-            plan = plan_run(schedule["task_identifier"], payload_of(schedule, tick, spec), options,
-                            environment_type=schedule["environment_type"], now=now)
-            served = await workers.serves_task(conn, schedule["environment_id"], schedule["task_identifier"])
-            result = await trigger_run(conn, plan, environment_id=schedule["environment_id"], served=served,
-                                       parent=None, traceparent=None)
-            if result.transition is not None:
-                created.append(result.transition)
+            try:
+                async with conn.transaction():  # a savepoint: one bad schedule does not undo the batch
+                    plan = plan_run(schedule["task_identifier"], payload_of(schedule, tick, spec), TriggerOptions(),
+                                    environment_type=schedule["environment_type"], now=now)
+                    # One run per tick: a key users cannot make (the reserved prefix).
+                    plan = msgspec.structs.replace(
+                        plan, idempotency_key=f"{TICK_KEY_PREFIX}{schedule['id']}:{tick.isoformat()}")
+                    served = await workers.serves_task(conn, schedule["environment_id"], schedule["task_identifier"])
+                    result = await trigger_run(conn, plan, environment_id=schedule["environment_id"],
+                                               served=served, parent=None, traceparent=None)
+                if result.transition is not None:
+                    created.append(result.transition)
+            except Exception:
+                log.exception("schedule %s could not fire its tick %s; skipping it", schedule["id"], tick)
             await schedules.advance(conn, schedule["id"], tick, following)
     return created
 

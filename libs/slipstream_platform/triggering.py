@@ -36,6 +36,9 @@ NOT_YET = {
 IDEMPOTENCY_KEY_TTL_SECONDS = 30 * 24 * 3600
 # An SDK request id (sent again when the SDK retries after a network error) stands this long.
 REQUEST_ID_TTL_SECONDS = 600
+# Keys the platform makes for itself; users' keys may not start with this.
+RESERVED_KEY_PREFIX = "slipstream:"
+TICK_KEY_PREFIX = RESERVED_KEY_PREFIX + "schedule:"
 # A key whose run ended like this lets a new run start.
 _RESTARTABLE = frozenset({"FAILED", "CRASHED", "TIMED_OUT", "EXPIRED", "CANCELED", "SYSTEM_FAILURE"})
 
@@ -144,6 +147,8 @@ def plan_run(
         raise TriggerRejected(422, "queue.name must not be empty")
     if options.idempotency_key is not None and not 0 < len(options.idempotency_key) <= 2048:
         raise TriggerRejected(422, f"idempotencyKey must be 1-2048 characters, got {len(options.idempotency_key)}")
+    if options.idempotency_key is not None and options.idempotency_key.startswith(RESERVED_KEY_PREFIX):
+        raise TriggerRejected(422, f"idempotencyKeys starting with {RESERVED_KEY_PREFIX!r} are reserved")
     idempotency_ttl = IDEMPOTENCY_KEY_TTL_SECONDS
     if options.idempotency_key_ttl is not None:
         idempotency_ttl = _duration_seconds("idempotencyKeyTTL", options.idempotency_key_ttl)
@@ -212,7 +217,7 @@ async def trigger_run(
     """
     key, key_ttl = plan.idempotency_key, plan.idempotency_ttl_seconds
     if key is None and request_id is not None:
-        key, key_ttl = f"request:{request_id}", REQUEST_ID_TTL_SECONDS
+        key, key_ttl = f"{RESERVED_KEY_PREFIX}request:{request_id}", REQUEST_ID_TTL_SECONDS
     try:
         async with conn.transaction():
             if key is not None:

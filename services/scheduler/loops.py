@@ -1,6 +1,6 @@
-"""The scheduler's two loops: due delayed runs, and the sweeper.
+"""The scheduler's three loops: due delayed runs (and waitpoints, ttl), cron schedules, and the sweeper.
 
-Both only run guarded, idempotent statements, so several replicas may run at once.
+All run guarded, idempotent statements, so several replicas may run at once.
 """
 
 from __future__ import annotations

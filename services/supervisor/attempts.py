@@ -144,7 +144,7 @@ class Supervisor:
         """Signal a canceled run's process; kill it if the run is still going after the grace."""
         slot = self.executing.get(run_id)
         if slot is None:
-            # Not executing here (yet): if its attempt is about to start, it is skipped. An entry
+            # Not executing here (yet): if its attempt is about to start, it is canceled right after. An entry
             # for a run that never starts here is forgotten after a minute.
             now = asyncio.get_running_loop().time()
             for stale in [r for r, at in self.early_cancels.items() if now - at > 60]:

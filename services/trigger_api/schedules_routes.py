@@ -61,6 +61,8 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate)
         body = await _body(request, CreateScheduleRequest)
         if not body.deduplication_key:
             raise HttpError(422, "deduplicationKey is required and must not be empty")
+        if body.deduplication_key.startswith("declarative:"):
+            raise HttpError(422, "deduplicationKeys starting with 'declarative:' belong to declarative schedules")
         spec = await _checked(pool, env, body.task, body.cron, body.timezone)
         row = await schedules.upsert(
             pool, environment_id=env.id, task_identifier=body.task, type="IMPERATIVE", cron=body.cron,
@@ -120,6 +122,8 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate)
     async def delete(request: web.Request) -> web.Response:
         env = await authenticate(request)
         row = await found(env, request.match_info["id"])
+        if row["type"] == "DECLARATIVE":
+            raise HttpError(422, "a declarative schedule is removed with its task's cron, not over the API")
         await schedules.delete(pool, env.id, row["id"])
         return json_response(schedule_view(row, env.type))
 

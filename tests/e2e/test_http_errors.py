@@ -27,6 +27,7 @@ pytestmark = pytest.mark.e2e
         (b'{"options": {"debounce": {"key": "k", "delay": "5s"}, "delay": "1m"}}', 422, "not both"),
         (b'{"options": {"idempotencyKeyTTL": "forever", "idempotencyKey": "k"}}', 400, "idempotencyKeyTTL"),
         (b'{"options": {"idempotencyKey": ""}}', 422, "idempotencyKey must be 1-2048"),
+        (b'{"options": {"idempotencyKey": "slipstream:mine"}}', 422, "reserved"),
         (b'{"payload": "\\u0000"}', 422, "cannot be stored"),
     ],
 )

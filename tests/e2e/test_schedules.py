@@ -74,6 +74,8 @@ async def test_imperative_schedule_lifecycle(http: aiohttp.ClientSession, sdk: N
     ({"task": "nobody-knows", "cron": "0 0 * * *", "deduplicationKey": "k"}, "unknown"),
     ({"task": "echo", "cron": "0 0 * * *", "deduplicationKey": "k"}, "not a scheduled task"),
     ({"task": "per-tenant-report", "cron": "0 0 * * *", "deduplicationKey": ""}, "deduplicationKey"),
+    ({"task": "per-tenant-report", "cron": "0 0 * * *", "deduplicationKey": "declarative:every-two-hours"},
+     "belong to declarative schedules"),
 ])
 async def test_bad_schedules_are_422(http: aiohttp.ClientSession, body: dict[str, Any], fragment: str) -> None:
     answer = await create(http, body, status=422)

@@ -66,3 +66,9 @@ def test_after_downtime_only_the_latest_missed_tick_fires() -> None:
     on_time, after = latest_due(parse("0 * * * *"), datetime(2026, 1, 1, 5, tzinfo=UTC),
                                 datetime(2026, 1, 1, 5, 0, 1, tzinfo=UTC))
     assert on_time == datetime(2026, 1, 1, 5, tzinfo=UTC) and after == datetime(2026, 1, 1, 6, tzinfo=UTC)
+
+
+def test_a_long_outage_still_fires_only_the_latest_tick() -> None:
+    tick, following = latest_due(parse("* * * * *"), datetime(2025, 1, 1, tzinfo=UTC),
+                                 datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC))
+    assert tick == datetime(2026, 1, 1, tzinfo=UTC) and following == datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
