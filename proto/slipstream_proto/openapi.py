@@ -11,7 +11,21 @@ from typing import Any
 import msgspec
 
 from slipstream_proto.events import CancelRun, DispatchRun, QueueSignal, RunUpdated
-from slipstream_proto.http import ErrorBody, Run, RunLogs, RunReference, TriggerRequest, TriggerResponse
+from slipstream_proto.http import (
+    CreateScheduleRequest,
+    ErrorBody,
+    RescheduleRequest,
+    ResetIdempotencyKeyRequest,
+    Run,
+    RunLogs,
+    RunReference,
+    Schedule,
+    SchedulePage,
+    Timezones,
+    TriggerRequest,
+    TriggerResponse,
+    UpdateScheduleRequest,
+)
 from slipstream_proto.realtime import RealtimeError, RealtimeRun
 
 REF = "#/components/schemas/{name}"
@@ -23,8 +37,11 @@ def _json(ref: dict[str, Any], description: str) -> dict[str, Any]:
 
 def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1 for the HTTP API."""
-    (trigger_req, trigger_resp, run, error, reference, logs), components = msgspec.json.schema_components(
-        [TriggerRequest, TriggerResponse, Run, ErrorBody, RunReference, RunLogs], ref_template=REF
+    (trigger_req, trigger_resp, run, error, reference, logs, reschedule, reset, schedule, create_schedule,
+     update_schedule, schedule_page, zones), components = msgspec.json.schema_components(
+        [TriggerRequest, TriggerResponse, Run, ErrorBody, RunReference, RunLogs, RescheduleRequest,
+         ResetIdempotencyKeyRequest, Schedule, CreateScheduleRequest, UpdateScheduleRequest, SchedulePage, Timezones],
+        ref_template=REF,
     )
     run_id = [{"name": "runId", "in": "path", "required": True, "schema": {"type": "string"}}]
     errors = {
@@ -37,6 +54,19 @@ def openapi_document() -> dict[str, Any]:
         ]
     }
     security: list[dict[str, list[str]]] = [{"secretKey": []}]
+    schedule_id = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+
+    def op(summary: str, operation: str, ok: dict[str, Any], *, body: dict[str, Any] | None = None,
+           params: list[dict[str, Any]] | None = None, fails: tuple[int, ...] = (401,)) -> dict[str, Any]:
+        spec: dict[str, Any] = {"summary": summary, "operationId": operation, "responses": {"200": ok}}
+        if params:
+            spec["parameters"] = params
+        if body is not None:
+            spec["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+        for status in fails:
+            spec["responses"][str(status)] = errors.get(str(status)) or _json(error, "Not found")
+        return spec
+
     return {
         "openapi": "3.1.0",
         "info": {"title": "Slipstream API", "version": "1"},
@@ -82,6 +112,43 @@ def openapi_document() -> dict[str, Any]:
                         "404": _json(error, "Run not found"),
                     },
                 }
+            },
+            "/api/v1/runs/{runId}/reschedule": {
+                "post": op("Move a DELAYED run to another time", "rescheduleRun", _json(run, "The run"),
+                           body=reschedule, params=run_id, fails=(400, 401, 404)),
+            },
+            "/api/v1/idempotencyKeys/{key}/reset": {
+                "post": op("Forget an idempotency key of a task", "resetIdempotencyKey",
+                           _json({"type": "object"}, "The key and task"), body=reset,
+                           params=[{"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}],
+                           fails=(400, 401, 404)),
+            },
+            "/api/v1/schedules": {
+                "post": op("Create or update (by deduplicationKey) a schedule", "createSchedule",
+                           _json(schedule, "The schedule"), body=create_schedule, fails=(400, 401, 422)),
+                "get": op("List schedules", "listSchedules", _json(schedule_page, "A page of schedules"),
+                          params=[{"name": "page", "in": "query", "schema": {"type": "integer"}},
+                                  {"name": "perPage", "in": "query", "schema": {"type": "integer"}}],
+                          fails=(400, 401)),
+            },
+            "/api/v1/schedules/{id}": {
+                "get": op("Retrieve a schedule", "retrieveSchedule", _json(schedule, "The schedule"),
+                          params=schedule_id, fails=(401, 404)),
+                "put": op("Update an imperative schedule", "updateSchedule", _json(schedule, "The schedule"),
+                          body=update_schedule, params=schedule_id, fails=(400, 401, 404, 422)),
+                "delete": op("Delete an imperative schedule", "deleteSchedule", _json(schedule, "The deleted schedule"),
+                             params=schedule_id, fails=(401, 404, 422)),
+            },
+            "/api/v1/schedules/{id}/activate": {
+                "post": op("Activate a schedule", "activateSchedule", _json(schedule, "The schedule"),
+                           params=schedule_id, fails=(401, 404)),
+            },
+            "/api/v1/schedules/{id}/deactivate": {
+                "post": op("Deactivate a schedule", "deactivateSchedule", _json(schedule, "The schedule"),
+                           params=schedule_id, fails=(401, 404)),
+            },
+            "/api/v1/timezones": {
+                "get": op("Every IANA time zone a schedule accepts", "timezones", _json(zones, "The zones")),
             },
             "/api/v1/runs/{runId}/logs": {
                 "get": {
