@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -34,6 +34,17 @@ class HttpError(Exception):
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+B = TypeVar("B")
+
+
+def decode_body(body: bytes, decoder: msgspec.json.Decoder[B]) -> B:
+    """A request body as the decoder's type; 400 with msgspec's message when it is not."""
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise HttpError(400, f"invalid request: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise HttpError(400, f"invalid JSON: {exc}") from None
 
 
 @web.middleware

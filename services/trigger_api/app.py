@@ -10,7 +10,7 @@ import msgspec
 from aiohttp import web
 from slipstream_platform import telemetry
 from slipstream_platform.durations import resolve_delay
-from slipstream_platform.http import HttpError, json_response
+from slipstream_platform.http import HttpError, decode_body, json_response
 from slipstream_platform.service import Service
 from slipstream_platform.settings import TriggerApiSettings
 from slipstream_platform.store import environments, idempotency, workers
@@ -101,12 +101,7 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
         body = await request.read()
         if not body:
             raise HttpError(400, 'request body is empty: send {"payload": ...}')
-        try:
-            req = _decoder.decode(body)
-        except msgspec.ValidationError as exc:
-            raise HttpError(400, f"invalid request: {exc}") from None
-        except msgspec.DecodeError as exc:
-            raise HttpError(400, f"invalid JSON: {exc}") from None
+        req = decode_body(body, _decoder)
         options = req.options or TriggerOptions()
         header_key = request.headers.get("idempotency-key")
         if header_key and options.idempotency_key is None:
@@ -144,12 +139,7 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
     async def reschedule(request: web.Request) -> web.Response:
         env = await authenticate(request)
         run_id = request.match_info["run_id"]
-        try:
-            body = _reschedule_decoder.decode(await request.read() or b"{}")
-        except msgspec.ValidationError as exc:
-            raise HttpError(400, f"invalid request: {exc}") from None
-        except msgspec.DecodeError as exc:
-            raise HttpError(400, f"invalid JSON: {exc}") from None
+        body = decode_body(await request.read() or b"{}", _reschedule_decoder)
         now = datetime.now(UTC)
         try:
             delayed_until = resolve_delay(body.delay, now) or now
@@ -169,12 +159,7 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
     async def reset_idempotency_key(request: web.Request) -> web.Response:
         env = await authenticate(request)
         key = request.match_info["key"]
-        try:
-            body = _reset_decoder.decode(await request.read() or b"{}")
-        except msgspec.ValidationError as exc:
-            raise HttpError(400, f"invalid request: {exc}") from None
-        except msgspec.DecodeError as exc:
-            raise HttpError(400, f"invalid JSON: {exc}") from None
+        body = decode_body(await request.read() or b"{}", _reset_decoder)
         if not await idempotency.reset(service.pool, env.id, body.task_identifier, key):
             raise HttpError(404, f"no idempotency key {key[:200]!r} for task {body.task_identifier!r}")
         return json_response({"key": key, "taskIdentifier": body.task_identifier})

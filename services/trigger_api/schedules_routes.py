@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TypeVar
 
 import asyncpg
 import msgspec
 from aiohttp import web
 from slipstream_platform import cron
-from slipstream_platform.http import HttpError, json_response
+from slipstream_platform.http import HttpError, decode_body, json_response
 from slipstream_platform.service import Service
 from slipstream_platform.settings import TriggerApiSettings
 from slipstream_platform.store import schedules
@@ -18,17 +17,11 @@ from slipstream_platform.store.environments import Environment
 from slipstream_platform.views import schedule_view
 from slipstream_proto import CreateScheduleRequest, SchedulePage, SchedulePagination, Timezones, UpdateScheduleRequest
 
-B = TypeVar("B")
 Authenticate = Callable[[web.Request], Awaitable[Environment]]
 
 
-async def _body(request: web.Request, body_type: type[B]) -> B:
-    try:
-        return msgspec.json.decode(await request.read() or b"{}", type=body_type)
-    except msgspec.ValidationError as exc:
-        raise HttpError(400, f"invalid request: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise HttpError(400, f"invalid JSON: {exc}") from None
+_create_decoder = msgspec.json.Decoder(CreateScheduleRequest)
+_update_decoder = msgspec.json.Decoder(UpdateScheduleRequest)
 
 
 async def _checked(pool: asyncpg.Pool, env: Environment, task: str, expression: str, timezone: str) -> cron.CronSpec:
@@ -58,7 +51,7 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate)
 
     async def create(request: web.Request) -> web.Response:
         env = await authenticate(request)
-        body = await _body(request, CreateScheduleRequest)
+        body = decode_body(await request.read() or b"{}", _create_decoder)
         if not body.deduplication_key:
             raise HttpError(422, "deduplicationKey is required and must not be empty")
         if body.deduplication_key.startswith("declarative:"):
@@ -93,7 +86,7 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate)
     async def update(request: web.Request) -> web.Response:
         env = await authenticate(request)
         row = await found(env, request.match_info["id"])
-        body = await _body(request, UpdateScheduleRequest)
+        body = decode_body(await request.read() or b"{}", _update_decoder)
         spec = await _checked(pool, env, body.task, body.cron, body.timezone)
         if row["type"] == "DECLARATIVE":
             raise HttpError(422, "a declarative schedule changes with its task's code, not over the API")
