@@ -18,12 +18,13 @@ from slipstream._context import TaskContext, TaskResult, TaskRunResult
 from slipstream._locals import LocalKey, locals
 from slipstream._logger import logger
 from slipstream._retry import RetryOptions
-from slipstream._task import RunHandle, Task, schema_task, task
+from slipstream._task import Queue, RunHandle, Task, queue, schema_task, task
 from slipstream.errors import AbortTaskRunError
 
 __all__ = [
     "AbortTaskRunError",
     "LocalKey",
+    "Queue",
     "RetryOptions",
     "Run",
     "RunHandle",
@@ -38,6 +39,7 @@ __all__ = [
     "idempotency_keys",
     "locals",
     "logger",
+    "queue",
     "retry",
     "runs",
     "schedules",

@@ -41,7 +41,7 @@ from slipstream._hooks import call_hook, global_hooks
 from slipstream._locals import begin_attempt, end_attempt
 from slipstream._logger import current_sink, logger
 from slipstream._retry import retry_delay_ms
-from slipstream._task import Task, current_attempt_number, current_run_id, registry
+from slipstream._task import Task, current_attempt_number, current_run_id, queues, registry
 from slipstream._waits import ReplayState, Suspend, current_replay
 from slipstream.errors import (
     AbortTaskRunError,
@@ -371,7 +371,9 @@ def serve(fd: int, module_name: str) -> int:
     except BaseException:
         sock.sendall(ipc.frame(ipc.LoadFailed(error=traceback.format_exc())))
         return 1
-    sock.sendall(ipc.frame(ipc.Ready(pid=os.getpid(), tasks=[t.manifest() for t in registry.values()])))
+    declared = [{"name": q.name, "concurrencyLimit": q.concurrency_limit} for q in queues.values()]
+    sock.sendall(ipc.frame(ipc.Ready(pid=os.getpid(), tasks=[t.manifest() for t in registry.values()],
+                                     queues=declared)))
     loop = asyncio.new_event_loop()
     send_lock = threading.Lock()
 

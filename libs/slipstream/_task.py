@@ -32,6 +32,50 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 registry: dict[str, Task[Any, Any]] = {}
 
 
+class Queue(msgspec.Struct, frozen=True):
+    """A queue declared once and shared by tasks: `queue(name="paid-users", concurrency_limit=10)`."""
+
+    name: str
+    concurrency_limit: int | None = None
+
+
+# Queues declared in this process, by name (the worker registers them with its tasks).
+queues: dict[str, Queue] = {}
+
+
+def queue(name: str, *, concurrency_limit: int | None = None) -> Queue:
+    """Declare a queue; at most `concurrency_limit` of its runs execute at once (None: no limit)."""
+    checked = _checked_queue(f"queue {name!r}", name, concurrency_limit)
+    queues[checked.name] = checked
+    return checked
+
+
+def _checked_queue(where: str, name: object, concurrency_limit: object) -> Queue:
+    if not isinstance(name, str) or not name or len(name) > 128:
+        raise TaskOptionError(f"{where}: a queue name is 1-128 characters, got {name!r}")
+    if concurrency_limit is not None and (
+        not isinstance(concurrency_limit, int) or isinstance(concurrency_limit, bool) or concurrency_limit < 0
+    ):
+        raise TaskOptionError(f"{where}: concurrency_limit is a whole number of 0 or more, got {concurrency_limit!r}")
+    return Queue(name, concurrency_limit)
+
+
+def _task_queue(task_id: str, option: object) -> Queue:
+    """`queue=` of a task: a declared Queue, or a dict with `name` and/or `concurrency_limit`."""
+    if option is None:
+        return Queue(f"task/{task_id}")
+    if isinstance(option, Queue):
+        return option
+    if isinstance(option, dict) and set(option) <= {"name", "concurrency_limit"}:
+        name = option.get("name", f"task/{task_id}")
+        if "concurrency_limit" not in option and name in queues:
+            return queues[name]
+        return _checked_queue(f"task {task_id!r}", name, option.get("concurrency_limit"))
+    raise TaskOptionError(
+        f"task {task_id!r}: queue must be a queue(...) or a dict like {{'concurrency_limit': 1}}, not {option!r}"
+    )
+
+
 class RunHandle(msgspec.Struct, frozen=True):
     """What a trigger returns: the new run's id (and whether an existing run was reused)."""
 
@@ -155,6 +199,7 @@ class Task(Generic[P, R]):
         self.machine = machine
         # Set by schedules.task: {"cron", "timezone", "environments"}, or {} if attached at run time.
         self.schedule: dict[str, Any] | None = None
+        self.queue = Queue(f"task/{id}")
 
     def __repr__(self) -> str:
         return f"<Task {self.id!r}>"
@@ -196,7 +241,8 @@ class Task(Generic[P, R]):
     def manifest(self) -> dict[str, Any]:
         """What a worker registers for this task."""
         return {"id": self.id, "retry": dict(self.retry), "maxDuration": self.max_duration,
-                "machine": self.machine, "schedule": self.schedule}
+                "machine": self.machine, "schedule": self.schedule,
+                "queue": {"name": self.queue.name, "concurrencyLimit": self.queue.concurrency_limit}}
 
     async def trigger(self, payload: P | None = None, **options: Unpack[TriggerKwargs]) -> RunHandle:
         """Start a run of this task and return its handle without waiting for it.
@@ -246,6 +292,7 @@ def task(
     retry: RetryOptions | None = None,
     max_duration: int | None = None,
     machine: str | dict[str, str] | None = None,
+    queue: Queue | dict[str, Any] | None = None,
     on_start_attempt: Callable[..., Any] | None = None,
     on_start: Callable[..., Any] | None = None,
     on_success: Callable[..., Any] | None = None,
@@ -273,6 +320,7 @@ def task(
         )
     checked_retry = validate_retry(id, retry)
     preset = _machine_name(id, machine)
+    task_queue = _task_queue(id, queue)
     if schema is not None:
         parser_for(id, schema)  # fails now, at import, if the schema is unusable
     if max_duration is not None and (
@@ -327,6 +375,7 @@ def task(
             )
         defined = Task(id, fn, checked_retry, max_duration=max_duration, hooks=hooks, schema=schema,
                        description=description, machine=preset)
+        defined.queue = task_queue
         registry[id] = defined
         return defined
 

@@ -19,6 +19,8 @@ class Ready(msgspec.Struct, tag="ready", kw_only=True):
 
     pid: int
     tasks: list[dict[str, Any]]
+    # Queues declared with queue(...), used by a task or not.
+    queues: list[dict[str, Any]] = []
 
 
 class LoadFailed(msgspec.Struct, tag="load_failed", kw_only=True):

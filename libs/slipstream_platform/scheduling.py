@@ -15,6 +15,7 @@ import msgspec
 from slipstream_proto import TriggerOptions
 
 from slipstream_platform import cron
+from slipstream_platform.store import queues as queue_store
 from slipstream_platform.store import schedules, workers
 from slipstream_platform.store.environments import Environment
 from slipstream_platform.store.runs import Transition
@@ -63,16 +64,26 @@ async def fire_due(conn: asyncpg.Connection, now: datetime, limit: int = 100) ->
 
 
 async def sync_schedules(
-    conn: asyncpg.Connection, environment: Environment, manifest: list[dict[str, Any]]
+    conn: asyncpg.Connection,
+    environment: Environment,
+    manifest: list[dict[str, Any]],
+    declared_queues: list[dict[str, Any]] | None = None,
 ) -> None:
-    """Register a worker's tasks and make the environment's declarative schedules match its code.
+    """Register a worker's tasks and queues, and make the environment's declarative schedules
+    match its code.
 
     The worker that registered last is the truth, as a deploy is: declarative schedules of
     tasks it does not declare (any more) are removed.
     """
+    task_queues = {t["id"]: t["queue"]["name"] for t in manifest if t.get("queue")}
     await schedules.register_tasks(
-        conn, environment.id, [(t["id"], t.get("schedule") is not None) for t in manifest]
+        conn, environment.id, [(t["id"], t.get("schedule") is not None) for t in manifest], task_queues
     )
+    limits = {q["name"]: q.get("concurrencyLimit") for q in declared_queues or []}
+    for t in manifest:
+        if t.get("queue"):
+            limits[t["queue"]["name"]] = t["queue"].get("concurrencyLimit")
+    await queue_store.declare(conn, environment.id, sorted(limits.items()))
     keep: list[str] = []
     now = datetime.now(UTC)
     for task in manifest:

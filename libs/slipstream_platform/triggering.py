@@ -18,6 +18,7 @@ from slipstream_proto.machines import MACHINE_PRESETS
 from slipstream_platform.durations import parse_duration, resolve_delay
 from slipstream_platform.errors import PlatformError
 from slipstream_platform.store import idempotency
+from slipstream_platform.store import queues as queue_store
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store.runs import Transition
 
@@ -68,7 +69,7 @@ class RunPlan(msgspec.Struct, frozen=True, kw_only=True):
 
     task_identifier: str
     payload_json: str
-    queue: str
+    queue: str | None  # None: the task's own queue
     concurrency_key: str | None
     tags: list[str]
     metadata_json: str | None
@@ -177,7 +178,7 @@ def plan_run(
     return RunPlan(
         task_identifier=task_id,
         payload_json=_encoder.encode(payload).decode(),
-        queue=options.queue.name if options.queue else f"task/{task_id}",
+        queue=options.queue.name if options.queue else None,
         concurrency_key=options.concurrency_key,
         tags=tags,
         metadata_json=_encoder.encode(options.metadata).decode() if options.metadata is not None else None,
@@ -277,7 +278,7 @@ async def create_run(
         task_identifier=plan.task_identifier,
         status=status,
         payload_json=plan.payload_json,
-        queue=plan.queue,
+        queue=plan.queue or await queue_store.default_queue(conn, environment_id, plan.task_identifier),
         concurrency_key=plan.concurrency_key,
         tags=plan.tags,
         metadata_json=plan.metadata_json,

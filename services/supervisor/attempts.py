@@ -74,6 +74,7 @@ class Supervisor:
         self.inbox: asyncio.Queue[tuple[DispatchRun, dict[str, str]]] = asyncio.Queue()
         self.processes: list[WorkerProcess] = []
         self.manifest: dict[str, dict] = {}  # type: ignore[type-arg]
+        self.declared_queues: list[dict[str, Any]] = []
         self.in_flight = 0
         self.executing: dict[str, int] = {}  # run id -> slot
         # Cancels that arrived before their run was registered as executing here, with when.
@@ -94,6 +95,7 @@ class Supervisor:
         first = readies[0]
         assert isinstance(first, ipc.Ready)
         self.manifest = {t["id"]: t for t in first.tasks}
+        self.declared_queues = first.queues
         if not self.manifest:
             log.warning("module %r defines no tasks", self.settings.tasks)
 
@@ -109,7 +111,7 @@ class Supervisor:
                 version=self.settings.version,
                 hostname=socket.gethostname(),
             )
-            await sync_schedules(conn, self.environment, list(self.manifest.values()))
+            await sync_schedules(conn, self.environment, list(self.manifest.values()), self.declared_queues)
             promoted = await run_store.promote_pending_version(conn, self.environment.id)
         await self.announce(promoted, signal="worker")
         log.info("worker %s serves %d task(s) in %s with %d process(es)", self.worker_id,

@@ -7,7 +7,8 @@ from slipstream_platform import db
 
 EXPECTED_COLUMNS = {
     "projects": {"id", "name", "created_at"},
-    "environments": {"id", "project_id", "type", "api_key", "concurrency_limit", "created_at"},
+    "environments": {"id", "project_id", "type", "api_key", "concurrency_limit", "created_at", "burst_factor"},
+    "queues": {"environment_id", "name", "concurrency_limit", "paused", "updated_at"},
     "workers": {"id", "environment_id", "task_ids", "manifest", "capacity", "version", "hostname",
                 "started_at", "heartbeat_at", "stopped_at"},
     "runs": {"id", "environment_id", "task_identifier", "status", "payload", "output", "error", "tags",
@@ -22,7 +23,7 @@ EXPECTED_COLUMNS = {
     "waitpoints": {"id", "run_id", "seq", "type", "resume_at", "child_run_id", "status", "result", "created_at",
                    "completed_at"},
     "idempotency_keys": {"environment_id", "task_identifier", "key", "run_id", "expires_at"},
-    "task_definitions": {"environment_id", "task_identifier", "scheduled", "updated_at"},
+    "task_definitions": {"environment_id", "task_identifier", "scheduled", "updated_at", "queue"},
     "schedules": {"id", "environment_id", "task_identifier", "type", "cron", "timezone", "external_id",
                   "deduplication_key", "active", "next_run_at", "last_run_at", "created_at", "updated_at"},
     "run_logs": {"id", "run_id", "attempt_number", "level", "message", "attributes", "logged_at"},

@@ -28,6 +28,7 @@ def test_the_sdk_public_surface() -> None:
     assert sorted(slipstream.__all__) == [
         "AbortTaskRunError",
         "LocalKey",
+        "Queue",
         "RetryOptions",
         "Run",
         "RunHandle",
@@ -42,6 +43,7 @@ def test_the_sdk_public_surface() -> None:
         "idempotency_keys",
         "locals",
         "logger",
+        "queue",
         "retry",
         "runs",
         "schedules",
@@ -172,6 +174,7 @@ def test_manifest_has_the_id_and_the_full_retry_options() -> None:
         "maxDuration": None,
         "machine": None,
         "schedule": None,
+        "queue": {"name": "task/unit-manifest", "concurrencyLimit": None},
     }
     manifest["retry"]["max_attempts"] = 99
     assert run.retry["max_attempts"] == 3
@@ -260,3 +263,29 @@ def test_deprecated_hooks_warn_and_still_work() -> None:
         assert "on_start" in run.hooks
     finally:
         registry.pop("unit-deprecated", None)
+
+
+def test_queue_options_are_checked_at_definition() -> None:
+    from slipstream import queue
+    from slipstream._task import queues
+
+    shared = queue("unit-shared", concurrency_limit=2)
+    try:
+        @task(id="unit-queued", queue=shared)
+        async def run(payload: Any, ctx: Any) -> None:
+            return None
+
+        @task(id="unit-own-queue", queue={"concurrency_limit": 1})
+        async def own(payload: Any, ctx: Any) -> None:
+            return None
+
+        assert run.manifest()["queue"] == {"name": "unit-shared", "concurrencyLimit": 2}
+        assert own.manifest()["queue"] == {"name": "task/unit-own-queue", "concurrencyLimit": 1}
+        with pytest.raises(TaskOptionError, match="concurrency_limit"):
+            task(id="unit-bad-queue", queue={"concurrency_limit": -1})
+        with pytest.raises(TaskOptionError, match="queue must be"):
+            task(id="unit-bad-queue", queue={"concurrencyLimit": 1})
+    finally:
+        for task_id in ("unit-queued", "unit-own-queue"):
+            registry.pop(task_id, None)
+        queues.pop("unit-shared", None)

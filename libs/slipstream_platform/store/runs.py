@@ -238,20 +238,51 @@ async def claim_for_worker(
     task_ids: list[str],
     capacity: int,
 ) -> list[asyncpg.Record]:
-    """QUEUED -> DEQUEUED for as many ready runs as the worker has free slots.
+    """QUEUED -> DEQUEUED for the ready runs this worker may start now, oldest first.
 
-    Must run in a transaction: the advisory lock on the worker makes the free-slot count
-    exact even when several queue-manager replicas assign to the same worker.
+    A run is taken only while its worker has a free slot, its queue (or, with a concurrency
+    key, its key's copy of the queue) is under the queue's limit and not paused, its queue is
+    under the environment's base limit, and the environment is under base x burst. Among the
+    runs that may start, free slots go round-robin across concurrency keys.
+
+    Must run in a transaction: the advisory lock on the environment makes every count exact
+    even when several queue-manager replicas claim at once.
     """
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", worker_id)
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 3))", environment_id)
     rows: list[asyncpg.Record] = await conn.fetch(
         "WITH busy AS (SELECT count(*) AS n FROM runs"
         "   WHERE worker_id = $1 AND status IN ('DEQUEUED', 'EXECUTING')),"
-        " picked AS (SELECT id FROM runs"
-        "   WHERE environment_id = $2 AND status = 'QUEUED' AND task_identifier = ANY($3::text[])"
-        "   AND available_at <= now()"
+        " env AS (SELECT concurrency_limit AS base, floor(concurrency_limit * burst_factor)::int AS burst"
+        "   FROM environments WHERE id = $2),"
+        " running AS (SELECT queue, concurrency_key, count(*)::int AS n FROM runs"
+        "   WHERE environment_id = $2 AND status IN ('DEQUEUED', 'EXECUTING') GROUP BY queue, concurrency_key),"
+        " queue_running AS (SELECT queue, sum(n)::int AS n FROM running GROUP BY queue),"
+        " limits AS (SELECT name, concurrency_limit, paused FROM queues WHERE environment_id = $2),"
+        " candidates AS (SELECT r.id, r.queue, r.concurrency_key, r.queue_ts FROM runs r"
+        "   WHERE r.environment_id = $2 AND r.status = 'QUEUED' AND r.task_identifier = ANY($3::text[])"
+        "   AND r.available_at <= now()"
+        "   AND NOT EXISTS (SELECT 1 FROM limits l WHERE l.name = r.queue AND l.paused)"
+        "   AND NOT EXISTS (SELECT 1 FROM limits l JOIN running k ON k.queue = l.name"
+        "     WHERE l.name = r.queue AND k.concurrency_key IS NOT DISTINCT FROM r.concurrency_key"
+        "     AND k.n >= l.concurrency_limit)"
+        "   AND NOT EXISTS (SELECT 1 FROM limits l WHERE l.name = r.queue AND l.concurrency_limit = 0)"
+        "   AND NOT EXISTS (SELECT 1 FROM queue_running q, env WHERE q.queue = r.queue AND q.n >= env.base)"
+        "   ORDER BY r.queue_ts, r.id LIMIT 1000),"
+        " ranked AS (SELECT c.*, row_number() OVER"
+        "   (PARTITION BY c.queue, c.concurrency_key ORDER BY c.queue_ts, c.id) AS key_rank FROM candidates c),"
+        " within_key AS (SELECT ranked.* FROM ranked LEFT JOIN limits l ON l.name = ranked.queue"
+        "   LEFT JOIN running k ON k.queue = ranked.queue"
+        "     AND k.concurrency_key IS NOT DISTINCT FROM ranked.concurrency_key"
+        "   WHERE l.concurrency_limit IS NULL OR ranked.key_rank <= l.concurrency_limit - coalesce(k.n, 0)),"
+        " within_queue AS (SELECT w.*, row_number() OVER"
+        "   (PARTITION BY w.queue ORDER BY w.key_rank, w.queue_ts, w.id) AS queue_rank FROM within_key w),"
+        " fair AS (SELECT w.id FROM within_queue w LEFT JOIN queue_running q ON q.queue = w.queue, env"
+        "   WHERE w.queue_rank <= env.base - coalesce(q.n, 0)"
+        "   ORDER BY w.key_rank, w.queue_ts, w.id"
+        "   LIMIT greatest(least($4 - (SELECT n FROM busy),"
+        "     (SELECT burst FROM env) - coalesce((SELECT sum(n) FROM running), 0)), 0)),"
+        " picked AS (SELECT id FROM runs WHERE id IN (SELECT id FROM fair) AND status = 'QUEUED'"
         "   AND EXISTS (SELECT 1 FROM workers WHERE id = $1 AND stopped_at IS NULL)"
-        "   ORDER BY queue_ts, id LIMIT greatest($4 - (SELECT n FROM busy), 0)"
         "   FOR UPDATE SKIP LOCKED)"
         " UPDATE runs r SET status = 'DEQUEUED', worker_id = $1, dequeued_at = now(),"
         " updated_at = now() FROM picked WHERE r.id = picked.id"

@@ -12,16 +12,20 @@ from slipstream_platform.ids import new_id
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
-async def register_tasks(conn: Conn, environment_id: str, tasks: list[tuple[str, bool]]) -> None:
-    """Remember the tasks a worker serves, and which are scheduled tasks."""
+async def register_tasks(
+    conn: Conn, environment_id: str, tasks: list[tuple[str, bool]], task_queues: dict[str, str] | None = None
+) -> None:
+    """Remember the tasks a worker serves, which are scheduled tasks, and their queues."""
+    task_queues = task_queues or {}
     await conn.execute(
-        "INSERT INTO task_definitions (environment_id, task_identifier, scheduled)"
-        " SELECT $1, t, s FROM unnest($2::text[], $3::bool[]) AS x(t, s)"
+        "INSERT INTO task_definitions (environment_id, task_identifier, scheduled, queue)"
+        " SELECT $1, t, s, q FROM unnest($2::text[], $3::bool[], $4::text[]) AS x(t, s, q)"
         " ON CONFLICT (environment_id, task_identifier)"
-        " DO UPDATE SET scheduled = EXCLUDED.scheduled, updated_at = now()",
+        " DO UPDATE SET scheduled = EXCLUDED.scheduled, queue = EXCLUDED.queue, updated_at = now()",
         environment_id,
         [t for t, _ in tasks],
         [s for _, s in tasks],
+        [task_queues.get(t) for t, _ in tasks],
     )
 
 

@@ -1,0 +1,31 @@
+"""Tasks on concurrency-limited queues."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from slipstream import TaskContext, queue, task
+
+one_at_a_time = queue("one-at-a-time", concurrency_limit=1)
+queue("declared-but-unused", concurrency_limit=3)
+
+
+@task(id="limited", queue={"concurrency_limit": 1})
+async def limited(payload: Any, ctx: TaskContext) -> None:
+    await asyncio.sleep(0.3)
+
+
+@task(id="shared-a", queue=one_at_a_time)
+async def shared_a(payload: Any, ctx: TaskContext) -> None:
+    await asyncio.sleep(0.3)
+
+
+@task(id="shared-b", queue={"name": "one-at-a-time"})
+async def shared_b(payload: Any, ctx: TaskContext) -> None:
+    await asyncio.sleep(0.3)
+
+
+@task(id="keyed", queue={"concurrency_limit": 1})
+async def keyed(payload: Any, ctx: TaskContext) -> None:
+    await asyncio.sleep(0.5)

@@ -1,0 +1,72 @@
+"""Queue concurrency limits, shared queues and concurrency keys, in real workers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from tests.e2e.conftest import Platform
+from tests.e2e.test_runs import finished, trigger
+
+pytestmark = pytest.mark.e2e
+
+
+def most_at_once(runs: list[dict[str, Any]]) -> int:
+    """The highest number of these runs that were executing at the same moment."""
+    events = []
+    for run in runs:
+        attempt = run["attempts"][0]
+        events.append((datetime.fromisoformat(attempt["startedAt"]), 1))
+        events.append((datetime.fromisoformat(attempt["completedAt"]), -1))
+    current = peak = 0
+    for _, delta in sorted(events, key=lambda e: (e[0], e[1])):
+        current += delta
+        peak = max(peak, current)
+    return peak
+
+
+async def run_all(http: aiohttp.ClientSession, bodies: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    ids = [await trigger(http, task_id, body) for task_id, body in bodies]
+    return [await finished(http, run_id) for run_id in ids]
+
+
+async def test_a_task_queue_limit_of_one_runs_one_at_a_time(http: aiohttp.ClientSession) -> None:
+    runs = await run_all(http, [("limited", {}) for _ in range(4)])
+    assert all(r["status"] == "COMPLETED" and r["queue"] == "task/limited" for r in runs)
+    assert most_at_once(runs) == 1
+
+
+async def test_tasks_share_a_declared_queue(http: aiohttp.ClientSession) -> None:
+    runs = await run_all(http, [("shared-a", {}), ("shared-b", {}), ("shared-a", {}), ("shared-b", {})])
+    assert {r["queue"] for r in runs} == {"one-at-a-time"}
+    assert most_at_once(runs) == 1
+
+
+async def test_each_concurrency_key_gets_its_own_copy_of_the_queue(http: aiohttp.ClientSession) -> None:
+    bodies = [("keyed", {"options": {"concurrencyKey": key}}) for key in ("tenant-a", "tenant-b") for _ in range(2)]
+    runs = await run_all(http, bodies)
+    by_key = {key: [r for r in runs if r["concurrencyKey"] == key] for key in ("tenant-a", "tenant-b")}
+    assert all(most_at_once(group) == 1 for group in by_key.values())
+    assert most_at_once(runs) == 2
+
+
+async def test_a_trigger_can_pick_another_queue(http: aiohttp.ClientSession) -> None:
+    run = await finished(http, await trigger(http, "echo", {"options": {"queue": {"name": "one-at-a-time"}}}))
+    assert run["status"] == "COMPLETED" and run["queue"] == "one-at-a-time"
+
+
+async def test_queues_are_registered_with_their_limits(platform: Platform) -> None:
+    conn = await asyncpg.connect(platform.local.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT q.name, q.concurrency_limit FROM queues q JOIN environments e ON e.id = q.environment_id"
+            " WHERE e.api_key = $1", platform.key)
+    finally:
+        await conn.close()
+    limits = {r["name"]: r["concurrency_limit"] for r in rows}
+    assert limits["one-at-a-time"] == 1 and limits["task/limited"] == 1
+    assert limits["declared-but-unused"] == 3 and limits["task/echo"] is None
