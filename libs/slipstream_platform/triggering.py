@@ -18,7 +18,6 @@ from slipstream_proto.machines import MACHINE_PRESETS
 from slipstream_platform.durations import parse_duration, resolve_delay
 from slipstream_platform.errors import PlatformError
 from slipstream_platform.store import idempotency
-from slipstream_platform.store import queues as queue_store
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store.runs import Transition
 
@@ -35,8 +34,6 @@ NOT_YET = {
 
 # How long an idempotency key stands for its run unless idempotencyKeyTTL says otherwise.
 IDEMPOTENCY_KEY_TTL_SECONDS = 30 * 24 * 3600
-# An SDK request id (sent again when the SDK retries after a network error) stands this long.
-REQUEST_ID_TTL_SECONDS = 600
 # Keys the platform makes for itself; users' keys may not start with this.
 RESERVED_KEY_PREFIX = "slipstream:"
 TICK_KEY_PREFIX = RESERVED_KEY_PREFIX + "schedule:"
@@ -217,8 +214,21 @@ async def trigger_run(
     exactly one run exists per live key even with many API replicas.
     """
     key, key_ttl = plan.idempotency_key, plan.idempotency_ttl_seconds
-    if key is None and request_id is not None:
-        key, key_ttl = f"{RESERVED_KEY_PREFIX}request:{request_id}", REQUEST_ID_TTL_SECONDS
+    if key is None and plan.debounce is None:
+        # A plain trigger is one INSERT; a repeated request id finds the run it made.
+        try:
+            transition = await create_run(conn, plan, environment_id=environment_id, status=first_status(plan, served),
+                                          parent=parent, traceparent=traceparent, request_id=request_id)
+        except asyncpg.exceptions.UntranslatableCharacterError as exc:
+            raise TriggerRejected(422, f"payload cannot be stored: {exc}") from None
+        except asyncpg.exceptions.DataError as exc:
+            raise TriggerRejected(422, f"run cannot be stored: {exc}") from None
+        if transition is None:
+            assert request_id is not None
+            existing = await run_store.by_request_id(conn, environment_id, request_id)
+            assert existing is not None
+            return TriggerResult(existing, True, None)
+        return TriggerResult(transition.run_id, False, transition)
     try:
         async with conn.transaction():
             if key is not None:
@@ -233,6 +243,7 @@ async def trigger_run(
                 transition = await create_run(conn, plan, environment_id=environment_id,
                                               status=first_status(plan, served), parent=parent,
                                               traceparent=traceparent)
+                assert transition is not None  # no request id here: the insert cannot conflict
                 result = TriggerResult(transition.run_id, False, transition)
             if key is not None:
                 expires = datetime.now(UTC) + timedelta(seconds=key_ttl)
@@ -269,8 +280,9 @@ async def create_run(
     status: str,
     parent: asyncpg.Record | None,
     traceparent: str | None,
-) -> Transition:
-    """Insert the run as planned."""
+    request_id: str | None = None,
+) -> Transition | None:
+    """Insert the run as planned (None: its request id made a run already)."""
     debounce = plan.debounce
     return await run_store.insert(
         conn,
@@ -278,7 +290,7 @@ async def create_run(
         task_identifier=plan.task_identifier,
         status=status,
         payload_json=plan.payload_json,
-        queue=plan.queue or await queue_store.default_queue(conn, environment_id, plan.task_identifier),
+        queue=plan.queue,
         concurrency_key=plan.concurrency_key,
         tags=plan.tags,
         metadata_json=plan.metadata_json,
@@ -298,4 +310,5 @@ async def create_run(
             datetime.now(UTC) + timedelta(seconds=debounce.max_delay_seconds)
             if debounce and debounce.max_delay_seconds else None
         ),
+        request_id=request_id,
     )

@@ -17,7 +17,7 @@ EXPECTED_COLUMNS = {
              "available_at", "delayed_until", "dequeued_at", "started_at", "finished_at", "max_duration",
              "parent_run_id", "root_run_id", "depth", "machine", "ttl_seconds", "expires_at", "expired_at",
              "resume_pending", "executed_ms", "segment_started_at", "idempotency_key", "debounce_key",
-             "debounce_deadline"},
+             "debounce_deadline", "request_id"},
     "attempts": {"id", "run_id", "number", "status", "worker_id", "error", "created_at", "started_at",
                  "completed_at"},
     "waitpoints": {"id", "run_id", "seq", "type", "resume_at", "child_run_id", "status", "result", "created_at",

@@ -23,12 +23,3 @@ async def declare(conn: Conn, environment_id: str, queues: list[tuple[str, int |
         [limit for _, limit in queues],
     )
 
-
-async def default_queue(conn: Conn, environment_id: str, task_identifier: str) -> str:
-    """The queue a task's runs go to unless the trigger names another."""
-    value: str | None = await conn.fetchval(
-        "SELECT queue FROM task_definitions WHERE environment_id = $1 AND task_identifier = $2",
-        environment_id,
-        task_identifier,
-    )
-    return value or f"task/{task_identifier}"

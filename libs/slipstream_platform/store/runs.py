@@ -70,7 +70,7 @@ async def insert(
     task_identifier: str,
     status: str,
     payload_json: str | None,
-    queue: str,
+    queue: str | None,
     concurrency_key: str | None,
     tags: list[str],
     metadata_json: str | None,
@@ -87,16 +87,22 @@ async def insert(
     idempotency_key: str | None = None,
     debounce_key: str | None = None,
     debounce_deadline: datetime | None = None,
-) -> Transition:
-    """Create a run in its first status."""
+    request_id: str | None = None,
+) -> Transition | None:
+    """Create a run in its first status; None if a run with this request id exists already."""
     row = await conn.fetchrow(
         "INSERT INTO runs AS r (id, environment_id, task_identifier, status, payload, queue,"
         " concurrency_key, tags, metadata, max_attempts, priority_ms, delayed_until, traceparent,"
         " max_duration, parent_run_id, root_run_id, depth, machine, ttl_seconds, expires_at,"
-        " idempotency_key, debounce_key, debounce_deadline, queue_ts)"
-        " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, $16, $17, $18,"
+        " idempotency_key, debounce_key, debounce_deadline, request_id, queue_ts)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb,"
+        # No queue given: the task's own (as its worker registered it), else task/<id>.
+        " coalesce($6::text, (SELECT d.queue FROM task_definitions d WHERE d.environment_id = $2"
+        "   AND d.task_identifier = $3), 'task/' || $3),"
+        " $7, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, $16, $17, $18,"
         " $19::int, CASE WHEN $4 <> 'DELAYED' THEN now() + make_interval(secs => $19::int) END, $20, $21, $22,"
-        " now() - make_interval(secs => $11::bigint / 1000.0)) " + _RETURNING,
+        " $23, now() - make_interval(secs => $11::bigint / 1000.0))"
+        " ON CONFLICT (environment_id, request_id) WHERE request_id IS NOT NULL DO NOTHING " + _RETURNING,
         new_id("run"),
         environment_id,
         task_identifier,
@@ -119,8 +125,17 @@ async def insert(
         idempotency_key,
         debounce_key,
         debounce_deadline,
+        request_id,
     )
-    return _transitions([row])[0]
+    return _transitions([row])[0] if row else None
+
+
+async def by_request_id(conn: Conn, environment_id: str, request_id: str) -> str | None:
+    """The run a request id created."""
+    value: str | None = await conn.fetchval(
+        "SELECT id FROM runs WHERE environment_id = $1 AND request_id = $2", environment_id, request_id
+    )
+    return value
 
 
 async def push_debounced(
@@ -248,7 +263,18 @@ async def claim_for_worker(
     Must run in a transaction: the advisory lock on the environment makes every count exact
     even when several queue-manager replicas claim at once.
     """
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 3))", environment_id)
+    state = await conn.fetchrow(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 3)),"
+        " (SELECT count(*) FROM runs WHERE environment_id = $1 AND status IN ('DEQUEUED', 'EXECUTING')) AS running,"
+        " (SELECT concurrency_limit FROM environments WHERE id = $1) AS base,"
+        " EXISTS (SELECT 1 FROM queues WHERE environment_id = $1 AND (concurrency_limit IS NOT NULL OR paused))"
+        "   AS limited",
+        environment_id,
+    )
+    if not state["limited"] and state["running"] + capacity <= state["base"]:
+        # No queue limits and no way to reach the environment's base: the plain ready order.
+        return await _claim_in_order(conn, worker_id=worker_id, environment_id=environment_id,
+                                     task_ids=task_ids, capacity=capacity)
     rows: list[asyncpg.Record] = await conn.fetch(
         "WITH busy AS (SELECT count(*) AS n FROM runs"
         "   WHERE worker_id = $1 AND status IN ('DEQUEUED', 'EXECUTING')),"
@@ -283,6 +309,30 @@ async def claim_for_worker(
         "     (SELECT burst FROM env) - coalesce((SELECT sum(n) FROM running), 0)), 0)),"
         " picked AS (SELECT id FROM runs WHERE id IN (SELECT id FROM fair) AND status = 'QUEUED'"
         "   AND EXISTS (SELECT 1 FROM workers WHERE id = $1 AND stopped_at IS NULL)"
+        "   FOR UPDATE SKIP LOCKED)"
+        " UPDATE runs r SET status = 'DEQUEUED', worker_id = $1, dequeued_at = now(),"
+        " updated_at = now() FROM picked WHERE r.id = picked.id"
+        " RETURNING r.id, r.environment_id, r.status, r.updated_at, r.task_identifier,"
+        " r.traceparent",
+        worker_id,
+        environment_id,
+        task_ids,
+        capacity,
+    )
+    return rows
+
+
+async def _claim_in_order(
+    conn: asyncpg.Connection, *, worker_id: str, environment_id: str, task_ids: list[str], capacity: int
+) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "WITH busy AS (SELECT count(*) AS n FROM runs"
+        "   WHERE worker_id = $1 AND status IN ('DEQUEUED', 'EXECUTING')),"
+        " picked AS (SELECT id FROM runs"
+        "   WHERE environment_id = $2 AND status = 'QUEUED' AND task_identifier = ANY($3::text[])"
+        "   AND available_at <= now()"
+        "   AND EXISTS (SELECT 1 FROM workers WHERE id = $1 AND stopped_at IS NULL)"
+        "   ORDER BY queue_ts, id LIMIT greatest($4 - (SELECT n FROM busy), 0)"
         "   FOR UPDATE SKIP LOCKED)"
         " UPDATE runs r SET status = 'DEQUEUED', worker_id = $1, dequeued_at = now(),"
         " updated_at = now() FROM picked WHERE r.id = picked.id"
