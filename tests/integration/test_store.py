@@ -180,7 +180,6 @@ async def test_due_delayed_runs_are_queued(pool: asyncpg.Pool, env_id: str) -> N
     changed = {t.run_id: t.status for t in await run_store.promote_due_delayed(pool)}
     assert changed == {due: "QUEUED", unserved: "PENDING_VERSION"}
     assert await status(pool, later) == "DELAYED"
-    assert await run_store.next_delayed_at(pool) is not None
 
 
 async def test_stale_dequeued_runs_are_requeued(pool: asyncpg.Pool, env_id: str) -> None:

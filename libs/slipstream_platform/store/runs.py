@@ -237,14 +237,6 @@ async def expire_due(conn: Conn, limit: int = 1000) -> list[Transition]:
     return _transitions(rows)
 
 
-async def next_delayed_at(conn: Conn) -> datetime | None:
-    """When the earliest DELAYED run is due."""
-    value: datetime | None = await conn.fetchval(
-        "SELECT min(delayed_until) FROM runs WHERE status = 'DELAYED'"
-    )
-    return value
-
-
 async def claim_for_worker(
     conn: asyncpg.Connection,
     *,
@@ -412,14 +404,6 @@ async def suspend(conn: Conn, *, run_id: str, attempt_number: int) -> Transition
         attempt_number,
     )
     return _transitions([row])[0] if row else None
-
-
-async def attempt_id_of(conn: Conn, run_id: str, number: int) -> str | None:
-    """The id of a run's attempt by number."""
-    value: str | None = await conn.fetchval(
-        "SELECT id FROM attempts WHERE run_id = $1 AND number = $2", run_id, number
-    )
-    return value
 
 
 async def complete_attempt(
