@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from slipstream_proto import Run, RunStatus
 
-from slipstream import errors, idempotency_keys, retry, runs, schedules, tasks, wait
+from slipstream import errors, idempotency_keys, queues, retry, runs, schedules, tasks, wait
 from slipstream._client import aclose
 from slipstream._config import configure
 from slipstream._context import TaskContext, TaskResult, TaskRunResult
@@ -40,6 +40,7 @@ __all__ = [
     "locals",
     "logger",
     "queue",
+    "queues",
     "retry",
     "runs",
     "schedules",

@@ -21,8 +21,13 @@ from slipstream_proto.events import (
 from slipstream_proto.http import (
     CreateScheduleRequest,
     DebounceOption,
+    EnvironmentLimits,
+    EnvironmentLimitsUpdate,
     ErrorBody,
+    QueueKeyState,
+    QueueList,
     QueueOption,
+    QueueState,
     RescheduleRequest,
     ResetIdempotencyKeyRequest,
     Run,
@@ -46,6 +51,11 @@ from slipstream_proto.realtime import RealtimeError, RealtimeMessage, RealtimeRu
 from slipstream_proto.statuses import FINAL_STATUSES, RunStatus
 
 __all__ = [
+    "EnvironmentLimits",
+    "EnvironmentLimitsUpdate",
+    "QueueKeyState",
+    "QueueList",
+    "QueueState",
     "CreateScheduleRequest",
     "Schedule",
     "ScheduleEnvironment",

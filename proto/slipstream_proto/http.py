@@ -233,3 +233,44 @@ class Timezones(_Body):
     """`GET /api/v1/timezones`."""
 
     timezones: list[str]
+
+
+class QueueKeyState(_Body):
+    """One concurrency key's copy of a queue."""
+
+    key: str
+    running: int
+    queued: int
+
+
+class QueueState(_Body):
+    """A queue of the environment: its limit and what waits and runs on it now."""
+
+    name: str
+    running: int
+    queued: int
+    paused: bool = False
+    concurrency_limit: int | None = None
+    keys: list[QueueKeyState] = []
+
+
+class QueueList(_Body):
+    """`GET /api/v1/queues`."""
+
+    data: list[QueueState]
+
+
+class EnvironmentLimits(_Body):
+    """`GET|PATCH /api/v1/environment`: the environment's concurrency limit and burst factor."""
+
+    id: str
+    type: str
+    concurrency_limit: int
+    burst_factor: float
+
+
+class EnvironmentLimitsUpdate(_Body, forbid_unknown_fields=True):
+    """Body of `PATCH /api/v1/environment`."""
+
+    concurrency_limit: int | None = None
+    burst_factor: float | None = None

@@ -13,7 +13,10 @@ import msgspec
 from slipstream_proto.events import CancelRun, DispatchRun, QueueSignal, RunUpdated
 from slipstream_proto.http import (
     CreateScheduleRequest,
+    EnvironmentLimits,
+    EnvironmentLimitsUpdate,
     ErrorBody,
+    QueueList,
     RescheduleRequest,
     ResetIdempotencyKeyRequest,
     Run,
@@ -38,11 +41,15 @@ def _json(ref: dict[str, Any], description: str) -> dict[str, Any]:
 def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1 for the HTTP API."""
     (trigger_req, trigger_resp, run, error, reference, logs, reschedule, reset, schedule, create_schedule,
-     update_schedule, schedule_page, zones), components = msgspec.json.schema_components(
-        [TriggerRequest, TriggerResponse, Run, ErrorBody, RunReference, RunLogs, RescheduleRequest,
-         ResetIdempotencyKeyRequest, Schedule, CreateScheduleRequest, UpdateScheduleRequest, SchedulePage, Timezones],
-        ref_template=REF,
+     update_schedule, schedule_page, zones, queue_list, env_limits, env_update), components = (
+        msgspec.json.schema_components(
+            [TriggerRequest, TriggerResponse, Run, ErrorBody, RunReference, RunLogs, RescheduleRequest,
+             ResetIdempotencyKeyRequest, Schedule, CreateScheduleRequest, UpdateScheduleRequest, SchedulePage,
+             Timezones, QueueList, EnvironmentLimits, EnvironmentLimitsUpdate],
+            ref_template=REF,
+        )
     )
+    queue_name = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
     run_id = [{"name": "runId", "in": "path", "required": True, "schema": {"type": "string"}}]
     errors = {
         str(status): _json(error, text)
@@ -146,6 +153,24 @@ def openapi_document() -> dict[str, Any]:
             "/api/v1/schedules/{id}/deactivate": {
                 "post": op("Deactivate a schedule", "deactivateSchedule", _json(schedule, "The schedule"),
                            params=schedule_id, fails=(401, 404)),
+            },
+            "/api/v1/queues": {
+                "get": op("Queues with their limits and runs queued and running, per key", "listQueues",
+                          _json(queue_list, "The queues")),
+            },
+            "/api/v1/queues/{name}/pause": {
+                "post": op("Hold a queue's runs QUEUED", "pauseQueue", _json({"type": "object"}, "Paused"),
+                           params=queue_name),
+            },
+            "/api/v1/queues/{name}/resume": {
+                "post": op("Let a paused queue's runs start", "resumeQueue", _json({"type": "object"}, "Resumed"),
+                           params=queue_name),
+            },
+            "/api/v1/environment": {
+                "get": op("The environment's concurrency limit and burst factor", "environmentLimits",
+                          _json(env_limits, "The limits")),
+                "patch": op("Change the environment's limits", "setEnvironmentLimits", _json(env_limits, "The limits"),
+                            body=env_update, fails=(400, 401, 422)),
             },
             "/api/v1/timezones": {
                 "get": op("Every IANA time zone a schedule accepts", "timezones", _json(zones, "The zones")),

@@ -142,6 +142,49 @@ def migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def queues_command(args: argparse.Namespace) -> int:
+    """List queues, or pause or resume one (settings from SLIPSTREAM_API_URL and _SECRET_KEY)."""
+    from slipstream import queues
+
+    if args.action in ("pause", "resume") and not args.name:
+        print(f"slipstream queues {args.action} needs a queue name, e.g. task/send-email", file=sys.stderr)
+        return 2
+
+    async def run() -> None:
+        if args.action == "pause":
+            await queues.pause(args.name)
+            print(f"paused {args.name}")
+        elif args.action == "resume":
+            await queues.resume(args.name)
+            print(f"resumed {args.name}")
+        else:
+            print(f"{'queue':40} {'limit':>6} {'running':>8} {'queued':>8}  paused")
+            for q in await queues.list():
+                limit = "-" if q.concurrency_limit is None else str(q.concurrency_limit)
+                print(f"{q.name:40} {limit:>6} {q.running:>8} {q.queued:>8}  {'yes' if q.paused else ''}")
+                for k in q.keys:
+                    print(f"  key {k.key:34} {'':>6} {k.running:>8} {k.queued:>8}")
+
+    asyncio.run(run())
+    return 0
+
+
+def limits_command(args: argparse.Namespace) -> int:
+    """Show or set the environment's concurrency limit and burst factor."""
+    from slipstream import queues
+
+    async def run() -> None:
+        if args.concurrency is None and args.burst is None:
+            current = await queues.limits()
+        else:
+            current = await queues.set_limits(concurrency_limit=args.concurrency, burst_factor=args.burst)
+        print(f"{current.type}: concurrency limit {current.concurrency_limit}, burst factor {current.burst_factor}"
+              f" (up to {int(current.concurrency_limit * current.burst_factor)} runs at once)")
+
+    asyncio.run(run())
+    return 0
+
+
 def gen_contract(args: argparse.Namespace) -> int:
     """Write proto/openapi.json and proto/events.schema.json from the Structs."""
     import slipstream_proto
@@ -177,6 +220,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--database-url")
     p.add_argument("--bootstrap", metavar="PROJECT", help="also create this project's environments")
     p.set_defaults(func=migrate)
+
+    p = commands.add_parser("queues", help="list queues, or pause or resume one")
+    p.add_argument("action", nargs="?", choices=["list", "pause", "resume"], default="list")
+    p.add_argument("name", nargs="?")
+    p.set_defaults(func=queues_command)
+
+    p = commands.add_parser("limits", help="show or set the environment's concurrency limit and burst")
+    p.add_argument("--concurrency", type=int, help="runs at once per queue, and the base of the environment")
+    p.add_argument("--burst", type=float, help="the environment may run concurrency x burst at once")
+    p.set_defaults(func=limits_command)
 
     p = commands.add_parser("gen-contract", help="write openapi.json and events.schema.json")
     p.add_argument("--out")

@@ -35,6 +35,7 @@ from slipstream_proto import (
 from slipstream_proto.events import Event, dispatch_subject, queue_signal_subject, run_updated_subject
 from slipstream_proto.openapi import openapi_document
 
+from trigger_api.queues_routes import add_routes as add_queue_routes
 from trigger_api.schedules_routes import add_routes as add_schedule_routes
 
 _decoder = msgspec.json.Decoder(TriggerRequest)
@@ -215,3 +216,4 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
     service.app.router.add_post("/api/v1/idempotencyKeys/{key}/reset", reset_idempotency_key)
     service.app.router.add_get("/openapi.json", openapi_json)
     add_schedule_routes(service, authenticate)
+    add_queue_routes(service, authenticate)

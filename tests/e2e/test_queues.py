@@ -70,3 +70,46 @@ async def test_queues_are_registered_with_their_limits(platform: Platform) -> No
     limits = {r["name"]: r["concurrency_limit"] for r in rows}
     assert limits["one-at-a-time"] == 1 and limits["task/limited"] == 1
     assert limits["declared-but-unused"] == 3 and limits["task/echo"] is None
+
+
+async def test_pause_holds_a_queue_and_resume_releases_it(http: aiohttp.ClientSession) -> None:
+    async with http.post("/api/v1/queues/task/pausable/pause") as response:
+        assert response.status == 200 and (await response.json())["paused"] is True
+    held = await trigger(http, "pausable", {})
+    # A later run on another queue completes: dispatch passes ran, and skipped the paused queue.
+    await finished(http, await trigger(http, "echo", {}))
+    async with http.get("/api/v1/queues") as response:
+        queues = {q["name"]: q for q in (await response.json())["data"]}
+    assert queues["task/pausable"]["paused"] and queues["task/pausable"]["queued"] == 1
+    assert queues["one-at-a-time"]["concurrencyLimit"] == 1
+    async with http.post("/api/v1/queues/task/pausable/resume") as response:
+        assert response.status == 200
+    assert (await finished(http, held))["status"] == "COMPLETED"
+
+
+async def test_environment_limits_over_the_api_and_the_cli(platform: Platform, http: aiohttp.ClientSession) -> None:
+    import asyncio
+    import os
+    import sys
+    from pathlib import Path
+
+    async with http.get("/api/v1/environment") as response:
+        before = await response.json()
+    assert before["type"] == "DEVELOPMENT" and before["concurrencyLimit"] == 100 and before["burstFactor"] == 2.0
+    async with http.patch("/api/v1/environment", json={"burstFactor": 0.5}) as response:
+        assert response.status == 422 and "burstFactor" in (await response.json())["error"]
+    async with http.patch("/api/v1/environment", json={"concurrencyLimit": 0}) as response:
+        assert response.status == 422
+    env = {**os.environ, "SLIPSTREAM_API_URL": platform.api_url, "SLIPSTREAM_SECRET_KEY": platform.key}
+    cli = str(Path(sys.executable).parent / "slipstream")
+    proc = await asyncio.create_subprocess_exec(cli, "limits", "--concurrency", "50", "--burst", "1.5", env=env,
+                                                stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0 and b"concurrency limit 50, burst factor 1.5 (up to 75 runs at once)" in out
+    async with http.get("/api/v1/environment") as response:
+        assert (await response.json())["concurrencyLimit"] == 50
+    proc = await asyncio.create_subprocess_exec(cli, "queues", env=env, stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0 and b"one-at-a-time" in out
+    async with http.patch("/api/v1/environment", json={"concurrencyLimit": 100, "burstFactor": 2.0}) as response:
+        assert response.status == 200

@@ -192,3 +192,17 @@ async def test_stale_dequeued_runs_are_requeued(pool: asyncpg.Pool, env_id: str)
     assert [t.run_id for t in requeued] == [run_id]
     # The late dispatch can no longer start it.
     assert await start(pool, run_id, "w1") is None
+
+
+async def test_the_environment_limit_and_round_robin_across_keys(pool: asyncpg.Pool, env_id: str) -> None:
+    await pool.execute("UPDATE environments SET concurrency_limit = 3, burst_factor = 1 WHERE id = $1", env_id)
+    await pool.execute("INSERT INTO queues (environment_id, name, concurrency_limit) VALUES ($1, 'task/t', 2)", env_id)
+    tenant_a = [await add_run(pool, env_id, concurrency_key="a") for _ in range(4)]
+    tenant_b = [await add_run(pool, env_id, concurrency_key="b") for _ in range(2)]
+    await add_worker(pool, env_id, "w1", ["t"], 10)
+    # Round-robin across keys, two per key (the queue's limit), three in all (the environment's).
+    first = await claim(pool, env_id, "w1", ["t"], 10)
+    assert set(first) == {tenant_a[0], tenant_b[0], tenant_a[1]}
+    assert await claim(pool, env_id, "w1", ["t"], 10) == []
+    await pool.execute("UPDATE environments SET concurrency_limit = 10 WHERE id = $1", env_id)
+    assert await claim(pool, env_id, "w1", ["t"], 10) == [tenant_b[1]]

@@ -44,6 +44,7 @@ def test_the_sdk_public_surface() -> None:
         "locals",
         "logger",
         "queue",
+        "queues",
         "retry",
         "runs",
         "schedules",

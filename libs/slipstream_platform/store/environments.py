@@ -53,3 +53,27 @@ async def by_api_key(conn: asyncpg.Connection | asyncpg.Pool, api_key: str) -> E
         api_key,
     )
     return Environment(**dict(row)) if row else None
+
+
+async def limits(conn: asyncpg.Connection | asyncpg.Pool, environment_id: str) -> asyncpg.Record:
+    """The environment's concurrency limit and burst factor."""
+    row: asyncpg.Record = await conn.fetchrow(
+        "SELECT id, type, concurrency_limit, burst_factor FROM environments WHERE id = $1", environment_id
+    )
+    return row
+
+
+async def set_limits(
+    conn: asyncpg.Connection | asyncpg.Pool, environment_id: str, *, concurrency_limit: int | None,
+    burst_factor: float | None,
+) -> asyncpg.Record:
+    """Change the limits (None keeps a value); the next dispatch uses them."""
+    row: asyncpg.Record = await conn.fetchrow(
+        "UPDATE environments SET concurrency_limit = coalesce($2, concurrency_limit),"
+        " burst_factor = coalesce($3, burst_factor) WHERE id = $1"
+        " RETURNING id, type, concurrency_limit, burst_factor",
+        environment_id,
+        concurrency_limit,
+        burst_factor,
+    )
+    return row

@@ -29,3 +29,8 @@ async def shared_b(payload: Any, ctx: TaskContext) -> None:
 @task(id="keyed", queue={"concurrency_limit": 1})
 async def keyed(payload: Any, ctx: TaskContext) -> None:
     await asyncio.sleep(0.5)
+
+
+@task(id="pausable")
+async def pausable(payload: Any, ctx: TaskContext) -> str:
+    return "ran"
