@@ -19,7 +19,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import asyncpg
@@ -30,6 +32,8 @@ sys.path.insert(0, str(ROOT))
 import slipstream  # noqa: E402
 from slipstream import tasks  # noqa: E402
 from slipstream_platform.local import LocalPlatform  # noqa: E402
+
+T = TypeVar("T")
 
 
 async def wait_completed(conn: asyncpg.Connection, task_id: str, n: int, timeout: float = 600) -> None:
@@ -178,8 +182,38 @@ time in socket writes of those round trips, so batching several runs per stateme
 publish is the next step (the queue-manager issue rebuilds dispatch around that). Postgres
 commits with fsync on set the latency floor.
 """
-    path.write_text(text)
+    # The timer benchmarks (bench/timers.py) keep their section of the same file.
+    timers = keep_section(path, "timers")
+    path.write_text(text + ("\n" + timers if timers else ""))
     print(f"wrote {path}")
+
+
+def on_platform(environment_type: str, concurrency: int, measure: Callable[[LocalPlatform, str], Awaitable[T]]) -> T:
+    """Start a whole local platform serving bench.noop_tasks, measure, stop it."""
+    folder = Path(tempfile.mkdtemp(prefix="slipstream-bench-"))
+    folder.chmod(0o755)
+    local = LocalPlatform(folder, service_env={"SLIPSTREAM_LOG_LEVEL": "WARNING"})
+    try:
+        local.start_servers()
+        key = local.bootstrap("bench")[environment_type]
+        os.chdir(ROOT)
+        local.start_services("bench.noop_tasks", key, concurrency=concurrency)
+        results = asyncio.run(measure(local, key))
+    finally:
+        local.stop()
+    print(results)
+    return results
+
+
+def keep_section(path: Path, marker: str, section: str | None = None) -> str:
+    """The report section between `<!-- marker -->` lines in `path` (replaced by `section` if given)."""
+    start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
+    if section is not None:
+        return f"{start}\n{section.strip()}\n{end}\n"
+    text = path.read_text() if path.exists() else ""
+    if start in text and end in text:
+        return text[text.index(start): text.index(end) + len(end)] + "\n"
+    return ""
 
 
 def main() -> None:
@@ -189,18 +223,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="slipstream-bench-"))
-    folder.chmod(0o755)
-    local = LocalPlatform(folder, service_env={"SLIPSTREAM_LOG_LEVEL": "WARNING"})
-    try:
-        local.start_servers()
-        key = local.bootstrap("bench")["DEVELOPMENT"]
-        os.chdir(ROOT)
-        local.start_services("bench.noop_tasks", key, concurrency=args.concurrency)
-        results = asyncio.run(measure(local, key, args.runs, args.clients))
-    finally:
-        local.stop()
-    print(results)
+    results = on_platform("DEVELOPMENT", args.concurrency,
+                          lambda local, key: measure(local, key, args.runs, args.clients))
     if args.out:
         write_report(args.out, results, args.runs, args.clients, args.concurrency)
 

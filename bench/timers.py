@@ -1,4 +1,4 @@
-"""Timer benchmarks: `make bench` (writes docs/benchmarks-timers.md).
+"""Timer benchmarks: `make bench` (writes their section of docs/benchmarks.md).
 
 1. N delayed runs due within one minute (inserted in bulk): every one must start, none
    early. Timer lateness is when the scheduler queued the run (its `available_at`) minus
@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from slipstream_platform.cron import timezones  # noqa: E402
 from slipstream_platform.local import LocalPlatform  # noqa: E402
 
-from bench.run import machine, pct  # noqa: E402
+from bench.run import keep_section, machine, on_platform, pct  # noqa: E402
 
 
 async def wait_for(conn: asyncpg.Connection, query: str, target: int, timeout: float) -> float:
@@ -102,16 +100,16 @@ def write(path: Path, results: dict[str, dict[str, float]], concurrency: int) ->
     started = f"{d['started_p50']:.0f} ms | {d['started_p99']:.0f} ms | {d['started_max']:.0f} ms"
     counts = f"{int(s['schedules']):,} | {int(s['runs']):,} | {int(s['distinct']):,}"
     late = f"{s['late_p50']:.0f} ms | {s['late_p99']:.0f} ms | {s['late_max']:.0f} ms"
-    path.write_text(f"""# Timer benchmarks
+    section = f"""## Timer benchmarks
 
-`make bench` (`python bench/timers.py --out docs/benchmarks-timers.md`), everything on one
+`make bench` (`python bench/timers.py --out docs/benchmarks.md`, this section only), everything on one
 machine (embedded NATS and Postgres with default durability, the five services as
 processes, one supervisor with {concurrency} worker processes, no-op tasks).
 
 - Machine: {machine()}
 - Date: {time.strftime('%Y-%m-%d')}
 
-## {int(d['runs']):,} delayed runs due within one minute
+### {int(d['runs']):,} delayed runs due within one minute
 
 Inserted in bulk as DELAYED runs, due evenly over 60 s starting 20 s later.
 
@@ -122,10 +120,10 @@ Inserted in bulk as DELAYED runs, due evenly over 60 s starting 20 s later.
 
 Runs queued before they were due: {int(d['early'])}. Every run started and completed. The timers
 themselves are late by a scheduler tick at most; start lateness is the dispatch backlog: the
-runs fall due faster than this machine executes runs end to end (see docs/benchmarks.md), so
+runs fall due faster than this machine executes runs end to end (see the throughput above), so
 the last ones wait in the queue.
 
-## {int(s['schedules']):,} cron schedules firing in the same minute
+### {int(s['schedules']):,} cron schedules firing in the same minute
 
 Every-minute schedules across {min(400, int(s['schedules']))} time zones, all due at the same tick.
 
@@ -137,7 +135,11 @@ Lateness is the run's creation minus the tick (the start of the transaction that
 batches of up to 100 schedules). One scheduler fires one batch at a time; each schedule
 costs a few statements (its run goes through the same trigger rules as an API trigger, with
 an idempotency key per tick), which bounds the rate.
-""")
+"""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    old = keep_section(path, "timers")
+    new = keep_section(path, "timers", section)
+    path.write_text(text.replace(old, new) if old else text.rstrip("\n") + "\n\n" + new)
     print(f"wrote {path}")
 
 
@@ -148,18 +150,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="slipstream-bench-"))
-    folder.chmod(0o755)
-    local = LocalPlatform(folder, service_env={"SLIPSTREAM_LOG_LEVEL": "WARNING"})
-    try:
-        local.start_servers()
-        key = local.bootstrap("bench")["PRODUCTION"]
-        os.chdir(ROOT)
-        local.start_services("bench.noop_tasks", key, concurrency=args.concurrency)
-        results = asyncio.run(measure(local, key, args.delayed, args.schedules))
-    finally:
-        local.stop()
-    print(results)
+    results = on_platform("PRODUCTION", args.concurrency,
+                          lambda local, key: measure(local, key, args.delayed, args.schedules))
     if args.out:
         write(args.out, results, args.concurrency)
 

@@ -237,6 +237,14 @@ async def expire_due(conn: Conn, limit: int = 1000) -> list[Transition]:
     return _transitions(rows)
 
 
+# The end of both claim statements: the runs in `picked` become DEQUEUED on worker $1.
+_DEQUEUE_PICKED = (
+    " UPDATE runs r SET status = 'DEQUEUED', worker_id = $1, dequeued_at = now(),"
+    " updated_at = now() FROM picked WHERE r.id = picked.id"
+    " RETURNING r.id, r.environment_id, r.status, r.updated_at, r.task_identifier, r.traceparent"
+)
+
+
 async def claim_for_worker(
     conn: asyncpg.Connection,
     *,
@@ -302,10 +310,7 @@ async def claim_for_worker(
         " picked AS (SELECT id FROM runs WHERE id IN (SELECT id FROM fair) AND status = 'QUEUED'"
         "   AND EXISTS (SELECT 1 FROM workers WHERE id = $1 AND stopped_at IS NULL)"
         "   FOR UPDATE SKIP LOCKED)"
-        " UPDATE runs r SET status = 'DEQUEUED', worker_id = $1, dequeued_at = now(),"
-        " updated_at = now() FROM picked WHERE r.id = picked.id"
-        " RETURNING r.id, r.environment_id, r.status, r.updated_at, r.task_identifier,"
-        " r.traceparent",
+        + _DEQUEUE_PICKED,
         worker_id,
         environment_id,
         task_ids,
@@ -326,10 +331,7 @@ async def _claim_in_order(
         "   AND EXISTS (SELECT 1 FROM workers WHERE id = $1 AND stopped_at IS NULL)"
         "   ORDER BY queue_ts, id LIMIT greatest($4 - (SELECT n FROM busy), 0)"
         "   FOR UPDATE SKIP LOCKED)"
-        " UPDATE runs r SET status = 'DEQUEUED', worker_id = $1, dequeued_at = now(),"
-        " updated_at = now() FROM picked WHERE r.id = picked.id"
-        " RETURNING r.id, r.environment_id, r.status, r.updated_at, r.task_identifier,"
-        " r.traceparent",
+        + _DEQUEUE_PICKED,
         worker_id,
         environment_id,
         task_ids,
