@@ -371,7 +371,7 @@ def serve(fd: int, module_name: str) -> int:
     except BaseException:
         sock.sendall(ipc.frame(ipc.LoadFailed(error=traceback.format_exc())))
         return 1
-    declared = [{"name": q.name, "concurrencyLimit": q.concurrency_limit} for q in queues.values()]
+    declared = [q.manifest() for q in queues.values()]
     sock.sendall(ipc.frame(ipc.Ready(pid=os.getpid(), tasks=[t.manifest() for t in registry.values()],
                                      queues=declared)))
     loop = asyncio.new_event_loop()

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
 import msgspec
+from slipstream_platform.durations import parse_duration
 from slipstream_proto import DebounceOption, QueueOption, TriggerOptions, TriggerRequest, TriggerResponse
 from slipstream_proto.machines import MACHINE_PRESETS
 
@@ -32,45 +33,119 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 registry: dict[str, Task[Any, Any]] = {}
 
 
+class RateLimit(msgspec.Struct, frozen=True):
+    """At most `limit` runs start within any `period` seconds."""
+
+    limit: int
+    period: float
+
+
 class Queue(msgspec.Struct, frozen=True):
     """A queue declared once and shared by tasks: `queue(name="paid-users", concurrency_limit=10)`."""
 
     name: str
     concurrency_limit: int | None = None
+    per_key_limit: int | None = None
+    rate_limit: RateLimit | None = None
+    per_key_rate_limit: RateLimit | None = None
+
+    def manifest(self) -> dict[str, Any]:
+        """What a worker registers for this queue (camelCase, periods in seconds)."""
+        def rate(value: RateLimit | None) -> dict[str, Any] | None:
+            return None if value is None else {"limit": value.limit, "period": value.period}
+
+        return {"name": self.name, "concurrencyLimit": self.concurrency_limit, "perKeyLimit": self.per_key_limit,
+                "rateLimit": rate(self.rate_limit), "perKeyRateLimit": rate(self.per_key_rate_limit)}
 
 
 # Queues declared in this process, by name (the worker registers them with its tasks).
 queues: dict[str, Queue] = {}
 
+_QUEUE_OPTIONS = {"name", "concurrency_limit", "per_key_limit", "rate_limit", "per_key_rate_limit"}
 
-def queue(name: str, *, concurrency_limit: int | None = None) -> Queue:
-    """Declare a queue; at most `concurrency_limit` of its runs execute at once (None: no limit)."""
-    checked = _checked_queue(f"queue {name!r}", name, concurrency_limit)
+
+def queue(
+    name: str,
+    *,
+    concurrency_limit: int | None = None,
+    per_key_limit: int | None = None,
+    rate_limit: dict[str, Any] | None = None,
+    per_key_rate_limit: dict[str, Any] | None = None,
+) -> Queue:
+    """Declare a queue, shared by the tasks that name it.
+
+    - `concurrency_limit`: how many of its runs execute at once (None: no limit). With
+      concurrency keys and no `per_key_limit`, each key gets its own copy of this limit.
+    - `per_key_limit`: how many runs of each concurrency key execute at once; then
+      `concurrency_limit` caps the whole queue, all keys together.
+    - `rate_limit={"limit": 100, "period": "1m"}`: at most that many runs of the queue start
+      within any period; `per_key_rate_limit` the same for each concurrency key.
+    """
+    checked = _checked_queue(f"queue {name!r}", {
+        "name": name, "concurrency_limit": concurrency_limit, "per_key_limit": per_key_limit,
+        "rate_limit": rate_limit, "per_key_rate_limit": per_key_rate_limit})
     queues[checked.name] = checked
     return checked
 
 
-def _checked_queue(where: str, name: object, concurrency_limit: object) -> Queue:
+def _checked_limit(where: str, option: str, value: object) -> int | None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise TaskOptionError(f"{where}: {option} is a whole number of 0 or more, got {value!r}")
+    return value
+
+
+def _checked_rate(where: str, option: str, value: object) -> RateLimit | None:
+    if value is None:
+        return None
+    example = f'{option}={{"limit": 100, "period": "1m"}}'
+    if not isinstance(value, dict) or set(value) != {"limit", "period"}:
+        raise TaskOptionError(f"{where}: {option} is a dict like {example}, got {value!r}")
+    limit, period = value["limit"], value["period"]
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise TaskOptionError(f"{where}: {option} limit is a whole number of 1 or more, got {limit!r}")
+    seconds: float
+    if isinstance(period, str):
+        try:
+            seconds = parse_duration(period).total_seconds()
+        except ValueError as exc:
+            raise TaskOptionError(f"{where}: {option} period: {exc}") from None
+    elif isinstance(period, int | float) and not isinstance(period, bool):
+        seconds = float(period)
+    else:
+        raise TaskOptionError(f"{where}: {option} period is a duration like '1m' or seconds, got {period!r}")
+    if not 0 < seconds <= _MAX_RATE_PERIOD:
+        raise TaskOptionError(f"{where}: {option} period is more than 0 and at most 1 day, got {period!r}")
+    return RateLimit(limit, seconds)
+
+
+# Rate windows are kept for at most a day (see docs/queues.md).
+_MAX_RATE_PERIOD = 86400.0
+
+
+def _checked_queue(where: str, options: dict[str, Any]) -> Queue:
+    name = options.get("name")
     if not isinstance(name, str) or not name or len(name) > 128:
         raise TaskOptionError(f"{where}: a queue name is 1-128 characters, got {name!r}")
-    if concurrency_limit is not None and (
-        not isinstance(concurrency_limit, int) or isinstance(concurrency_limit, bool) or concurrency_limit < 0
-    ):
-        raise TaskOptionError(f"{where}: concurrency_limit is a whole number of 0 or more, got {concurrency_limit!r}")
-    return Queue(name, concurrency_limit)
+    return Queue(
+        name,
+        concurrency_limit=_checked_limit(where, "concurrency_limit", options.get("concurrency_limit")),
+        per_key_limit=_checked_limit(where, "per_key_limit", options.get("per_key_limit")),
+        rate_limit=_checked_rate(where, "rate_limit", options.get("rate_limit")),
+        per_key_rate_limit=_checked_rate(where, "per_key_rate_limit", options.get("per_key_rate_limit")),
+    )
 
 
 def _task_queue(task_id: str, option: object) -> Queue:
-    """`queue=` of a task: a declared Queue, or a dict with `name` and/or `concurrency_limit`."""
+    """`queue=` of a task: a declared Queue, or a dict with `name` and/or the queue's limits."""
     if option is None:
         return Queue(f"task/{task_id}")
     if isinstance(option, Queue):
         return option
-    if isinstance(option, dict) and set(option) <= {"name", "concurrency_limit"}:
+    if isinstance(option, dict) and set(option) <= _QUEUE_OPTIONS:
         name = option.get("name", f"task/{task_id}")
-        if "concurrency_limit" not in option and name in queues:
+        if set(option) <= {"name"} and name in queues:
             return queues[name]
-        return _checked_queue(f"task {task_id!r}", name, option.get("concurrency_limit"))
+        return _checked_queue(f"task {task_id!r}", {**option, "name": name})
     raise TaskOptionError(
         f"task {task_id!r}: queue must be a queue(...) or a dict like {{'concurrency_limit': 1}}, not {option!r}"
     )
@@ -242,7 +317,7 @@ class Task(Generic[P, R]):
         """What a worker registers for this task."""
         return {"id": self.id, "retry": dict(self.retry), "maxDuration": self.max_duration,
                 "machine": self.machine, "schedule": self.schedule,
-                "queue": {"name": self.queue.name, "concurrencyLimit": self.queue.concurrency_limit}}
+                "queue": self.queue.manifest()}
 
     async def trigger(self, payload: P | None = None, **options: Unpack[TriggerKwargs]) -> RunHandle:
         """Start a run of this task and return its handle without waiting for it.

@@ -79,11 +79,11 @@ async def sync_schedules(
     await schedules.register_tasks(
         conn, environment.id, [(t["id"], t.get("schedule") is not None) for t in manifest], task_queues
     )
-    limits = {q["name"]: q.get("concurrencyLimit") for q in declared_queues or []}
+    limits = {q["name"]: queue_store.QueueLimits.from_manifest(q) for q in declared_queues or []}
     for t in manifest:
         if t.get("queue"):
-            limits[t["queue"]["name"]] = t["queue"].get("concurrencyLimit")
-    await queue_store.declare(conn, environment.id, sorted(limits.items()))
+            limits[t["queue"]["name"]] = queue_store.QueueLimits.from_manifest(t["queue"])
+    await queue_store.declare(conn, environment.id, [limits[name] for name in sorted(limits)])
     keep: list[str] = []
     now = datetime.now(UTC)
     for task in manifest:

@@ -143,6 +143,8 @@ def plan_run(
         raise TriggerRejected(422, f"priority must be 0 or more seconds, got {options.priority}")
     if options.queue is not None and not options.queue.name:
         raise TriggerRejected(422, "queue.name must not be empty")
+    if options.concurrency_key is not None and not 0 < len(options.concurrency_key) <= 512:
+        raise TriggerRejected(422, f"concurrencyKey must be 1-512 characters, got {len(options.concurrency_key)}")
     if options.idempotency_key is not None and not 0 < len(options.idempotency_key) <= 2048:
         raise TriggerRejected(422, f"idempotencyKey must be 1-2048 characters, got {len(options.idempotency_key)}")
     if options.idempotency_key is not None and options.idempotency_key.startswith(RESERVED_KEY_PREFIX):

@@ -243,14 +243,28 @@ class QueueKeyState(_Body):
     queued: int
 
 
+class RateLimitState(_Body):
+    """At most `limit` runs start within any `period` seconds."""
+
+    limit: int
+    period: float
+
+
 class QueueState(_Body):
-    """A queue of the environment: its limit and what waits and runs on it now."""
+    """A queue of the environment: its limits and what waits and runs on it now.
+
+    Without `perKeyLimit`, `concurrencyLimit` applies to each concurrency key's copy of the
+    queue; with it, `perKeyLimit` applies to each key and `concurrencyLimit` to all together.
+    """
 
     name: str
     running: int
     queued: int
     paused: bool = False
     concurrency_limit: int | None = None
+    per_key_limit: int | None = None
+    rate_limit: RateLimitState | None = None
+    per_key_rate_limit: RateLimitState | None = None
     keys: list[QueueKeyState] = []
 
 

@@ -103,6 +103,10 @@ class Dispatcher:
                 )
             if rows:
                 await self.announce(worker.id, rows)
+                if any(row["rated"] for row in rows):
+                    # A rate window may now be full: learn when it frees (next_available_at).
+                    self.full_pass = True
+                    self.wake.set()
 
     async def announce(self, worker_id: str, rows: list) -> None:  # type: ignore[type-arg]
         publishes = []

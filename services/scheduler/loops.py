@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from slipstream_platform import scheduling
 from slipstream_platform.service import Service
 from slipstream_platform.settings import SchedulerSettings
+from slipstream_platform.store import queues as queue_store
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store import waitpoints, workers
 from slipstream_platform.store.runs import Transition
@@ -80,6 +81,7 @@ async def sweep_once(service: Service[SchedulerSettings]) -> list[Transition]:
             changed += await run_store.recover_from_stopped_workers(conn)
         changed += await run_store.requeue_dequeued(conn, older_than_seconds=settings.dequeued_timeout)
         changed += await run_store.promote_pending_version(conn)
+        await queue_store.prune_starts(conn)
     if changed:
         log.info("sweeper moved %d run(s)", len(changed))
         await announce(service, changed, "requeued")

@@ -113,3 +113,49 @@ async def test_environment_limits_over_the_api_and_the_cli(platform: Platform, h
     assert proc.returncode == 0 and b"one-at-a-time" in out
     async with http.patch("/api/v1/environment", json={"concurrencyLimit": 100, "burstFactor": 2.0}) as response:
         assert response.status == 200
+
+
+async def test_a_cap_across_keys_bounds_the_whole_queue(http: aiohttp.ClientSession) -> None:
+    bodies = [("capped", {"options": {"concurrencyKey": f"tenant-{i % 4}"}}) for i in range(8)]
+    runs = await run_all(http, bodies)
+    assert all(r["status"] == "COMPLETED" for r in runs)
+    by_key = {r["concurrencyKey"] for r in runs}
+    assert all(most_at_once([r for r in runs if r["concurrencyKey"] == key]) == 1 for key in by_key)
+    # Four keys with one slot each, but never more than two at once in the whole queue.
+    assert most_at_once(runs) == 2
+    async with http.get("/api/v1/queues") as response:
+        queues = {q["name"]: q for q in (await response.json())["data"]}
+    assert queues["task/capped"]["concurrencyLimit"] == 2 and queues["task/capped"]["perKeyLimit"] == 1
+    assert queues["task/rated"]["rateLimit"] == {"limit": 3, "period": 2.0}
+
+
+async def dequeue_times(platform: Platform, run_ids: list[str]) -> dict[str | None, list[float]]:
+    """When each run was dispatched (Postgres's clock, seconds), per concurrency key, in order."""
+    conn = await asyncpg.connect(platform.local.database_url)
+    try:
+        rows = await conn.fetch("SELECT concurrency_key, extract(epoch FROM dequeued_at) AS t FROM runs"
+                                " WHERE id = ANY($1::text[]) ORDER BY dequeued_at", run_ids)
+    finally:
+        await conn.close()
+    times: dict[str | None, list[float]] = {}
+    for row in rows:
+        times.setdefault(row["concurrency_key"], []).append(float(row["t"]))
+    return times
+
+
+async def test_a_rate_limit_spaces_the_starts_of_a_queue(platform: Platform, http: aiohttp.ClientSession) -> None:
+    ids = [await trigger(http, "rated", {}) for _ in range(7)]
+    assert [(await finished(http, run_id))["status"] for run_id in ids] == ["COMPLETED"] * 7
+    starts = (await dequeue_times(platform, ids))[None]
+    # At most 3 starts in any 2 s: the 4th start after any start is 2 s later (the claim's
+    # window counts from after the environment lock, the dispatch time from before it).
+    assert all(later - earlier >= 1.9 for earlier, later in zip(starts, starts[3:], strict=False))
+
+
+async def test_a_per_key_rate_limit_spaces_each_key(platform: Platform, http: aiohttp.ClientSession) -> None:
+    ids = [await trigger(http, "rated-per-key", {"options": {"concurrencyKey": key}}) for key in "abab"]
+    assert [(await finished(http, run_id))["status"] for run_id in ids] == ["COMPLETED"] * 4
+    times = await dequeue_times(platform, ids)
+    assert sorted(times) == ["a", "b"]
+    assert all(later - earlier >= 0.9 for starts in times.values() for earlier, later in zip(starts, starts[1:],
+                                                                                              strict=False))

@@ -8,7 +8,9 @@ from slipstream_platform import db
 EXPECTED_COLUMNS = {
     "projects": {"id", "name", "created_at"},
     "environments": {"id", "project_id", "type", "api_key", "concurrency_limit", "created_at", "burst_factor"},
-    "queues": {"environment_id", "name", "concurrency_limit", "paused", "updated_at"},
+    "queues": {"environment_id", "name", "concurrency_limit", "paused", "updated_at", "per_key_limit", "rate_limit",
+               "rate_period", "per_key_rate_limit", "per_key_rate_period"},
+    "queue_starts": {"environment_id", "queue", "concurrency_key", "started_at"},
     "workers": {"id", "environment_id", "task_ids", "manifest", "capacity", "version", "hostname",
                 "started_at", "heartbeat_at", "stopped_at"},
     "runs": {"id", "environment_id", "task_identifier", "status", "payload", "output", "error", "tags",

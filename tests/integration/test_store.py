@@ -7,19 +7,9 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import pytest
 from slipstream_platform.store import environments, workers
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.views import load_run
-
-
-@pytest.fixture
-async def env_id(pool: asyncpg.Pool) -> str:
-    async with pool.acquire() as conn:
-        keys = await environments.bootstrap_project(conn, "store-tests")
-    env = await environments.by_api_key(pool, keys["DEVELOPMENT"])
-    assert env is not None and env.type == "DEVELOPMENT"
-    return env.id
 
 
 async def add_run(pool: asyncpg.Pool, env_id: str, task: str = "t", status: str = "QUEUED", **kw: object) -> str:

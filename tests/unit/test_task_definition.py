@@ -175,7 +175,8 @@ def test_manifest_has_the_id_and_the_full_retry_options() -> None:
         "maxDuration": None,
         "machine": None,
         "schedule": None,
-        "queue": {"name": "task/unit-manifest", "concurrencyLimit": None},
+        "queue": {"name": "task/unit-manifest", "concurrencyLimit": None, "perKeyLimit": None,
+                  "rateLimit": None, "perKeyRateLimit": None},
     }
     manifest["retry"]["max_attempts"] = 99
     assert run.retry["max_attempts"] == 3
@@ -280,13 +281,38 @@ def test_queue_options_are_checked_at_definition() -> None:
         async def own(payload: Any, ctx: Any) -> None:
             return None
 
-        assert run.manifest()["queue"] == {"name": "unit-shared", "concurrencyLimit": 2}
-        assert own.manifest()["queue"] == {"name": "task/unit-own-queue", "concurrencyLimit": 1}
+        @task(id="unit-tenants", queue={"concurrency_limit": 20, "per_key_limit": 2,
+                                        "rate_limit": {"limit": 100, "period": "1m"},
+                                        "per_key_rate_limit": {"limit": 5, "period": 1.5}})
+        async def tenants(payload: Any, ctx: Any) -> None:
+            return None
+
+        none = {"perKeyLimit": None, "rateLimit": None, "perKeyRateLimit": None}
+        assert run.manifest()["queue"] == {"name": "unit-shared", "concurrencyLimit": 2, **none}
+        assert own.manifest()["queue"] == {"name": "task/unit-own-queue", "concurrencyLimit": 1, **none}
+        assert tenants.manifest()["queue"] == {
+            "name": "task/unit-tenants", "concurrencyLimit": 20, "perKeyLimit": 2,
+            "rateLimit": {"limit": 100, "period": 60.0}, "perKeyRateLimit": {"limit": 5, "period": 1.5}}
         with pytest.raises(TaskOptionError, match="concurrency_limit"):
             task(id="unit-bad-queue", queue={"concurrency_limit": -1})
+        with pytest.raises(TaskOptionError, match="per_key_limit"):
+            queue("unit-bad", per_key_limit=1.5)  # type: ignore[arg-type]
         with pytest.raises(TaskOptionError, match="queue must be"):
             task(id="unit-bad-queue", queue={"concurrencyLimit": 1})
+        bad_rates: list[tuple[object, str]] = [
+            ({"limit": 10}, "a dict like"),
+            ({"limit": 0, "period": "1m"}, "limit is a whole number of 1 or more"),
+            ({"limit": 10, "period": "soon"}, "not a duration"),
+            ({"limit": 10, "period": 0}, "more than 0"),
+            ({"limit": 10, "period": "2d"}, "at most 1 day"),
+            ({"limit": 10, "period": [1]}, "a duration like"),
+        ]
+        for rate, message in bad_rates:
+            with pytest.raises(TaskOptionError, match=message):
+                queue("unit-bad", rate_limit=rate)  # type: ignore[arg-type]
+            with pytest.raises(TaskOptionError, match="per_key_rate_limit"):
+                queue("unit-bad", per_key_rate_limit=rate)  # type: ignore[arg-type]
     finally:
-        for task_id in ("unit-queued", "unit-own-queue"):
+        for task_id in ("unit-queued", "unit-own-queue", "unit-tenants"):
             registry.pop(task_id, None)
         queues.pop("unit-shared", None)

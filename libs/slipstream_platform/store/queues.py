@@ -2,34 +2,54 @@
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import asyncpg
-from slipstream_proto import QueueKeyState, QueueState
+import msgspec
+from slipstream_proto import QueueKeyState, QueueState, RateLimitState
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
-async def declare(conn: Conn, environment_id: str, queues: list[tuple[str, int | None]]) -> None:
+class QueueLimits(msgspec.Struct, frozen=True):
+    """A queue's limits as a worker declares them (rate periods in seconds)."""
+
+    name: str
+    concurrency_limit: int | None = None
+    per_key_limit: int | None = None
+    rate_limit: int | None = None
+    rate_period: float | None = None
+    per_key_rate_limit: int | None = None
+    per_key_rate_period: float | None = None
+
+    @classmethod
+    def from_manifest(cls, queue: dict[str, Any]) -> QueueLimits:
+        """From a worker's camelCase declaration (see `slipstream.Queue.manifest`)."""
+        rate = queue.get("rateLimit") or {}
+        per_key_rate = queue.get("perKeyRateLimit") or {}
+        return cls(queue["name"], queue.get("concurrencyLimit"), queue.get("perKeyLimit"),
+                   rate.get("limit"), rate.get("period"), per_key_rate.get("limit"), per_key_rate.get("period"))
+
+
+async def declare(conn: Conn, environment_id: str, queues: list[QueueLimits]) -> None:
     """Create the queues or update their limits (a changed limit applies to the next claim)."""
     if not queues:
         return
+    columns = [f for f in QueueLimits.__struct_fields__ if f != "name"]
     await conn.execute(
-        "INSERT INTO queues (environment_id, name, concurrency_limit)"
-        " SELECT $1, n, l FROM unnest($2::text[], $3::int[]) AS x(n, l)"
-        " ON CONFLICT (environment_id, name)"
-        " DO UPDATE SET concurrency_limit = EXCLUDED.concurrency_limit, updated_at = now()",
+        f"INSERT INTO queues (environment_id, name, {', '.join(columns)})"
+        " SELECT $1, * FROM unnest($2::text[], $3::int[], $4::int[], $5::int[], $6::float8[], $7::int[],"
+        "   $8::float8[])"
+        " ON CONFLICT (environment_id, name) DO UPDATE SET"
+        f" {', '.join(f'{c} = EXCLUDED.{c}' for c in columns)}, updated_at = now()",
         environment_id,
-        [name for name, _ in queues],
-        [limit for _, limit in queues],
+        *([getattr(q, field) for q in queues] for field in QueueLimits.__struct_fields__),
     )
-
 
 
 async def states(conn: Conn, environment_id: str) -> list[QueueState]:
     """Every queue of the environment (declared, or with runs waiting or running), with counts per key."""
-    limits = {r["name"]: r for r in await conn.fetch(
-        "SELECT name, concurrency_limit, paused FROM queues WHERE environment_id = $1", environment_id)}
+    limits = {r["name"]: r for r in await conn.fetch("SELECT * FROM queues WHERE environment_id = $1", environment_id)}
     counts = await conn.fetch(
         "SELECT queue, concurrency_key,"
         " count(*) FILTER (WHERE status IN ('DEQUEUED', 'EXECUTING')) AS running,"
@@ -41,8 +61,13 @@ async def states(conn: Conn, environment_id: str) -> list[QueueState]:
     by_queue: dict[str, QueueState] = {}
     for name in sorted(set(limits) | {r["queue"] for r in counts}):
         row = limits.get(name)
-        by_queue[name] = QueueState(name=name, running=0, queued=0, paused=bool(row and row["paused"]),
-                                    concurrency_limit=row["concurrency_limit"] if row else None, keys=[])
+        by_queue[name] = QueueState(name=name, running=0, queued=0, keys=[])
+        if row:
+            by_queue[name] = QueueState(
+                name=name, running=0, queued=0, keys=[], paused=row["paused"],
+                concurrency_limit=row["concurrency_limit"], per_key_limit=row["per_key_limit"],
+                rate_limit=_rate(row["rate_limit"], row["rate_period"]),
+                per_key_rate_limit=_rate(row["per_key_rate_limit"], row["per_key_rate_period"]))
     for r in counts:
         state = by_queue[r["queue"]]
         state.running += r["running"]
@@ -50,6 +75,10 @@ async def states(conn: Conn, environment_id: str) -> list[QueueState]:
         if r["concurrency_key"] is not None:
             state.keys.append(QueueKeyState(key=r["concurrency_key"], running=r["running"], queued=r["queued"]))
     return list(by_queue.values())
+
+
+def _rate(limit: int | None, period: float | None) -> RateLimitState | None:
+    return None if limit is None or period is None else RateLimitState(limit=limit, period=period)
 
 
 async def set_paused(conn: Conn, environment_id: str, name: str, paused: bool) -> None:
@@ -61,3 +90,13 @@ async def set_paused(conn: Conn, environment_id: str, name: str, paused: bool) -
         name,
         paused,
     )
+
+
+async def prune_starts(conn: Conn) -> int:
+    """Forget the starts that no rate window counts any more; returns how many."""
+    result: str = await conn.execute(
+        "DELETE FROM queue_starts s WHERE s.started_at < now() - make_interval(secs => coalesce("
+        "  (SELECT greatest(q.rate_period, q.per_key_rate_period) FROM queues q"
+        "   WHERE q.environment_id = s.environment_id AND q.name = s.queue), 0))"
+    )
+    return int(result.split()[-1])

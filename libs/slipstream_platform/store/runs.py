@@ -239,9 +239,10 @@ async def expire_due(conn: Conn, limit: int = 1000) -> list[Transition]:
 
 # The end of both claim statements: the runs in `picked` become DEQUEUED on worker $1.
 _DEQUEUE_PICKED = (
-    " UPDATE runs r SET status = 'DEQUEUED', worker_id = $1, dequeued_at = now(),"
-    " updated_at = now() FROM picked WHERE r.id = picked.id"
-    " RETURNING r.id, r.environment_id, r.status, r.updated_at, r.task_identifier, r.traceparent"
+    " dequeued AS (UPDATE runs r SET status = 'DEQUEUED', worker_id = $1, dequeued_at = now(),"
+    "   updated_at = now() FROM picked WHERE r.id = picked.id"
+    "   RETURNING r.id, r.environment_id, r.status, r.updated_at, r.task_identifier, r.traceparent,"
+    "     r.queue, r.concurrency_key)"
 )
 
 
@@ -253,13 +254,16 @@ async def claim_for_worker(
     task_ids: list[str],
     capacity: int,
 ) -> list[asyncpg.Record]:
-    """QUEUED -> DEQUEUED for the ready runs this worker may start now, oldest first.
+    """QUEUED -> DEQUEUED for the ready runs this worker may start now.
 
-    A run is taken only while its worker has a free slot, its queue (or, with a concurrency
-    key, its key's copy of the queue) is under the queue's limit and not paused, its queue is
-    under the environment's base limit, and the environment is under base x burst. Among the
-    runs that may start, free slots go round-robin across concurrency keys.
+    A run is taken only while its worker has a free slot; its queue is not paused; its key's
+    copy of the queue is under its limit (`per_key_limit`, or `concurrency_limit` when the
+    queue has no `per_key_limit`) and its per-key rate limit; its queue is under its cap
+    across keys, its rate limit and the environment's base limit; and the environment is
+    under base x burst. Free slots go round-robin across (queue, key) copies: the oldest
+    waiting run of every copy before the second of any, oldest copies first.
 
+    Each row says whether its queue is rate limited (`rated`): its start was counted.
     Must run in a transaction: the advisory lock on the environment makes every count exact
     even when several queue-manager replicas claim at once.
     """
@@ -267,50 +271,82 @@ async def claim_for_worker(
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 3)),"
         " (SELECT count(*) FROM runs WHERE environment_id = $1 AND status IN ('DEQUEUED', 'EXECUTING')) AS running,"
         " (SELECT concurrency_limit FROM environments WHERE id = $1) AS base,"
-        " EXISTS (SELECT 1 FROM queues WHERE environment_id = $1 AND (concurrency_limit IS NOT NULL OR paused))"
-        "   AS limited",
+        " EXISTS (SELECT 1 FROM queues WHERE environment_id = $1 AND (paused"
+        "   OR num_nonnulls(concurrency_limit, per_key_limit, rate_limit, per_key_rate_limit) > 0)) AS limited,"
+        " EXISTS (SELECT 1 FROM runs WHERE environment_id = $1 AND status = 'QUEUED'"
+        "   AND concurrency_key IS NOT NULL) AS keyed",
         environment_id,
     )
-    if not state["limited"] and state["running"] + capacity <= state["base"]:
-        # No queue limits and no way to reach the environment's base: the plain ready order.
+    if not state["limited"] and not state["keyed"] and state["running"] + capacity <= state["base"]:
+        # No limits, no keys to take turns, no way to reach the base: the plain ready order.
         return await _claim_in_order(conn, worker_id=worker_id, environment_id=environment_id,
                                      task_ids=task_ids, capacity=capacity)
     rows: list[asyncpg.Record] = await conn.fetch(
-        "WITH busy AS (SELECT count(*) AS n FROM runs"
+        "WITH busy AS (SELECT count(*)::int AS n FROM runs"
         "   WHERE worker_id = $1 AND status IN ('DEQUEUED', 'EXECUTING')),"
+        " free AS (SELECT greatest($4 - n, 0) AS n FROM busy),"
         " env AS (SELECT concurrency_limit AS base, floor(concurrency_limit * burst_factor)::int AS burst"
         "   FROM environments WHERE id = $2),"
-        " running AS (SELECT queue, concurrency_key, count(*)::int AS n FROM runs"
-        "   WHERE environment_id = $2 AND status IN ('DEQUEUED', 'EXECUTING') GROUP BY queue, concurrency_key),"
+        # What holds a slot now, per (queue, key) copy and per queue.
+        " running AS (SELECT queue, coalesce(concurrency_key, '') AS key, count(*)::int AS n FROM runs"
+        "   WHERE environment_id = $2 AND status IN ('DEQUEUED', 'EXECUTING') GROUP BY 1, 2),"
         " queue_running AS (SELECT queue, sum(n)::int AS n FROM running GROUP BY queue),"
-        " limits AS (SELECT name, concurrency_limit, paused FROM queues WHERE environment_id = $2),"
-        " candidates AS (SELECT r.id, r.queue, r.concurrency_key, r.queue_ts FROM runs r"
-        "   WHERE r.environment_id = $2 AND r.status = 'QUEUED' AND r.task_identifier = ANY($3::text[])"
-        "   AND r.available_at <= now()"
-        "   AND NOT EXISTS (SELECT 1 FROM limits l WHERE l.name = r.queue AND l.paused)"
-        "   AND NOT EXISTS (SELECT 1 FROM limits l JOIN running k ON k.queue = l.name"
-        "     WHERE l.name = r.queue AND k.concurrency_key IS NOT DISTINCT FROM r.concurrency_key"
-        "     AND k.n >= l.concurrency_limit)"
-        "   AND NOT EXISTS (SELECT 1 FROM limits l WHERE l.name = r.queue AND l.concurrency_limit = 0)"
-        "   AND NOT EXISTS (SELECT 1 FROM queue_running q, env WHERE q.queue = r.queue AND q.n >= env.base)"
-        "   ORDER BY r.queue_ts, r.id LIMIT 1000),"
-        " ranked AS (SELECT c.*, row_number() OVER"
-        "   (PARTITION BY c.queue, c.concurrency_key ORDER BY c.queue_ts, c.id) AS key_rank FROM candidates c),"
-        " within_key AS (SELECT ranked.* FROM ranked LEFT JOIN limits l ON l.name = ranked.queue"
-        "   LEFT JOIN running k ON k.queue = ranked.queue"
-        "     AND k.concurrency_key IS NOT DISTINCT FROM ranked.concurrency_key"
-        "   WHERE l.concurrency_limit IS NULL OR ranked.key_rank <= l.concurrency_limit - coalesce(k.n, 0)),"
-        " within_queue AS (SELECT w.*, row_number() OVER"
-        "   (PARTITION BY w.queue ORDER BY w.key_rank, w.queue_ts, w.id) AS queue_rank FROM within_key w),"
-        " fair AS (SELECT w.id FROM within_queue w LEFT JOIN queue_running q ON q.queue = w.queue, env"
-        "   WHERE w.queue_rank <= env.base - coalesce(q.n, 0)"
-        "   ORDER BY w.key_rank, w.queue_ts, w.id"
-        "   LIMIT greatest(least($4 - (SELECT n FROM busy),"
+        " limits AS (SELECT name, paused, coalesce(per_key_limit, concurrency_limit) AS key_limit,"
+        "   CASE WHEN per_key_limit IS NOT NULL THEN concurrency_limit END AS queue_limit,"
+        "   rate_limit, rate_period, per_key_rate_limit, per_key_rate_period,"
+        "   rate_limit IS NOT NULL OR per_key_rate_limit IS NOT NULL AS rated"
+        "   FROM queues WHERE environment_id = $2),"
+        # Starts within each rate window.
+        " queue_started AS (SELECT s.queue, count(*)::int AS n FROM queue_starts s JOIN limits l ON l.name = s.queue"
+        "   WHERE s.environment_id = $2"
+        "   AND s.started_at > statement_timestamp() - make_interval(secs => l.rate_period)"
+        "   GROUP BY 1),"
+        " key_started AS (SELECT s.queue, coalesce(s.concurrency_key, '') AS key, count(*)::int AS n"
+        "   FROM queue_starts s JOIN limits l ON l.name = s.queue"
+        "   WHERE s.environment_id = $2"
+        "   AND s.started_at > statement_timestamp() - make_interval(secs => l.per_key_rate_period)"
+        "   GROUP BY 1, 2),"
+        # Every copy with ready runs, its oldest run, and how many more it and its queue may start.
+        " ready AS (SELECT queue, coalesce(concurrency_key, '') AS key, min(queue_ts) AS head FROM runs"
+        "   WHERE environment_id = $2 AND status = 'QUEUED' AND task_identifier = ANY($3::text[])"
+        "   AND available_at <= now() GROUP BY 1, 2),"
+        " rooms AS (SELECT r.queue, r.key, r.head,"
+        "   least(l.key_limit - coalesce(k.n, 0), l.per_key_rate_limit - coalesce(ks.n, 0)) AS key_room,"
+        "   least(env.base - coalesce(q.n, 0), l.queue_limit - coalesce(q.n, 0),"
+        "     l.rate_limit - coalesce(qs.n, 0)) AS queue_room"
+        "   FROM ready r CROSS JOIN env LEFT JOIN limits l ON l.name = r.queue"
+        "   LEFT JOIN running k ON k.queue = r.queue AND k.key = r.key"
+        "   LEFT JOIN key_started ks ON ks.queue = r.queue AND ks.key = r.key"
+        "   LEFT JOIN queue_running q ON q.queue = r.queue"
+        "   LEFT JOIN queue_started qs ON qs.queue = r.queue"
+        "   WHERE NOT coalesce(l.paused, false)),"
+        # A queue with room for n runs fills it from its n oldest copies at most, and the first
+        # round alone fills the free slots from the oldest copies: so no other copy can matter.
+        " open_copies AS (SELECT rooms.*, row_number() OVER (PARTITION BY queue ORDER BY head, key) AS key_in_queue"
+        "   FROM rooms WHERE coalesce(key_room, 1) > 0 AND queue_room > 0),"
+        " heads AS (SELECT queue, key, queue_room, least(coalesce(key_room, $4), $4) AS room FROM open_copies"
+        "   WHERE key_in_queue <= queue_room ORDER BY head, queue, key LIMIT (SELECT n FROM free)),"
+        " candidates AS (SELECT c.id, h.queue, h.key, h.queue_room, c.queue_ts, c.key_rank FROM heads h"
+        "   CROSS JOIN LATERAL (SELECT r.id, r.queue_ts, row_number() OVER (ORDER BY r.queue_ts, r.id) AS key_rank"
+        "     FROM runs r WHERE r.environment_id = $2 AND r.queue = h.queue"
+        "     AND coalesce(r.concurrency_key, '') = h.key AND r.status = 'QUEUED'"
+        "     AND r.task_identifier = ANY($3::text[]) AND r.available_at <= now()"
+        "     ORDER BY r.queue_ts, r.id LIMIT h.room) c),"
+        " within_queue AS (SELECT c.*, row_number() OVER"
+        "   (PARTITION BY c.queue ORDER BY c.key_rank, c.queue_ts, c.id) AS queue_rank FROM candidates c),"
+        " fair AS (SELECT id FROM within_queue WHERE queue_rank <= queue_room"
+        "   ORDER BY key_rank, queue_ts, id"
+        "   LIMIT greatest(least((SELECT n FROM free),"
         "     (SELECT burst FROM env) - coalesce((SELECT sum(n) FROM running), 0)), 0)),"
         " picked AS (SELECT id FROM runs WHERE id IN (SELECT id FROM fair) AND status = 'QUEUED'"
         "   AND EXISTS (SELECT 1 FROM workers WHERE id = $1 AND stopped_at IS NULL)"
-        "   FOR UPDATE SKIP LOCKED)"
-        + _DEQUEUE_PICKED,
+        "   FOR UPDATE SKIP LOCKED),"
+        + _DEQUEUE_PICKED +
+        # The starts a rate limit counts, in the same transaction as the dispatch.
+        ", counted AS (INSERT INTO queue_starts (environment_id, queue, concurrency_key, started_at)"
+        "   SELECT $2, d.queue, d.concurrency_key, statement_timestamp()"
+        "   FROM dequeued d JOIN limits l ON l.name = d.queue AND l.rated)"
+        " SELECT d.*, coalesce(l.rated, false) AS rated FROM dequeued d LEFT JOIN limits l ON l.name = d.queue",
         worker_id,
         environment_id,
         task_ids,
@@ -330,8 +366,9 @@ async def _claim_in_order(
         "   AND available_at <= now()"
         "   AND EXISTS (SELECT 1 FROM workers WHERE id = $1 AND stopped_at IS NULL)"
         "   ORDER BY queue_ts, id LIMIT greatest($4 - (SELECT n FROM busy), 0)"
-        "   FOR UPDATE SKIP LOCKED)"
-        + _DEQUEUE_PICKED,
+        "   FOR UPDATE SKIP LOCKED),"
+        + _DEQUEUE_PICKED +
+        " SELECT *, false AS rated FROM dequeued",
         worker_id,
         environment_id,
         task_ids,
@@ -341,9 +378,15 @@ async def _claim_in_order(
 
 
 async def next_available_at(conn: Conn) -> datetime | None:
-    """When the earliest QUEUED run that is backing off becomes ready."""
+    """When the earliest QUEUED run that is backing off becomes ready, or the earliest start
+    counted by a rate limit leaves its window, whichever is first."""
     value: datetime | None = await conn.fetchval(
-        "SELECT min(available_at) FROM runs WHERE status = 'QUEUED' AND available_at > now()"
+        "SELECT least("
+        " (SELECT min(available_at) FROM runs WHERE status = 'QUEUED' AND available_at > now()),"
+        " (SELECT min(s.started_at + make_interval(secs => p.period)) FROM queue_starts s"
+        "   JOIN queues q ON q.environment_id = s.environment_id AND q.name = s.queue"
+        "   CROSS JOIN LATERAL (VALUES (q.rate_period), (q.per_key_rate_period)) AS p(period)"
+        "   WHERE s.started_at + make_interval(secs => p.period) > now()))"
     )
     return value
 

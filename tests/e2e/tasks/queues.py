@@ -34,3 +34,18 @@ async def keyed(payload: Any, ctx: TaskContext) -> None:
 @task(id="pausable")
 async def pausable(payload: Any, ctx: TaskContext) -> str:
     return "ran"
+
+
+@task(id="capped", queue={"concurrency_limit": 2, "per_key_limit": 1})
+async def capped(payload: Any, ctx: TaskContext) -> None:
+    await asyncio.sleep(0.3)
+
+
+@task(id="rated", queue={"rate_limit": {"limit": 3, "period": "2s"}})
+async def rated(payload: Any, ctx: TaskContext) -> None:
+    return None
+
+
+@task(id="rated-per-key", queue={"per_key_rate_limit": {"limit": 1, "period": "1s"}})
+async def rated_per_key(payload: Any, ctx: TaskContext) -> None:
+    return None

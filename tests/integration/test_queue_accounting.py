@@ -1,0 +1,282 @@
+"""The claim's accounting against real Postgres: caps across keys, rate limits, fairness, and a
+property test that compares every claim with a model of the rules in docs/queues.md."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import asyncpg
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from slipstream_platform.store import environments
+from slipstream_platform.store import queues as queue_store
+
+from tests.integration.test_store import add_run, add_worker, claim
+
+PERIOD = 60.0
+
+
+async def declare(pool: asyncpg.Pool, env_id: str, name: str, **limits: object) -> None:
+    await queue_store.declare(pool, env_id, [queue_store.QueueLimits(name, **limits)])  # type: ignore[arg-type]
+
+
+async def age_starts(pool: asyncpg.Pool) -> None:
+    """Every start counted so far leaves its rate window (as if the period had passed)."""
+    await pool.execute("UPDATE queue_starts SET started_at = started_at - make_interval(secs => $1)", PERIOD + 1)
+
+
+async def test_a_cap_across_keys_bounds_the_whole_queue(pool: asyncpg.Pool, env_id: str) -> None:
+    await declare(pool, env_id, "task/t", concurrency_limit=3, per_key_limit=2)
+    runs = {key: [await add_run(pool, env_id, concurrency_key=key) for _ in range(3)] for key in "abc"}
+    await add_worker(pool, env_id, "w1", ["t"], 10)
+    first = await claim(pool, env_id, "w1", ["t"], 10)
+    # One per key (round-robin), three in all: the cap, not 2 per key x 3 keys.
+    assert sorted(first) == sorted(runs[k][0] for k in "abc")
+    assert await claim(pool, env_id, "w1", ["t"], 10) == []
+    await pool.execute("UPDATE runs SET status = 'COMPLETED' WHERE id = ANY($1::text[])", first[:2])
+    assert len(await claim(pool, env_id, "w1", ["t"], 10)) == 2
+
+
+async def test_per_key_limit_alone_bounds_each_key(pool: asyncpg.Pool, env_id: str) -> None:
+    await declare(pool, env_id, "task/t", per_key_limit=1)
+    runs = {key: [await add_run(pool, env_id, concurrency_key=key) for _ in range(2)] for key in "ab"}
+    await add_worker(pool, env_id, "w1", ["t"], 10)
+    assert sorted(await claim(pool, env_id, "w1", ["t"], 10)) == sorted([runs["a"][0], runs["b"][0]])
+    assert await claim(pool, env_id, "w1", ["t"], 10) == []
+
+
+async def test_a_rate_limit_counts_starts_in_its_window(pool: asyncpg.Pool, env_id: str) -> None:
+    await declare(pool, env_id, "task/t", rate_limit=2, rate_period=PERIOD)
+    runs = [await add_run(pool, env_id) for _ in range(5)]
+    await add_worker(pool, env_id, "w1", ["t"], 10)
+    assert sorted(await claim(pool, env_id, "w1", ["t"], 10)) == sorted(runs[:2])
+    # Finishing does not give the start back: the window does.
+    await pool.execute("UPDATE runs SET status = 'COMPLETED' WHERE id = ANY($1::text[])", runs[:2])
+    assert await claim(pool, env_id, "w1", ["t"], 10) == []
+    await age_starts(pool)
+    assert sorted(await claim(pool, env_id, "w1", ["t"], 10)) == sorted(runs[2:4])
+    async with pool.acquire() as conn:
+        assert await queue_store.prune_starts(conn) == 2
+
+
+async def test_a_per_key_rate_limit_counts_each_key(pool: asyncpg.Pool, env_id: str) -> None:
+    await declare(pool, env_id, "task/t", per_key_rate_limit=1, per_key_rate_period=PERIOD)
+    runs = {key: [await add_run(pool, env_id, concurrency_key=key) for _ in range(2)] for key in "ab"}
+    await add_worker(pool, env_id, "w1", ["t"], 10)
+    assert sorted(await claim(pool, env_id, "w1", ["t"], 10)) == sorted([runs["a"][0], runs["b"][0]])
+    assert await claim(pool, env_id, "w1", ["t"], 10) == []
+    await age_starts(pool)
+    assert sorted(await claim(pool, env_id, "w1", ["t"], 10)) == sorted([runs["a"][1], runs["b"][1]])
+
+
+async def test_next_available_at_includes_when_a_rate_window_frees(pool: asyncpg.Pool, env_id: str) -> None:
+    from slipstream_platform.store import runs as run_store
+
+    await declare(pool, env_id, "task/t", rate_limit=1, rate_period=PERIOD)
+    await add_run(pool, env_id)
+    await add_run(pool, env_id)
+    await add_worker(pool, env_id, "w1", ["t"], 10)
+    assert await run_store.next_available_at(pool) is None
+    assert len(await claim(pool, env_id, "w1", ["t"], 10)) == 1
+    started = await pool.fetchval("SELECT started_at FROM queue_starts")
+    frees_at = await run_store.next_available_at(pool)
+    assert frees_at is not None and abs((frees_at - started).total_seconds() - PERIOD) < 0.001
+
+
+async def test_keys_take_turns_without_any_limit(pool: asyncpg.Pool, env_id: str) -> None:
+    big = [await add_run(pool, env_id, concurrency_key="big") for _ in range(50)]
+    small = [await add_run(pool, env_id, concurrency_key=f"small-{i}") for i in range(5)]
+    await add_worker(pool, env_id, "w1", ["t"], 6)
+    # The tenant with 50 older runs gets one turn like everyone else.
+    assert sorted(await claim(pool, env_id, "w1", ["t"], 6)) == sorted([big[0], *small])
+
+
+# ---- the model ----------------------------------------------------------------------------
+
+QUEUES = ("q0", "q1")
+KEYS = (None, "a", "b", "c")
+WORKERS = {"w1": ("t0", "t1"), "w2": ("t1",)}
+
+
+@dataclass
+class Limits:
+    concurrency_limit: int | None
+    per_key_limit: int | None
+    rate_limit: int | None
+    per_key_rate_limit: int | None
+    paused: bool
+
+
+@dataclass
+class ModelRun:
+    id: str
+    task: str
+    queue: str
+    key: str | None
+    queue_ts: datetime
+    status: str = "QUEUED"
+    worker: str | None = None
+
+
+@dataclass
+class Model:
+    base: int
+    burst: int
+    limits: dict[str, Limits]
+    runs: list[ModelRun] = field(default_factory=list)
+    starts: list[tuple[str, str | None]] = field(default_factory=list)  # within the current window
+
+    def claim(self, worker: str, capacity: int) -> set[str]:
+        """The runs the rules let `worker` start now, in the documented order."""
+        holding = [r for r in self.runs if r.status == "DEQUEUED"]
+        free = min(capacity - sum(r.worker == worker for r in holding), self.burst - len(holding))
+        room: dict[tuple[str, str | None], float] = {}
+        queue_room: dict[str, float] = {}
+        for q, lim in self.limits.items():
+            q_running = sum(r.queue == q for r in holding)
+            cap = lim.concurrency_limit if lim.per_key_limit is not None else None
+            q_started = sum(s[0] == q for s in self.starts)
+            queue_room[q] = min(self.base - q_running, _inf(cap) - q_running, _inf(lim.rate_limit) - q_started)
+            for k in KEYS:
+                k_limit = lim.per_key_limit if lim.per_key_limit is not None else lim.concurrency_limit
+                k_running = sum(r.queue == q and r.key == k for r in holding)
+                k_started = sum(s == (q, k) for s in self.starts)
+                room[(q, k)] = -1 if lim.paused else min(
+                    _inf(k_limit) - k_running, _inf(lim.per_key_rate_limit) - k_started)
+        ready = sorted((r for r in self.runs if r.status == "QUEUED" and r.task in WORKERS[worker]),
+                       key=lambda r: (r.queue_ts, r.id))
+        unlimited = all(lim == Limits(None, None, None, None, False) for lim in self.limits.values())
+        keyed = any(r.status == "QUEUED" and r.key is not None for r in self.runs)
+        if unlimited and not keyed and len(holding) + capacity <= self.base:
+            return {r.id for r in ready[:free]}  # the plain ready order
+        rank: dict[tuple[str, str | None], int] = {}
+        ranked = []
+        for r in ready:
+            rank[(r.queue, r.key)] = rank.get((r.queue, r.key), 0) + 1
+            ranked.append((rank[(r.queue, r.key)], r.queue_ts, r.id, r))
+        taken: set[str] = set()
+        for _, _, _, r in sorted(ranked, key=lambda x: x[:3]):
+            if len(taken) >= free:
+                break
+            if room[(r.queue, r.key)] > 0 and queue_room[r.queue] > 0:
+                room[(r.queue, r.key)] -= 1
+                queue_room[r.queue] -= 1
+                taken.add(r.id)
+        return taken
+
+
+def _inf(limit: int | None) -> float:
+    return math.inf if limit is None else limit
+
+
+limits_strategy = st.builds(
+    Limits,
+    concurrency_limit=st.none() | st.integers(0, 3),
+    per_key_limit=st.none() | st.integers(0, 2),
+    rate_limit=st.none() | st.integers(1, 4),
+    per_key_rate_limit=st.none() | st.integers(1, 3),
+    paused=st.sampled_from((False, False, False, True)),
+)
+trigger = st.tuples(st.just("trigger"), st.sampled_from(("t0", "t1")), st.sampled_from(QUEUES),
+                    st.sampled_from(KEYS), st.integers(1, 4))
+claim_op = st.tuples(st.just("claim"), st.sampled_from(sorted(WORKERS)), st.integers(1, 6))
+operation = st.one_of(
+    trigger,
+    claim_op,
+    claim_op,
+    st.tuples(st.just("finish"), st.integers(0, 100)),
+    st.tuples(st.just("wait"), st.integers(0, 100)),
+    st.tuples(st.just("resume"), st.integers(0, 100)),
+    st.tuples(st.just("age")),
+    st.tuples(st.just("limits"), st.sampled_from(QUEUES), limits_strategy),
+)
+
+
+async def _apply_limits(conn: asyncpg.Connection, env_id: str, name: str, lim: Limits) -> None:
+    await queue_store.declare(conn, env_id, [queue_store.QueueLimits(
+        name, lim.concurrency_limit, lim.per_key_limit,
+        lim.rate_limit, PERIOD if lim.rate_limit else None,
+        lim.per_key_rate_limit, PERIOD if lim.per_key_rate_limit else None)])
+    await queue_store.set_paused(conn, env_id, name, lim.paused)
+
+
+async def _scenario(database_url: str, base: int, burst: float, limits: dict[str, Limits],
+                    ops: list[tuple]) -> None:  # type: ignore[type-arg]
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        await pool.execute("TRUNCATE runs, attempts, queue_starts, queues, workers CASCADE")
+        env_id = await pool.fetchval("SELECT id FROM environments WHERE type = 'DEVELOPMENT' LIMIT 1")
+        if env_id is None:
+            async with pool.acquire() as conn:
+                await environments.bootstrap_project(conn, "model")
+            env_id = await pool.fetchval("SELECT id FROM environments WHERE type = 'DEVELOPMENT' LIMIT 1")
+        await pool.execute("UPDATE environments SET concurrency_limit = $2, burst_factor = $3 WHERE id = $1",
+                           env_id, base, burst)
+        model = Model(base=base, burst=math.floor(base * burst), limits=dict(limits))
+        async with pool.acquire() as conn:
+            for name, lim in limits.items():
+                await _apply_limits(conn, env_id, name, lim)
+        for worker, tasks in WORKERS.items():
+            await add_worker(pool, env_id, worker, list(tasks), 10)
+        for op in ops:
+            kind = op[0]
+            if kind == "trigger":
+                _, task, q, key, n = op
+                for _ in range(n):
+                    run_id = await add_run(pool, env_id, task, queue=q, concurrency_key=key)
+                    ts = await pool.fetchval("SELECT queue_ts FROM runs WHERE id = $1", run_id)
+                    model.runs.append(ModelRun(run_id, task, q, key, ts))
+            elif kind == "claim":
+                _, worker, capacity = op
+                expected = model.claim(worker, capacity)
+                got = set(await claim(pool, env_id, worker, list(WORKERS[worker]), capacity))
+                assert got == expected, (op, model)
+                for r in model.runs:
+                    if r.id in got:
+                        r.status, r.worker = "DEQUEUED", worker
+                        if model.limits[r.queue].rate_limit or model.limits[r.queue].per_key_rate_limit:
+                            model.starts.append((r.queue, r.key))
+            elif kind in ("finish", "wait", "resume"):
+                wanted = "WAITING" if kind == "resume" else "DEQUEUED"
+                candidates = [r for r in model.runs if r.status == wanted]
+                if not candidates:
+                    continue
+                r = candidates[op[1] % len(candidates)]
+                r.status, r.worker = {"finish": "COMPLETED", "wait": "WAITING", "resume": "QUEUED"}[kind], None
+                await pool.execute("UPDATE runs SET status = $2 WHERE id = $1", r.id, r.status)
+            elif kind == "age":
+                await age_starts(pool)
+                model.starts.clear()
+            elif kind == "limits":
+                _, q, lim = op
+                model.limits[q] = lim
+                async with pool.acquire() as conn:
+                    await _apply_limits(conn, env_id, q, lim)
+                    if not (lim.rate_limit or lim.per_key_rate_limit):
+                        # A queue that stops rate limiting forgets its starts (as the sweeper does).
+                        await queue_store.prune_starts(conn)
+                        model.starts = [s for s in model.starts if s[0] != q]
+            # Never more than the limits, whatever the order of events.
+            holding = await pool.fetch("SELECT queue, concurrency_key, worker_id FROM runs"
+                                       " WHERE status IN ('DEQUEUED', 'EXECUTING')")
+            assert len(holding) <= model.burst
+            for worker in WORKERS:
+                assert sum(h["worker_id"] == worker for h in holding) <= 10
+    finally:
+        await pool.close()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    base=st.integers(1, 6),
+    burst=st.sampled_from((1.0, 1.5, 2.0)),
+    limits=st.fixed_dictionaries({q: limits_strategy for q in QUEUES}),
+    ops=st.lists(trigger, min_size=1, max_size=4).flatmap(
+        lambda first: st.lists(operation, min_size=5, max_size=50).map(lambda rest: first + rest)),
+)
+def test_every_claim_matches_the_model(database_url: str, base: int, burst: float, limits: dict[str, Limits],
+                                       ops: list[tuple]) -> None:  # type: ignore[type-arg]
+    asyncio.run(_scenario(database_url, base, burst, limits, ops))
