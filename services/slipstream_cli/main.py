@@ -158,12 +158,16 @@ def queues_command(args: argparse.Namespace) -> int:
             await queues.resume(args.name)
             print(f"resumed {args.name}")
         else:
-            print(f"{'queue':40} {'limit':>6} {'running':>8} {'queued':>8}  paused")
+            print(f"{'queue':40} {'limit':>6} {'per key':>7} {'running':>8} {'queued':>8}  paused  rate limits")
             for q in await queues.list():
                 limit = "-" if q.concurrency_limit is None else str(q.concurrency_limit)
-                print(f"{q.name:40} {limit:>6} {q.running:>8} {q.queued:>8}  {'yes' if q.paused else ''}")
+                per_key = "-" if q.per_key_limit is None else str(q.per_key_limit)
+                rates = [f"{r.limit}/{r.period:g}s{where}" for r, where in
+                         ((q.rate_limit, ""), (q.per_key_rate_limit, " per key")) if r is not None]
+                print(f"{q.name:40} {limit:>6} {per_key:>7} {q.running:>8} {q.queued:>8}"
+                      f"  {'yes' if q.paused else '':6}  {', '.join(rates)}".rstrip())
                 for k in q.keys:
-                    print(f"  key {k.key:34} {'':>6} {k.running:>8} {k.queued:>8}")
+                    print(f"  key {k.key:34} {'':>6} {'':>7} {k.running:>8} {k.queued:>8}")
 
     asyncio.run(run())
     return 0
