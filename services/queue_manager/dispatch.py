@@ -93,20 +93,25 @@ class Dispatcher:
         for worker in self.live:
             if worker.environment_id not in envs:
                 continue
-            async with self.service.pool.acquire() as conn, conn.transaction():
-                rows = await run_store.claim_for_worker(
-                    conn,
-                    worker_id=worker.id,
-                    environment_id=worker.environment_id,
-                    task_ids=worker.task_ids,
-                    capacity=worker.capacity,
-                )
-            if rows:
+            more = True
+            while more:
+                async with self.service.pool.acquire() as conn, conn.transaction():
+                    rows = await run_store.claim_for_worker(
+                        conn,
+                        worker_id=worker.id,
+                        environment_id=worker.environment_id,
+                        task_ids=worker.task_ids,
+                        capacity=worker.capacity,
+                    )
+                if not rows:
+                    break
                 await self.announce(worker.id, rows)
                 if any(row["rated"] for row in rows):
                     # A rate window may now be full: learn when it frees (next_available_at).
                     self.full_pass = True
                     self.wake.set()
+                # The walk stopped at the free slots but left some: the next claim goes on.
+                more = rows[0]["more"]
 
     async def announce(self, worker_id: str, rows: list) -> None:  # type: ignore[type-arg]
         publishes = []

@@ -7,7 +7,8 @@ from slipstream_platform import db
 
 EXPECTED_COLUMNS = {
     "projects": {"id", "name", "created_at"},
-    "environments": {"id", "project_id", "type", "api_key", "concurrency_limit", "created_at", "burst_factor"},
+    "environments": {"id", "project_id", "type", "api_key", "concurrency_limit", "created_at", "burst_factor",
+                     "dispatch_queue", "dispatch_key"},
     "queues": {"environment_id", "name", "concurrency_limit", "paused", "updated_at", "per_key_limit", "rate_limit",
                "rate_period", "per_key_rate_limit", "per_key_rate_period"},
     "queue_starts": {"environment_id", "queue", "concurrency_key", "started_at"},

@@ -22,9 +22,14 @@ CREATE TABLE queue_starts (
 );
 CREATE INDEX queue_starts_window ON queue_starts (environment_id, queue, started_at);
 
--- Each (queue, key) copy's ready runs in order; '' stands for "no key" (keys are never empty).
+-- The ring of (queue, key) copies with ready runs, each copy's ready runs in order; '' stands
+-- for "no key" (keys are never empty).
 CREATE INDEX runs_ready_by_key ON runs (environment_id, queue, (coalesce(concurrency_key, '')), queue_ts, id)
-    WHERE status = 'QUEUED';
+    INCLUDE (task_identifier, available_at) WHERE status = 'QUEUED';
+
+-- Where the round-robin of the environment's claims stopped last: the (queue, key) copy
+-- that got the last run ('' for no key).
+ALTER TABLE environments ADD COLUMN dispatch_queue text, ADD COLUMN dispatch_key text;
 
 -- Whether an environment has ready runs with a concurrency key (they go round-robin by key).
 CREATE INDEX runs_ready_keyed ON runs (environment_id) WHERE status = 'QUEUED' AND concurrency_key IS NOT NULL;

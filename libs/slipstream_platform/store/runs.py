@@ -246,6 +246,53 @@ _DEQUEUE_PICKED = (
 )
 
 
+# The copy after w's in the ring of (queue, key) copies with QUEUED runs: in key order, past
+# the rest of w's queue when w.skip, wrapping around once to the first copy.
+_NEXT_COPY = (
+    "SELECT * FROM ("
+    " (SELECT r.queue, coalesce(r.concurrency_key, '') AS key, w.wrapped FROM runs r"
+    "   WHERE NOT w.skip AND r.environment_id = $2 AND r.status = 'QUEUED'"
+    "   AND (r.queue, coalesce(r.concurrency_key, '')) > (w.queue, w.key)"
+    "   ORDER BY r.queue, coalesce(r.concurrency_key, '') LIMIT 1)"
+    " UNION ALL"
+    " (SELECT r.queue, coalesce(r.concurrency_key, ''), w.wrapped FROM runs r"
+    "   WHERE w.skip AND r.environment_id = $2 AND r.status = 'QUEUED' AND r.queue > w.queue"
+    "   ORDER BY r.queue, coalesce(r.concurrency_key, '') LIMIT 1)"
+    " UNION ALL"
+    " (SELECT r.queue, coalesce(r.concurrency_key, ''), true FROM runs r"
+    "   WHERE NOT w.wrapped AND r.environment_id = $2 AND r.status = 'QUEUED'"
+    "   ORDER BY r.queue, coalesce(r.concurrency_key, '') LIMIT 1)"
+    ") AS c LIMIT 1"
+)
+
+# What a copy (nx) may start now: its queue's room (limits, cap, rate window, the
+# environment's base), whether the queue is shut, the key's room, and whether it is open:
+# it has room and a run this worker may start. Index lookups only: the walk does this for
+# every copy it passes.
+_COPY_STATE = (
+    "SELECT b.*, NOT b.shut AND coalesce(b.key_room, 1) > 0 AND EXISTS (SELECT 1 FROM runs e"
+    "   WHERE e.environment_id = $2 AND e.queue = nx.queue AND coalesce(e.concurrency_key, '') = nx.key"
+    "   AND e.status = 'QUEUED' AND e.task_identifier = ANY($3::text[]) AND e.available_at <= now()) AS open"
+    " FROM (SELECT r.queue_room, coalesce(q.paused, false) OR coalesce(q.key_limit, 1) = 0 OR r.queue_room <= 0"
+    "     AS shut, least(q.key_limit - h.key_n, q.per_key_rate_limit - (SELECT count(*) FROM queue_starts s"
+    "       WHERE s.environment_id = $2 AND s.queue = nx.queue AND coalesce(s.concurrency_key, '') = nx.key"
+    "       AND s.started_at > statement_timestamp() - make_interval(secs => q.per_key_rate_period)))::int"
+    "     AS key_room"
+    "   FROM env"
+    "   LEFT JOIN LATERAL (SELECT paused, coalesce(per_key_limit, concurrency_limit) AS key_limit,"
+    "     CASE WHEN per_key_limit IS NOT NULL THEN concurrency_limit END AS queue_limit,"
+    "     rate_limit, rate_period, per_key_rate_limit, per_key_rate_period"
+    "     FROM queues WHERE environment_id = $2 AND name = nx.queue) AS q ON true"
+    "   CROSS JOIN LATERAL (SELECT count(*)::int AS queue_n,"
+    "     (count(*) FILTER (WHERE coalesce(concurrency_key, '') = nx.key))::int AS key_n FROM runs"
+    "     WHERE environment_id = $2 AND queue = nx.queue AND status IN ('DEQUEUED', 'EXECUTING')) AS h"
+    "   CROSS JOIN LATERAL (SELECT least(env.base - h.queue_n, q.queue_limit - h.queue_n,"
+    "     q.rate_limit - (SELECT count(*) FROM queue_starts s WHERE s.environment_id = $2 AND s.queue = nx.queue"
+    "       AND s.started_at > statement_timestamp() - make_interval(secs => q.rate_period)))::int AS queue_room)"
+    "     AS r) AS b"
+)
+
+
 async def claim_for_worker(
     conn: asyncpg.Connection,
     *,
@@ -260,12 +307,18 @@ async def claim_for_worker(
     copy of the queue is under its limit (`per_key_limit`, or `concurrency_limit` when the
     queue has no `per_key_limit`) and its per-key rate limit; its queue is under its cap
     across keys, its rate limit and the environment's base limit; and the environment is
-    under base x burst. Free slots go round-robin across (queue, key) copies: the oldest
-    waiting run of every copy before the second of any, oldest copies first.
+    under base x burst.
 
-    Each row says whether its queue is rate limited (`rated`): its start was counted.
-    Must run in a transaction: the advisory lock on the environment makes every count exact
-    even when several queue-manager replicas claim at once.
+    Free slots go round-robin across the (queue, key) copies with ready runs: the claim walks
+    the ring of copies in key order from where the environment's last claim stopped, takes
+    the first open copies (as many as free slots), and gives each its oldest run before any
+    gets a second. The walk reads one index entry per copy it passes, so its cost follows
+    the free slots (and the full copies it passes), not how many runs wait.
+
+    Each row says whether its queue is rate limited (`rated`: its start was counted) and
+    whether another claim may find more (`more`: the walk stopped at the free slots but
+    some were left). Must run in a transaction: the advisory lock on the environment makes
+    every count exact even when several queue-manager replicas claim at once.
     """
     state = await conn.fetchrow(
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 3)),"
@@ -282,62 +335,41 @@ async def claim_for_worker(
         return await _claim_in_order(conn, worker_id=worker_id, environment_id=environment_id,
                                      task_ids=task_ids, capacity=capacity)
     rows: list[asyncpg.Record] = await conn.fetch(
-        "WITH busy AS (SELECT count(*)::int AS n FROM runs"
+        "WITH RECURSIVE busy AS (SELECT count(*)::int AS n FROM runs"
         "   WHERE worker_id = $1 AND status IN ('DEQUEUED', 'EXECUTING')),"
         " free AS (SELECT greatest($4 - n, 0) AS n FROM busy),"
-        " env AS (SELECT concurrency_limit AS base, floor(concurrency_limit * burst_factor)::int AS burst"
+        " env AS (SELECT concurrency_limit AS base, floor(concurrency_limit * burst_factor)::int AS burst,"
+        "   coalesce(dispatch_queue, '') AS queue, coalesce(dispatch_key, '') AS key"
         "   FROM environments WHERE id = $2),"
-        # What holds a slot now, per (queue, key) copy and per queue.
-        " running AS (SELECT queue, coalesce(concurrency_key, '') AS key, count(*)::int AS n FROM runs"
-        "   WHERE environment_id = $2 AND status IN ('DEQUEUED', 'EXECUTING') GROUP BY 1, 2),"
-        " queue_running AS (SELECT queue, sum(n)::int AS n FROM running GROUP BY queue),"
-        " limits AS (SELECT name, paused, coalesce(per_key_limit, concurrency_limit) AS key_limit,"
-        "   CASE WHEN per_key_limit IS NOT NULL THEN concurrency_limit END AS queue_limit,"
-        "   rate_limit, rate_period, per_key_rate_limit, per_key_rate_period,"
-        "   rate_limit IS NOT NULL OR per_key_rate_limit IS NOT NULL AS rated"
+        " running AS (SELECT count(*)::int AS n FROM runs"
+        "   WHERE environment_id = $2 AND status IN ('DEQUEUED', 'EXECUTING')),"
+        " limits AS (SELECT name, rate_limit IS NOT NULL OR per_key_rate_limit IS NOT NULL AS rated"
         "   FROM queues WHERE environment_id = $2),"
-        # Starts within each rate window.
-        " queue_started AS (SELECT s.queue, count(*)::int AS n FROM queue_starts s JOIN limits l ON l.name = s.queue"
-        "   WHERE s.environment_id = $2"
-        "   AND s.started_at > statement_timestamp() - make_interval(secs => l.rate_period)"
-        "   GROUP BY 1),"
-        " key_started AS (SELECT s.queue, coalesce(s.concurrency_key, '') AS key, count(*)::int AS n"
-        "   FROM queue_starts s JOIN limits l ON l.name = s.queue"
-        "   WHERE s.environment_id = $2"
-        "   AND s.started_at > statement_timestamp() - make_interval(secs => l.per_key_rate_period)"
-        "   GROUP BY 1, 2),"
-        # Every copy with ready runs, its oldest run, and how many more it and its queue may start.
-        " ready AS (SELECT queue, coalesce(concurrency_key, '') AS key, min(queue_ts) AS head FROM runs"
-        "   WHERE environment_id = $2 AND status = 'QUEUED' AND task_identifier = ANY($3::text[])"
-        "   AND available_at <= now() GROUP BY 1, 2),"
-        " rooms AS (SELECT r.queue, r.key, r.head,"
-        "   least(l.key_limit - coalesce(k.n, 0), l.per_key_rate_limit - coalesce(ks.n, 0)) AS key_room,"
-        "   least(env.base - coalesce(q.n, 0), l.queue_limit - coalesce(q.n, 0),"
-        "     l.rate_limit - coalesce(qs.n, 0)) AS queue_room"
-        "   FROM ready r CROSS JOIN env LEFT JOIN limits l ON l.name = r.queue"
-        "   LEFT JOIN running k ON k.queue = r.queue AND k.key = r.key"
-        "   LEFT JOIN key_started ks ON ks.queue = r.queue AND ks.key = r.key"
-        "   LEFT JOIN queue_running q ON q.queue = r.queue"
-        "   LEFT JOIN queue_started qs ON qs.queue = r.queue"
-        "   WHERE NOT coalesce(l.paused, false)),"
-        # A queue with room for n runs fills it from its n oldest copies at most, and the first
-        # round alone fills the free slots from the oldest copies: so no other copy can matter.
-        " open_copies AS (SELECT rooms.*, row_number() OVER (PARTITION BY queue ORDER BY head, key) AS key_in_queue"
-        "   FROM rooms WHERE coalesce(key_room, 1) > 0 AND queue_room > 0),"
-        " heads AS (SELECT queue, key, queue_room, least(coalesce(key_room, $4), $4) AS room FROM open_copies"
-        "   WHERE key_in_queue <= queue_room ORDER BY head, queue, key LIMIT (SELECT n FROM free)),"
-        " candidates AS (SELECT c.id, h.queue, h.key, h.queue_room, c.queue_ts, c.key_rank FROM heads h"
-        "   CROSS JOIN LATERAL (SELECT r.id, r.queue_ts, row_number() OVER (ORDER BY r.queue_ts, r.id) AS key_rank"
+        # The walk: from the copy after the last claim's, skipping shut queues and queues
+        # that already have as many open copies as room; `taken` counts them per queue.
+        " ring (queue, key, wrapped, skip, pos, open, taken, queue_room, room) AS ("
+        "   SELECT queue, key, false, false, 0, false, 0, 0, 0 FROM env"
+        "   UNION ALL"
+        "   SELECT nx.queue, nx.key, nx.wrapped, st.shut OR (st.open AND t.taken >= st.queue_room),"
+        "     w.pos + 1, st.open, t.taken, st.queue_room, least(st.queue_room, coalesce(st.key_room, $4), $4)"
+        f"   FROM ring w CROSS JOIN LATERAL ({_NEXT_COPY}) AS nx"
+        f"   CROSS JOIN LATERAL ({_COPY_STATE}) AS st"
+        "   CROSS JOIN LATERAL (SELECT CASE WHEN nx.queue = w.queue THEN w.taken ELSE 0 END"
+        "     + st.open::int AS taken) AS t"
+        "   WHERE NOT (nx.wrapped AND (nx.queue, nx.key) > (SELECT queue, key FROM env))),"
+        " chosen AS (SELECT * FROM ring WHERE pos > 0 AND open LIMIT (SELECT n FROM free)),"
+        " candidates AS (SELECT c.id, h.queue, h.key, h.pos, h.queue_room, c.key_rank FROM chosen h"
+        "   CROSS JOIN LATERAL (SELECT r.id, row_number() OVER (ORDER BY r.queue_ts, r.id) AS key_rank"
         "     FROM runs r WHERE r.environment_id = $2 AND r.queue = h.queue"
         "     AND coalesce(r.concurrency_key, '') = h.key AND r.status = 'QUEUED'"
         "     AND r.task_identifier = ANY($3::text[]) AND r.available_at <= now()"
-        "     ORDER BY r.queue_ts, r.id LIMIT h.room) c),"
+        "     ORDER BY r.queue_ts, r.id LIMIT h.room) AS c),"
         " within_queue AS (SELECT c.*, row_number() OVER"
-        "   (PARTITION BY c.queue ORDER BY c.key_rank, c.queue_ts, c.id) AS queue_rank FROM candidates c),"
-        " fair AS (SELECT id FROM within_queue WHERE queue_rank <= queue_room"
-        "   ORDER BY key_rank, queue_ts, id"
+        "   (PARTITION BY c.queue ORDER BY c.key_rank, c.pos) AS queue_rank FROM candidates c),"
+        " fair AS (SELECT id, queue, key, pos FROM within_queue WHERE queue_rank <= queue_room"
+        "   ORDER BY key_rank, pos"
         "   LIMIT greatest(least((SELECT n FROM free),"
-        "     (SELECT burst FROM env) - coalesce((SELECT sum(n) FROM running), 0)), 0)),"
+        "     (SELECT burst FROM env) - (SELECT n FROM running)), 0)),"
         " picked AS (SELECT id FROM runs WHERE id IN (SELECT id FROM fair) AND status = 'QUEUED'"
         "   AND EXISTS (SELECT 1 FROM workers WHERE id = $1 AND stopped_at IS NULL)"
         "   FOR UPDATE SKIP LOCKED),"
@@ -345,8 +377,15 @@ async def claim_for_worker(
         # The starts a rate limit counts, in the same transaction as the dispatch.
         ", counted AS (INSERT INTO queue_starts (environment_id, queue, concurrency_key, started_at)"
         "   SELECT $2, d.queue, d.concurrency_key, statement_timestamp()"
-        "   FROM dequeued d JOIN limits l ON l.name = d.queue AND l.rated)"
-        " SELECT d.*, coalesce(l.rated, false) AS rated FROM dequeued d LEFT JOIN limits l ON l.name = d.queue",
+        "   FROM dequeued d JOIN limits l ON l.name = d.queue AND l.rated),"
+        # The next claim goes on after the last copy served.
+        " moved AS (UPDATE environments SET dispatch_queue = f.queue, dispatch_key = f.key"
+        "   FROM (SELECT queue, key FROM fair WHERE id IN (SELECT id FROM dequeued) ORDER BY pos DESC LIMIT 1) AS f"
+        "   WHERE environments.id = $2)"
+        " SELECT d.*, coalesce(l.rated, false) AS rated,"
+        "   (SELECT count(*) FROM chosen) = (SELECT n FROM free)"
+        "   AND (SELECT count(*) FROM dequeued) < (SELECT n FROM free) AS more"
+        " FROM dequeued d LEFT JOIN limits l ON l.name = d.queue",
         worker_id,
         environment_id,
         task_ids,
@@ -368,7 +407,7 @@ async def _claim_in_order(
         "   ORDER BY queue_ts, id LIMIT greatest($4 - (SELECT n FROM busy), 0)"
         "   FOR UPDATE SKIP LOCKED),"
         + _DEQUEUE_PICKED +
-        " SELECT *, false AS rated FROM dequeued",
+        " SELECT *, false AS rated, false AS more FROM dequeued",
         worker_id,
         environment_id,
         task_ids,
