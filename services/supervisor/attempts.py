@@ -431,6 +431,8 @@ class Supervisor:
                 log.exception("heartbeat failed")
                 continue
             if not alive:
+                if self.draining:
+                    return  # our own shutdown marked it stopped
                 log.error("worker %s was declared stopped (missed heartbeats); exiting", self.worker_id)
                 self.service.stop.set()
                 return
