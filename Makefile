@@ -33,6 +33,7 @@ typecheck: install
 bench: install
 	$(BIN)/python bench/run.py --out docs/benchmarks.md
 	$(BIN)/python bench/timers.py --out docs/benchmarks.md
+	$(BIN)/python bench/queues.py --out docs/benchmarks.md
 
 openapi: install
 	$(BIN)/python -m slipstream_cli.main gen-contract

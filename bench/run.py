@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import os
 import platform as host
+import shutil
 import statistics
 import subprocess
 import sys
@@ -182,14 +183,15 @@ time in socket writes of those round trips, so batching several runs per stateme
 publish is the next step (the queue-manager issue rebuilds dispatch around that). Postgres
 commits with fsync on set the latency floor.
 """
-    # The timer benchmarks (bench/timers.py) keep their section of the same file.
-    timers = keep_section(path, "timers")
-    path.write_text(text + ("\n" + timers if timers else ""))
+    # The timer and queue benchmarks (bench/timers.py, bench/queues.py) keep their sections of the same file.
+    kept = [section for section in (keep_section(path, "timers"), keep_section(path, "queues")) if section]
+    path.write_text("\n".join([text, *kept]))
     print(f"wrote {path}")
 
 
-def on_platform(environment_type: str, concurrency: int, measure: Callable[[LocalPlatform, str], Awaitable[T]]) -> T:
-    """Start a whole local platform serving bench.noop_tasks, measure, stop it."""
+def on_platform(environment_type: str, concurrency: int, measure: Callable[[LocalPlatform, str], Awaitable[T]],
+                tasks: str = "bench.noop_tasks") -> T:
+    """Start a whole local platform serving the module `tasks`, measure, stop it."""
     folder = Path(tempfile.mkdtemp(prefix="slipstream-bench-"))
     folder.chmod(0o755)
     local = LocalPlatform(folder, service_env={"SLIPSTREAM_LOG_LEVEL": "WARNING"})
@@ -197,10 +199,11 @@ def on_platform(environment_type: str, concurrency: int, measure: Callable[[Loca
         local.start_servers()
         key = local.bootstrap("bench")[environment_type]
         os.chdir(ROOT)
-        local.start_services("bench.noop_tasks", key, concurrency=concurrency)
+        local.start_services(tasks, key, concurrency=concurrency)
         results = asyncio.run(measure(local, key))
     finally:
         local.stop()
+        shutil.rmtree(folder, ignore_errors=True)  # about 100 MB of NATS and Postgres data
     print(results)
     return results
 

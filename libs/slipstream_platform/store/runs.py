@@ -370,9 +370,12 @@ async def claim_for_worker(
         "   ORDER BY key_rank, pos"
         "   LIMIT greatest(least((SELECT n FROM free),"
         "     (SELECT burst FROM env) - (SELECT n FROM running)), 0)),"
-        " picked AS (SELECT id FROM runs WHERE id IN (SELECT id FROM fair) AND status = 'QUEUED'"
-        "   AND EXISTS (SELECT 1 FROM workers WHERE id = $1 AND stopped_at IS NULL)"
-        "   FOR UPDATE SKIP LOCKED),"
+        # One primary-key lookup per run, whatever the statistics say (a plan made while the
+        # table was small must not scan the queued runs' index): the status is checked on the
+        # locked row, outside the fence (OFFSET 0) that keeps the planner from pushing it down.
+        " picked AS (SELECT r.id FROM fair f CROSS JOIN LATERAL (SELECT id, status FROM runs"
+        "   WHERE runs.id = f.id FOR UPDATE SKIP LOCKED OFFSET 0) AS r"
+        "   WHERE r.status = 'QUEUED' AND EXISTS (SELECT 1 FROM workers WHERE id = $1 AND stopped_at IS NULL)),"
         + _DEQUEUE_PICKED +
         # The starts a rate limit counts, in the same transaction as the dispatch.
         ", counted AS (INSERT INTO queue_starts (environment_id, queue, concurrency_key, started_at)"
