@@ -265,7 +265,8 @@ def write(path: Path, results: dict[str, Any], args: argparse.Namespace) -> None
     fifo = args.big_runs / (args.big_runs + small)  # where plain ready order would start them
     fair_ok = max(f["worst_position"], f["worst_time"]) <= 0.10
     statistics_note = ("No ANALYZE follows: the first claims run on plans made before the burst, until"
-                       " autovacuum analyzes `runs` (the first-tenth column shows it).")
+                       " autovacuum analyzes `runs` (a plan that scanned the backlog would show in the"
+                       " first-tenth column).")
     method = textwrap.fill(
         "Each case starts its own platform, whose environment declares only that case's queues"
         f" (bench/queue_tasks.py). The case's runs are triggered through the SDK ({args.clients} concurrent callers)"

@@ -175,13 +175,14 @@ First bar for this machine: p50 under 10 ms, p99 under 50 ms, at least 500 runs/
 
 On 2 cores, the benchmark client and seven busy processes (trigger-api, queue-manager,
 supervisor, realtime, scheduler, nats-server, Postgres) share the CPU. Each run costs seven
-Postgres round trips (the INSERT; the claim transaction: BEGIN, advisory lock, UPDATE, COMMIT;
-the start statement; the completion statement) and seven JetStream publishes (two queue
-signals, the dispatch, four status updates) plus one ack; only the dispatch waits for the
-stream's ack. Profiles (py-spy) show the supervisor and queue-manager spending most of their
-time in socket writes of those round trips, so batching several runs per statement and per
-publish is the next step (the queue-manager issue rebuilds dispatch around that). Postgres
-commits with fsync on set the latency floor.
+Postgres round trips (the INSERT; the claim transaction: BEGIN, advisory lock, claim, COMMIT,
+shared by the runs one claim takes; the start statement; the completion statement) and seven
+JetStream publishes (two queue signals, the dispatch, four status updates) plus one ack; only
+the dispatch waits for the stream's ack. Profiles (py-spy) show the supervisor and
+queue-manager spending most of their time in socket writes of those round trips, so batching
+starts and completions per statement and per publish is the next step. Postgres commits with
+fsync on set the latency floor. A claim under queue limits walks the ring of queues and keys
+(ADR 0006) in about 2 ms for 16 runs, whatever the backlog: see the queue benchmarks below.
 """
     # The timer and queue benchmarks (bench/timers.py, bench/queues.py) keep their sections of the same file.
     kept = [section for section in (keep_section(path, "timers"), keep_section(path, "queues")) if section]

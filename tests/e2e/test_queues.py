@@ -159,3 +159,13 @@ async def test_a_per_key_rate_limit_spaces_each_key(platform: Platform, http: ai
     assert sorted(times) == ["a", "b"]
     assert all(later - earlier >= 0.9 for starts in times.values() for earlier, later in zip(starts, starts[1:],
                                                                                               strict=False))
+
+
+async def test_a_parent_waiting_on_children_in_its_own_limit_one_queue_does_not_deadlock(
+    http: aiohttp.ClientSession,
+) -> None:
+    parent = await finished(http, await trigger(http, "solo-parent", {}))
+    assert parent["status"] == "COMPLETED" and parent["queue"] == "one-at-a-time"
+    children = [await finished(http, child) for child in parent["output"]]
+    assert [c["status"] for c in children] == ["COMPLETED", "COMPLETED"]
+    assert all(c["queue"] == "one-at-a-time" and c["parentRunId"] == parent["id"] for c in children)

@@ -49,3 +49,10 @@ async def rated(payload: Any, ctx: TaskContext) -> None:
 @task(id="rated-per-key", queue={"per_key_rate_limit": {"limit": 1, "period": "1s"}})
 async def rated_per_key(payload: Any, ctx: TaskContext) -> None:
     return None
+
+
+@task(id="solo-parent", queue={"name": "one-at-a-time"})
+async def solo_parent(payload: Any, ctx: TaskContext) -> list[Any]:
+    # Its children run on the same queue, whose limit is 1: the parent's wait gives its slot up.
+    results = [await shared_a.trigger_and_wait({"n": n}) for n in range(2)]
+    return [r.id for r in results if r.ok]
