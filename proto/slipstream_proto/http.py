@@ -251,11 +251,11 @@ class RateLimitState(_Body):
 
 
 class QueueState(_Body):
-    """A queue of the environment: its limits and what waits and runs on it now.
+    """A queue of the environment: its limits, and what waits and runs on it now."""
 
-    Without `perKeyLimit`, `concurrencyLimit` applies to each concurrency key's copy of the
-    queue; with it, `perKeyLimit` applies to each key and `concurrencyLimit` to all together.
-    """
+    # Without `perKeyLimit`, `concurrencyLimit` applies to each concurrency key's copy of the
+    # queue; with it, `perKeyLimit` applies to each key and `concurrencyLimit` to all together.
+    # (One-line docstrings: msgspec versions differ in how they dedent longer ones.)
 
     name: str
     running: int

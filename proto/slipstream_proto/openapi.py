@@ -6,6 +6,8 @@ a test checks the committed files equal what this module builds.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -34,6 +36,16 @@ from slipstream_proto.realtime import RealtimeError, RealtimeRun
 REF = "#/components/schemas/{name}"
 
 
+def _components(types: Sequence[type], ref_template: str) -> tuple[tuple[dict[str, Any], ...], dict[str, Any]]:
+    """`msgspec.json.schema_components`, with docstrings dedented the same whatever the msgspec
+    version (0.23 dedents them, 0.22 did not), so the committed documents do not change."""
+    schemas, components = msgspec.json.schema_components(types, ref_template=ref_template)
+    for component in components.values():
+        if isinstance(component.get("description"), str):
+            component["description"] = inspect.cleandoc(component["description"])
+    return schemas, components
+
+
 def _json(ref: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": ref}}}
 
@@ -42,7 +54,7 @@ def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1 for the HTTP API."""
     (trigger_req, trigger_resp, run, error, reference, logs, reschedule, reset, schedule, create_schedule,
      update_schedule, schedule_page, zones, queue_list, env_limits, env_update), components = (
-        msgspec.json.schema_components(
+        _components(
             [TriggerRequest, TriggerResponse, Run, ErrorBody, RunReference, RunLogs, RescheduleRequest,
              ResetIdempotencyKeyRequest, Schedule, CreateScheduleRequest, UpdateScheduleRequest, SchedulePage,
              Timezones, QueueList, EnvironmentLimits, EnvironmentLimitsUpdate],
@@ -193,7 +205,7 @@ def openapi_document() -> dict[str, Any]:
 
 def events_schema() -> dict[str, Any]:
     """JSON Schema of every JetStream message and realtime websocket message."""
-    schemas, components = msgspec.json.schema_components(
+    schemas, components = _components(
         [QueueSignal, DispatchRun, CancelRun, RunUpdated, RealtimeRun, RealtimeError],
         ref_template="#/$defs/{name}",
     )
