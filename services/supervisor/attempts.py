@@ -79,6 +79,7 @@ class Supervisor:
         self.executing: dict[str, int] = {}  # run id -> slot
         # Cancels that arrived before their run was registered as executing here, with when.
         self.early_cancels: dict[str, float] = {}
+        self.canceling: set[str] = set()  # executing runs whose process was told to cancel
         self._background: set[asyncio.Task[None]] = set()
         self.draining = False
         self.idle = asyncio.Event()
@@ -153,6 +154,9 @@ class Supervisor:
                 del self.early_cancels[stale]
             self.early_cancels[run_id] = now
             return
+        if run_id in self.canceling:
+            return
+        self.canceling.add(run_id)
         process = self.processes[slot]
         await process.cancel(run_id)
 
@@ -268,6 +272,7 @@ class Supervisor:
             outcome = None
         finally:
             self.executing.pop(run["id"], None)
+            self.canceling.discard(run["id"])
             for helper in (flusher, memory):
                 helper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -436,6 +441,20 @@ class Supervisor:
                 log.error("worker %s was declared stopped (missed heartbeats); exiting", self.worker_id)
                 self.service.stop.set()
                 return
+            await self.cancel_lost()
+
+    async def cancel_lost(self) -> None:
+        """Cancel the executing runs that Postgres says are CANCELED: their CancelRun was lost
+        (it is sent once, without an ack), so the heartbeat repairs it."""
+        try:
+            canceled = await run_store.canceled_among(self.service.pool, list(self.executing))
+        except Exception:
+            log.exception("checking for canceled runs failed")
+            return
+        for run_id in canceled:
+            if run_id not in self.canceling:
+                log.warning("run %s was canceled but no cancel message arrived; canceling it now", run_id)
+                await self.cancel(run_id)
 
     async def shutdown(self) -> None:
         """Stop taking work, let running attempts finish (up to the grace), hand back the rest."""

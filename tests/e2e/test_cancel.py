@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 from slipstream import runs
 
 from tests.conftest import eventually
+from tests.e2e.conftest import Platform
 from tests.e2e.test_lifecycle import logs_of, messages
 from tests.e2e.test_runs import finished, get_run, trigger
 
@@ -84,3 +86,23 @@ async def test_canceling_a_parent_cancels_its_children(http: aiohttp.ClientSessi
     assert (await runs.cancel(parent_id)).id == parent_id
     assert (await get_run(http, parent_id))["status"] == "CANCELED"
     assert (await get_run(http, child_id))["status"] == "CANCELED"
+
+
+async def test_a_lost_cancel_message_is_repaired_by_the_heartbeat(
+    platform: Platform, http: aiohttp.ClientSession
+) -> None:
+    from slipstream_platform.store import runs as run_store
+
+    run_id = await trigger(http, "cancellable", {})
+    await until_logged(http, run_id, "started")
+    conn = await asyncpg.connect(platform.local.database_url)
+    try:
+        # Cancel in Postgres only, as if the CancelRun message had been lost.
+        env_id = await conn.fetchval("SELECT environment_id FROM runs WHERE id = $1", run_id)
+        async with conn.transaction():
+            assert await run_store.cancel(conn, env_id, run_id)
+    finally:
+        await conn.close()
+    lines = await until_logged(http, run_id, "on_cancel")
+    assert next(line for line in lines if line["message"] == "on_cancel")["attributes"] == {"cancelled": True}
+    assert (await get_run(http, run_id))["status"] == "CANCELED"

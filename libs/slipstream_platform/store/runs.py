@@ -613,6 +613,12 @@ class Canceled(msgspec.Struct, frozen=True):
     executing_worker_id: str | None
 
 
+async def canceled_among(conn: Conn, run_ids: list[str]) -> list[str]:
+    """The runs of `run_ids` that are CANCELED (a supervisor checks what it executes)."""
+    rows = await conn.fetch("SELECT id FROM runs WHERE id = ANY($1::text[]) AND status = 'CANCELED'", run_ids)
+    return [r["id"] for r in rows]
+
+
 async def cancel(conn: asyncpg.Connection, environment_id: str, run_id: str) -> list[Canceled]:
     """CANCELED for the run and every unfinished run below it; runs already final stay as they are.
 
