@@ -40,7 +40,7 @@ import slipstream  # noqa: E402
 from slipstream import queues, tasks  # noqa: E402
 from slipstream_platform.local import LocalPlatform  # noqa: E402
 
-from bench.run import keep_section, machine, on_platform, pct  # noqa: E402
+from bench.run import machine, on_platform, pct, write_section  # noqa: E402
 from bench.timers import wait_for  # noqa: E402
 
 TASK = "queue-noop"  # bench/queue_tasks.py
@@ -332,11 +332,7 @@ starts; the time to the last completion).
 Target: every small tenant's runs started within the first 10% of the drain, by position and
 by time: {verdict(fair_ok)}.
 """
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    old = keep_section(path, "queues")
-    new = keep_section(path, "queues", section)
-    path.write_text(text.replace(old, new) if old else text.rstrip("\n") + "\n\n" + new)
-    print(f"wrote {path}")
+    write_section(path, "queues", section)
 
 
 def main() -> None:

@@ -220,6 +220,15 @@ def keep_section(path: Path, marker: str, section: str | None = None) -> str:
     return ""
 
 
+def write_section(path: Path, marker: str, section: str) -> None:
+    """Put `section` between its markers in `path`, in place of the old one or at the end."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    old = keep_section(path, marker)
+    new = keep_section(path, marker, section)
+    path.write_text(text.replace(old, new) if old else text.rstrip("\n") + "\n\n" + new)
+    print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5000)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from slipstream_platform.cron import timezones  # noqa: E402
 from slipstream_platform.local import LocalPlatform  # noqa: E402
 
-from bench.run import keep_section, machine, on_platform, pct  # noqa: E402
+from bench.run import machine, on_platform, pct, write_section  # noqa: E402
 
 
 async def wait_for(conn: asyncpg.Connection, query: str, target: int, timeout: float) -> float:
@@ -136,11 +136,7 @@ batches of up to 100 schedules). One scheduler fires one batch at a time; each s
 costs a few statements (its run goes through the same trigger rules as an API trigger, with
 an idempotency key per tick), which bounds the rate.
 """
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    old = keep_section(path, "timers")
-    new = keep_section(path, "timers", section)
-    path.write_text(text.replace(old, new) if old else text.rstrip("\n") + "\n\n" + new)
-    print(f"wrote {path}")
+    write_section(path, "timers", section)
 
 
 def main() -> None:

@@ -61,13 +61,11 @@ async def states(conn: Conn, environment_id: str) -> list[QueueState]:
     by_queue: dict[str, QueueState] = {}
     for name in sorted(set(limits) | {r["queue"] for r in counts}):
         row = limits.get(name)
-        by_queue[name] = QueueState(name=name, running=0, queued=0, keys=[])
-        if row:
-            by_queue[name] = QueueState(
-                name=name, running=0, queued=0, keys=[], paused=row["paused"],
-                concurrency_limit=row["concurrency_limit"], per_key_limit=row["per_key_limit"],
-                rate_limit=_rate(row["rate_limit"], row["rate_period"]),
-                per_key_rate_limit=_rate(row["per_key_rate_limit"], row["per_key_rate_period"]))
+        by_queue[name] = QueueState(name=name, running=0, queued=0, keys=[]) if row is None else QueueState(
+            name=name, running=0, queued=0, keys=[], paused=row["paused"],
+            concurrency_limit=row["concurrency_limit"], per_key_limit=row["per_key_limit"],
+            rate_limit=_rate(row["rate_limit"], row["rate_period"]),
+            per_key_rate_limit=_rate(row["per_key_rate_limit"], row["per_key_rate_period"]))
     for r in counts:
         state = by_queue[r["queue"]]
         state.running += r["running"]
