@@ -12,7 +12,6 @@ import ctypes
 import importlib
 import os
 import pkgutil
-import queue
 import signal
 import socket
 import sys
@@ -255,6 +254,10 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
             if timed_out:
                 raise _MaxDurationExceeded
             if ctx.signal.is_cancelled:
+                # The outcome follows the on_cancel hooks (they may log, or await the run's result).
+                hooks = _canceling.pop(message.run_id, None)
+                if hooks is not None:
+                    await asyncio.shield(hooks)
                 # Sync code cannot be interrupted: its process is replaced.
                 return outcome(ok=False, final_status="CANCELED", replace_process=not task.is_async,
                                error_json=canceled_error)
@@ -287,6 +290,7 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
         return outcome(ok=True, output_json=output_json)
     finally:
         _running.pop(message.run_id, None)
+        _canceling.pop(message.run_id, None)
         end_attempt(locals_token)
         current_replay.reset(replay_token)
 
@@ -297,6 +301,8 @@ class _MaxDurationExceeded(Exception):
 
 # The attempt this process is executing, by run id (at most one).
 _running: dict[str, tuple[_Attempt, asyncio.Future[Any], contextvars.Context]] = {}
+# The on_cancel hooks of a canceled attempt, which its outcome waits for.
+_canceling: dict[str, asyncio.Task[None]] = {}
 
 
 async def cancel(run_id: str) -> None:
@@ -309,7 +315,9 @@ async def cancel(run_id: str) -> None:
     # Hooks run in the attempt's context: its logger, locals and parent run.
     hooks = _ignore_errors("on_cancel", _hooks_of(attempt.task, "on_cancel"),
                            **attempt.kwargs(run_promise=asyncio.shield(run_task), signal=attempt.ctx.signal))
-    await asyncio.get_running_loop().create_task(hooks, context=context)
+    running_hooks = asyncio.get_running_loop().create_task(hooks, context=context)
+    _canceling[run_id] = running_hooks
+    await running_hooks
     if not run_task.done():
         run_task.cancel()
 
@@ -362,7 +370,9 @@ def _die_with_parent() -> None:
             pass
 
 
-def serve(fd: int, module_name: str) -> int:
+def serve(
+    fd: int, module_name: str, loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
+) -> int:
     """The worker process's main loop; returns its exit code."""
     sock = socket.socket(fileno=fd)
     _die_with_parent()
@@ -374,48 +384,59 @@ def serve(fd: int, module_name: str) -> int:
     declared = [q.manifest() for q in queues.values()]
     sock.sendall(ipc.frame(ipc.Ready(pid=os.getpid(), tasks=[t.manifest() for t in registry.values()],
                                      queues=declared)))
-    loop = asyncio.new_event_loop()
-    send_lock = threading.Lock()
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(_serve(sock))
+
+
+async def _serve(sock: socket.socket) -> int:
+    """Read attempts and cancels from the supervisor; run the attempts one at a time, in order."""
+    loop = asyncio.get_running_loop()
+    loop_thread = threading.get_ident()
+    reader, writer = await asyncio.open_connection(sock=sock)
 
     def send(message: ipc.Message) -> None:
-        data = ipc.frame(message)
-        with send_lock:
-            sock.sendall(data)
+        # Log lines of plain `def` tasks come from their thread: the loop writes them, in order.
+        if threading.get_ident() == loop_thread:
+            writer.write(ipc.frame(message))
+        else:
+            loop.call_soon_threadsafe(writer.write, ipc.frame(message))
 
-    executes: queue.Queue[ipc.Execute | None] = queue.Queue()
+    executes: asyncio.Queue[ipc.Execute | None] = asyncio.Queue()
+    cancels: set[asyncio.Task[None]] = set()
 
-    def read() -> None:
+    async def read() -> None:
         while True:
-            message = ipc.read_blocking(sock)
+            message = await ipc.read(reader)
             if message is None:
-                executes.put(None)
+                executes.put_nowait(None)
                 return
             if isinstance(message, ipc.Execute):
-                executes.put(message)
+                executes.put_nowait(message)
             elif isinstance(message, ipc.Cancel):
-                asyncio.run_coroutine_threadsafe(cancel(message.run_id), loop)
+                task = asyncio.create_task(cancel(message.run_id))
+                cancels.add(task)
+                task.add_done_callback(cancels.discard)
 
-    threading.Thread(target=read, name="slipstream-ipc", daemon=True).start()
+    async def attempt(message: ipc.Execute) -> ipc.Outcome:
+        # A task of its own: the context variables set here end with the attempt.
+        run_id, number = message.run_id, message.attempt_number
+
+        def sink(line: dict[str, Any]) -> None:
+            send(ipc.LogLine(run_id=run_id, attempt_number=number, **line))
+
+        current_sink.set(sink)
+        current_run_id.set(run_id)
+        current_attempt_number.set(number)
+        return await execute(message)
+
+    reading = asyncio.create_task(read())
     try:
         while True:
-            execute_message = executes.get()
-            if execute_message is None:
+            message = await executes.get()
+            if message is None:
                 return 0
-            run_id, number = execute_message.run_id, execute_message.attempt_number
-
-            def sink(line: dict[str, Any], run_id: str = run_id, number: int = number) -> None:
-                send(ipc.LogLine(run_id=run_id, attempt_number=number, **line))
-
-            token = current_sink.set(sink)
-            run_token = current_run_id.set(run_id)
-            attempt_token = current_attempt_number.set(number)
-            try:
-                outcome = loop.run_until_complete(execute(execute_message))
-            finally:
-                current_attempt_number.reset(attempt_token)
-                current_run_id.reset(run_token)
-                current_sink.reset(token)
-            send(outcome)
+            send(await asyncio.create_task(attempt(message)))
+            await writer.drain()
     finally:
-        loop.run_until_complete(_client.aclose())
-        loop.close()
+        reading.cancel()
+        await _client.aclose()

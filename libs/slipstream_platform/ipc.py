@@ -7,7 +7,6 @@ machine, so they live here and not in proto/.
 from __future__ import annotations
 
 import asyncio
-import socket
 import struct
 from typing import Any
 
@@ -117,25 +116,6 @@ def frame(message: Message) -> bytes:
     """Length-prefixed bytes of a message."""
     body = _encoder.encode(message)
     return _HEADER.pack(len(body)) + body
-
-
-def read_blocking(sock: socket.socket) -> Message | None:
-    """Read one message (worker side); None when the other end has closed."""
-    header = _recv_exactly(sock, _HEADER.size)
-    if header is None:
-        return None
-    body = _recv_exactly(sock, _HEADER.unpack(header)[0])
-    return None if body is None else _decoder.decode(body)
-
-
-def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
-    chunks = bytearray()
-    while len(chunks) < n:
-        chunk = sock.recv(n - len(chunks))
-        if not chunk:
-            return None
-        chunks.extend(chunk)
-    return bytes(chunks)
 
 
 async def read(reader: asyncio.StreamReader) -> Message | None:

@@ -18,7 +18,7 @@ from slipstream_platform import bus as bus_module
 from slipstream_platform import db, telemetry
 from slipstream_platform.bus import Bus
 from slipstream_platform.http import json_errors, json_response
-from slipstream_platform.settings import CommonSettings, load_settings
+from slipstream_platform.settings import CommonSettings, load_settings, loop_factory
 
 log = logging.getLogger(__name__)
 
@@ -125,5 +125,7 @@ def serve_forever(
         level=settings.log_level,
         format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",
     )
-    if not asyncio.run(run_service(name, settings, setup, pool_size=pool_size)):
+    with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
+        ok = runner.run(run_service(name, settings, setup, pool_size=pool_size))
+    if not ok:
         raise SystemExit(1)

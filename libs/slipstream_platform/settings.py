@@ -6,7 +6,8 @@ in their entry point, with `os.environ`; a bad value names the variable and the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 import msgspec
@@ -26,6 +27,8 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "INFO"
     # none | console | otlp (otlp needs opentelemetry-exporter-otlp installed)
     otel_exporter: str = "none"
+    # uvloop | asyncio (see docs/adr/0007-uvloop.md)
+    event_loop: str = "uvloop"
 
 
 class TriggerApiSettings(CommonSettings, frozen=True, kw_only=True):
@@ -102,4 +105,18 @@ def load_settings(cls: type[S], environ: Mapping[str, str]) -> S:
         raise SettingsError(
             f"SLIPSTREAM_OTEL_EXPORTER={settings.otel_exporter!r}: use none, console or otlp"
         )
+    if settings.event_loop not in EVENT_LOOPS:
+        raise SettingsError(f"SLIPSTREAM_EVENT_LOOP={settings.event_loop!r}: use uvloop or asyncio")
     return settings
+
+
+EVENT_LOOPS = ("uvloop", "asyncio")
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop a service (or a worker process) runs on: uvloop unless told `asyncio`."""
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop

@@ -45,11 +45,20 @@ def test_samples_cover_every_message_type() -> None:
     assert {type(m) for m in SAMPLES} == set(typing.get_args(ipc.Message))
 
 
+async def read_all(receiver: socket.socket, n: int) -> list[ipc.Message | None]:
+    """Read n messages as a process does: on its event loop, from its end of the pair."""
+    reader, writer = await asyncio.open_connection(sock=receiver)
+    try:
+        return [await ipc.read(reader) for _ in range(n)]
+    finally:
+        writer.close()
+
+
 @pytest.mark.parametrize("message", SAMPLES, ids=lambda m: type(m).__name__)
-def test_frame_round_trips_over_a_socket(message: ipc.Message, pair: tuple[socket.socket, socket.socket]) -> None:
+async def test_frame_round_trips_over_a_socket(message: ipc.Message, pair: tuple[socket.socket, socket.socket]) -> None:
     sender, receiver = pair
     sender.sendall(ipc.frame(message))
-    received = ipc.read_blocking(receiver)
+    [received] = await read_all(receiver, 1)
     assert type(received) is type(message)
     assert received == message
 
@@ -61,26 +70,25 @@ def test_frame_is_a_big_endian_length_and_the_body(message: ipc.Message) -> None
     assert length == len(data) - 4 > 0
 
 
-def test_frames_sent_back_to_back_are_read_one_at_a_time(pair: tuple[socket.socket, socket.socket]) -> None:
+async def test_frames_sent_back_to_back_are_read_one_at_a_time(pair: tuple[socket.socket, socket.socket]) -> None:
     sender, receiver = pair
     sender.sendall(b"".join(ipc.frame(m) for m in SAMPLES))
-    assert [ipc.read_blocking(receiver) for _ in SAMPLES] == SAMPLES
+    assert await read_all(receiver, len(SAMPLES)) == SAMPLES
 
 
-def test_read_blocking_returns_none_after_the_peer_closes(pair: tuple[socket.socket, socket.socket]) -> None:
+async def test_read_returns_none_after_the_peer_closes(pair: tuple[socket.socket, socket.socket]) -> None:
     sender, receiver = pair
     sender.sendall(ipc.frame(SAMPLES[0]))
     sender.close()
-    assert ipc.read_blocking(receiver) == SAMPLES[0]
-    assert ipc.read_blocking(receiver) is None
+    assert await read_all(receiver, 2) == [SAMPLES[0], None]
 
 
 @pytest.mark.parametrize("cut", [2, 10], ids=["in-header", "in-body"])
-def test_read_blocking_returns_none_for_a_frame_cut_short(cut: int, pair: tuple[socket.socket, socket.socket]) -> None:
+async def test_read_returns_none_for_a_frame_cut_short(cut: int, pair: tuple[socket.socket, socket.socket]) -> None:
     sender, receiver = pair
     sender.sendall(ipc.frame(SAMPLES[2])[:cut])
     sender.close()
-    assert ipc.read_blocking(receiver) is None
+    assert await read_all(receiver, 1) == [None]
 
 
 async def test_async_read_round_trips_and_returns_none_at_eof() -> None:
