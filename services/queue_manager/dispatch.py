@@ -1,7 +1,7 @@
 """Wiring of the queue-manager: queue signals in, dispatches out.
 
 Signals only say "look at this environment"; the ready order and the free slots are read
-from Postgres in one transaction per worker (`runs.claim_for_worker`), so replicas can run
+from Postgres in one transaction per worker (`claims.claim`), so replicas can run
 side by side and a lost signal only delays a run until the next periodic pass.
 """
 
@@ -17,8 +17,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from slipstream_platform import telemetry
 from slipstream_platform.service import Service
 from slipstream_platform.settings import QueueManagerSettings
-from slipstream_platform.store import runs as run_store
-from slipstream_platform.store import workers
+from slipstream_platform.store import claims, workers
 from slipstream_proto import DispatchRun, QueueSignal, RunUpdated, decode_event
 from slipstream_proto.events import (
     QUEUE_MANAGER_CONSUMER,
@@ -67,7 +66,7 @@ class Dispatcher:
                 # Periodic pass: every environment with a live worker, whatever was signalled.
                 try:
                     self.live = await workers.live(self.service.pool)
-                    ready_at = await run_store.next_available_at(self.service.pool)
+                    ready_at = await claims.next_available_at(self.service.pool)
                 except Exception:
                     log.exception("reading live workers failed")
                     next_full = now + interval
@@ -95,49 +94,38 @@ class Dispatcher:
                 continue
             more = True
             while more:
-                async with self.service.pool.acquire() as conn, conn.transaction():
-                    rows = await run_store.claim_for_worker(
-                        conn,
-                        worker_id=worker.id,
-                        environment_id=worker.environment_id,
-                        task_ids=worker.task_ids,
-                        capacity=worker.capacity,
-                    )
-                if not rows:
+                claim = await claims.claim(self.service.pool, worker_id=worker.id,
+                                           environment_id=worker.environment_id, task_ids=worker.task_ids,
+                                           capacity=worker.capacity)
+                if not claim.runs:
                     break
-                await self.announce(worker.id, rows)
-                if any(row["rated"] for row in rows):
+                await self.announce(worker.id, claim.runs)
+                if any(run.rated for run in claim.runs):
                     # A rate window may now be full: learn when it frees (next_available_at).
                     self.full_pass = True
                     self.wake.set()
                 # The walk stopped at the free slots but left some: the next claim goes on.
-                more = rows[0]["more"]
+                more = claim.more
 
-    async def announce(self, worker_id: str, rows: list) -> None:  # type: ignore[type-arg]
+    async def announce(self, worker_id: str, runs: list[claims.ClaimedRun]) -> None:
         publishes = []
-        for row in rows:
-            parent = telemetry.extract({"traceparent": row["traceparent"]} if row["traceparent"] else None)
-            with _tracer.start_as_current_span("dispatch", context=parent, attributes={"run": row["id"]}):
+        for run in runs:
+            parent = telemetry.extract({"traceparent": run.traceparent} if run.traceparent else None)
+            with _tracer.start_as_current_span("dispatch", context=parent, attributes={"run": run.id}):
                 publishes.append(
                     asyncio.create_task(
                         self.service.bus.publish(
                             dispatch_subject(worker_id),
-                            DispatchRun(
-                                run_id=row["id"],
-                                environment_id=row["environment_id"],
-                                task_identifier=row["task_identifier"],
-                                worker_id=worker_id,
-                            ),
+                            DispatchRun(run_id=run.id, environment_id=run.environment_id,
+                                        task_identifier=run.task_identifier, worker_id=worker_id),
                         )
                     )
                 )
         updates = [
-            (
-                run_updated_subject(row["environment_id"], row["id"]),
-                RunUpdated(run_id=row["id"], environment_id=row["environment_id"],
-                           status=row["status"], updated_at=row["updated_at"]),
-            )
-            for row in rows
+            (run_updated_subject(run.environment_id, run.id),
+             RunUpdated(run_id=run.id, environment_id=run.environment_id, status=run.status,
+                        updated_at=run.updated_at))
+            for run in runs
         ]
         for result in await asyncio.gather(*publishes, return_exceptions=True):
             if isinstance(result, BaseException):

@@ -11,7 +11,7 @@ from datetime import datetime
 import asyncpg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from slipstream_platform.store import environments
+from slipstream_platform.store import claims, environments
 from slipstream_platform.store import queues as queue_store
 
 from tests.integration.test_store import add_run, add_worker, claim
@@ -73,16 +73,15 @@ async def test_a_per_key_rate_limit_counts_each_key(pool: asyncpg.Pool, env_id: 
 
 
 async def test_next_available_at_includes_when_a_rate_window_frees(pool: asyncpg.Pool, env_id: str) -> None:
-    from slipstream_platform.store import runs as run_store
 
     await declare(pool, env_id, "task/t", rate_limit=1, rate_period=PERIOD)
     await add_run(pool, env_id)
     await add_run(pool, env_id)
     await add_worker(pool, env_id, "w1", ["t"], 10)
-    assert await run_store.next_available_at(pool) is None
+    assert await claims.next_available_at(pool) is None
     assert len(await claim(pool, env_id, "w1", ["t"], 10)) == 1
     started = await pool.fetchval("SELECT started_at FROM queue_starts")
-    frees_at = await run_store.next_available_at(pool)
+    frees_at = await claims.next_available_at(pool)
     assert frees_at is not None and abs((frees_at - started).total_seconds() - PERIOD) < 0.001
 
 

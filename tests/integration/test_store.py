@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-from slipstream_platform.store import environments, workers
+from slipstream_platform.store import claims, environments, workers
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.views import load_run
 
@@ -30,10 +30,8 @@ async def add_worker(pool: asyncpg.Pool, env_id: str, worker_id: str, tasks: lis
 
 
 async def claim(pool: asyncpg.Pool, env_id: str, worker_id: str, tasks: list[str], capacity: int) -> list[str]:
-    async with pool.acquire() as conn, conn.transaction():
-        rows = await run_store.claim_for_worker(conn, worker_id=worker_id, environment_id=env_id,
-                                                task_ids=tasks, capacity=capacity)
-    return [r["id"] for r in rows]
+    taken = await claims.claim(pool, worker_id=worker_id, environment_id=env_id, task_ids=tasks, capacity=capacity)
+    return [run.id for run in taken.runs]
 
 
 async def start(

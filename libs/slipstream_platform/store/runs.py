@@ -26,7 +26,7 @@ EDGES: frozenset[tuple[str, str]] = frozenset({
     ("PENDING_VERSION", "QUEUED"),      # promote_pending_version
     ("DELAYED", "QUEUED"),              # promote_due_delayed
     ("DELAYED", "PENDING_VERSION"),     # promote_due_delayed
-    ("QUEUED", "DEQUEUED"),             # claim_for_worker
+    ("QUEUED", "DEQUEUED"),             # claims.claim (slipstream_claim, migration 0013)
     ("DEQUEUED", "EXECUTING"),          # start_attempt
     ("EXECUTING", "WAITING"),           # suspend
     ("WAITING", "QUEUED"),              # waitpoints.resume_due
@@ -237,202 +237,6 @@ async def expire_due(conn: Conn, limit: int = 1000) -> list[Transition]:
     return _transitions(rows)
 
 
-# The end of both claim statements: the runs in `picked` become DEQUEUED on worker $1.
-_DEQUEUE_PICKED = (
-    " dequeued AS (UPDATE runs r SET status = 'DEQUEUED', worker_id = $1, dequeued_at = now(),"
-    "   updated_at = now() FROM picked WHERE r.id = picked.id"
-    "   RETURNING r.id, r.environment_id, r.status, r.updated_at, r.task_identifier, r.traceparent,"
-    "     r.queue, r.concurrency_key)"
-)
-
-
-# The copy after w's in the ring of (queue, key) copies with QUEUED runs: in key order, past
-# the rest of w's queue when w.skip, wrapping around once to the first copy.
-_NEXT_COPY = (
-    "SELECT * FROM ("
-    " (SELECT r.queue, coalesce(r.concurrency_key, '') AS key, w.wrapped FROM runs r"
-    "   WHERE NOT w.skip AND r.environment_id = $2 AND r.status = 'QUEUED'"
-    "   AND (r.queue, coalesce(r.concurrency_key, '')) > (w.queue, w.key)"
-    "   ORDER BY r.queue, coalesce(r.concurrency_key, '') LIMIT 1)"
-    " UNION ALL"
-    " (SELECT r.queue, coalesce(r.concurrency_key, ''), w.wrapped FROM runs r"
-    "   WHERE w.skip AND r.environment_id = $2 AND r.status = 'QUEUED' AND r.queue > w.queue"
-    "   ORDER BY r.queue, coalesce(r.concurrency_key, '') LIMIT 1)"
-    " UNION ALL"
-    " (SELECT r.queue, coalesce(r.concurrency_key, ''), true FROM runs r"
-    "   WHERE NOT w.wrapped AND r.environment_id = $2 AND r.status = 'QUEUED'"
-    "   ORDER BY r.queue, coalesce(r.concurrency_key, '') LIMIT 1)"
-    ") AS c LIMIT 1"
-)
-
-# What a copy (nx) may start now: its queue's room (limits, cap, rate window, the
-# environment's base), whether the queue is shut, the key's room, and whether it is open:
-# it has room and a run this worker may start. Index lookups only: the walk does this for
-# every copy it passes.
-_COPY_STATE = (
-    "SELECT b.*, NOT b.shut AND coalesce(b.key_room, 1) > 0 AND EXISTS (SELECT 1 FROM runs e"
-    "   WHERE e.environment_id = $2 AND e.queue = nx.queue AND coalesce(e.concurrency_key, '') = nx.key"
-    "   AND e.status = 'QUEUED' AND e.task_identifier = ANY($3::text[]) AND e.available_at <= now()) AS open"
-    " FROM (SELECT r.queue_room, coalesce(q.paused, false) OR coalesce(q.key_limit, 1) = 0 OR r.queue_room <= 0"
-    "     AS shut, least(q.key_limit - h.key_n, q.per_key_rate_limit - (SELECT count(*) FROM queue_starts s"
-    "       WHERE s.environment_id = $2 AND s.queue = nx.queue AND coalesce(s.concurrency_key, '') = nx.key"
-    "       AND s.started_at > statement_timestamp() - make_interval(secs => q.per_key_rate_period)))::int"
-    "     AS key_room"
-    "   FROM env"
-    "   LEFT JOIN LATERAL (SELECT paused, coalesce(per_key_limit, concurrency_limit) AS key_limit,"
-    "     CASE WHEN per_key_limit IS NOT NULL THEN concurrency_limit END AS queue_limit,"
-    "     rate_limit, rate_period, per_key_rate_limit, per_key_rate_period"
-    "     FROM queues WHERE environment_id = $2 AND name = nx.queue) AS q ON true"
-    "   CROSS JOIN LATERAL (SELECT count(*)::int AS queue_n,"
-    "     (count(*) FILTER (WHERE coalesce(concurrency_key, '') = nx.key))::int AS key_n FROM runs"
-    "     WHERE environment_id = $2 AND queue = nx.queue AND status IN ('DEQUEUED', 'EXECUTING')) AS h"
-    "   CROSS JOIN LATERAL (SELECT least(env.base - h.queue_n, q.queue_limit - h.queue_n,"
-    "     q.rate_limit - (SELECT count(*) FROM queue_starts s WHERE s.environment_id = $2 AND s.queue = nx.queue"
-    "       AND s.started_at > statement_timestamp() - make_interval(secs => q.rate_period)))::int AS queue_room)"
-    "     AS r) AS b"
-)
-
-
-async def claim_for_worker(
-    conn: asyncpg.Connection,
-    *,
-    worker_id: str,
-    environment_id: str,
-    task_ids: list[str],
-    capacity: int,
-) -> list[asyncpg.Record]:
-    """QUEUED -> DEQUEUED for the ready runs this worker may start now.
-
-    A run is taken only while its worker has a free slot; its queue is not paused; its key's
-    copy of the queue is under its limit (`per_key_limit`, or `concurrency_limit` when the
-    queue has no `per_key_limit`) and its per-key rate limit; its queue is under its cap
-    across keys, its rate limit and the environment's base limit; and the environment is
-    under base x burst.
-
-    Free slots go round-robin across the (queue, key) copies with ready runs: the claim walks
-    the ring of copies in key order from where the environment's last claim stopped, takes
-    the first open copies (as many as free slots), and gives each its oldest run before any
-    gets a second. The walk reads one index entry per copy it passes, so its cost follows
-    the free slots (and the full copies it passes), not how many runs wait.
-
-    Each row says whether its queue is rate limited (`rated`: its start was counted) and
-    whether another claim may find more (`more`: the walk stopped at the free slots but
-    some were left). Must run in a transaction: the advisory lock on the environment makes
-    every count exact even when several queue-manager replicas claim at once.
-    """
-    state = await conn.fetchrow(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 3)),"
-        " (SELECT count(*) FROM runs WHERE environment_id = $1 AND status IN ('DEQUEUED', 'EXECUTING')) AS running,"
-        " (SELECT concurrency_limit FROM environments WHERE id = $1) AS base,"
-        " EXISTS (SELECT 1 FROM queues WHERE environment_id = $1 AND (paused"
-        "   OR num_nonnulls(concurrency_limit, per_key_limit, rate_limit, per_key_rate_limit) > 0)) AS limited,"
-        " EXISTS (SELECT 1 FROM runs WHERE environment_id = $1 AND status = 'QUEUED'"
-        "   AND concurrency_key IS NOT NULL) AS keyed",
-        environment_id,
-    )
-    if not state["limited"] and not state["keyed"] and state["running"] + capacity <= state["base"]:
-        # No limits, no keys to take turns, no way to reach the base: the plain ready order.
-        return await _claim_in_order(conn, worker_id=worker_id, environment_id=environment_id,
-                                     task_ids=task_ids, capacity=capacity)
-    rows: list[asyncpg.Record] = await conn.fetch(
-        "WITH RECURSIVE busy AS (SELECT count(*)::int AS n FROM runs"
-        "   WHERE worker_id = $1 AND status IN ('DEQUEUED', 'EXECUTING')),"
-        " free AS (SELECT greatest($4 - n, 0) AS n FROM busy),"
-        " env AS (SELECT concurrency_limit AS base, floor(concurrency_limit * burst_factor)::int AS burst,"
-        "   coalesce(dispatch_queue, '') AS queue, coalesce(dispatch_key, '') AS key"
-        "   FROM environments WHERE id = $2),"
-        " running AS (SELECT count(*)::int AS n FROM runs"
-        "   WHERE environment_id = $2 AND status IN ('DEQUEUED', 'EXECUTING')),"
-        " limits AS (SELECT name, rate_limit IS NOT NULL OR per_key_rate_limit IS NOT NULL AS rated"
-        "   FROM queues WHERE environment_id = $2),"
-        # The walk: from the copy after the last claim's, skipping shut queues and queues
-        # that already have as many open copies as room; `taken` counts them per queue.
-        " ring (queue, key, wrapped, skip, pos, open, taken, queue_room, room) AS ("
-        "   SELECT queue, key, false, false, 0, false, 0, 0, 0 FROM env"
-        "   UNION ALL"
-        "   SELECT nx.queue, nx.key, nx.wrapped, st.shut OR (st.open AND t.taken >= st.queue_room),"
-        "     w.pos + 1, st.open, t.taken, st.queue_room, least(st.queue_room, coalesce(st.key_room, $4), $4)"
-        f"   FROM ring w CROSS JOIN LATERAL ({_NEXT_COPY}) AS nx"
-        f"   CROSS JOIN LATERAL ({_COPY_STATE}) AS st"
-        "   CROSS JOIN LATERAL (SELECT CASE WHEN nx.queue = w.queue THEN w.taken ELSE 0 END"
-        "     + st.open::int AS taken) AS t"
-        "   WHERE NOT (nx.wrapped AND (nx.queue, nx.key) > (SELECT queue, key FROM env))),"
-        " chosen AS (SELECT * FROM ring WHERE pos > 0 AND open LIMIT (SELECT n FROM free)),"
-        " candidates AS (SELECT c.id, h.queue, h.key, h.pos, h.queue_room, c.key_rank FROM chosen h"
-        "   CROSS JOIN LATERAL (SELECT r.id, row_number() OVER (ORDER BY r.queue_ts, r.id) AS key_rank"
-        "     FROM runs r WHERE r.environment_id = $2 AND r.queue = h.queue"
-        "     AND coalesce(r.concurrency_key, '') = h.key AND r.status = 'QUEUED'"
-        "     AND r.task_identifier = ANY($3::text[]) AND r.available_at <= now()"
-        "     ORDER BY r.queue_ts, r.id LIMIT h.room) AS c),"
-        " within_queue AS (SELECT c.*, row_number() OVER"
-        "   (PARTITION BY c.queue ORDER BY c.key_rank, c.pos) AS queue_rank FROM candidates c),"
-        " fair AS (SELECT id, queue, key, pos FROM within_queue WHERE queue_rank <= queue_room"
-        "   ORDER BY key_rank, pos"
-        "   LIMIT greatest(least((SELECT n FROM free),"
-        "     (SELECT burst FROM env) - (SELECT n FROM running)), 0)),"
-        # One primary-key lookup per run, whatever the statistics say (a plan made while the
-        # table was small must not scan the queued runs' index): the status is checked on the
-        # locked row, outside the fence (OFFSET 0) that keeps the planner from pushing it down.
-        " picked AS (SELECT r.id FROM fair f CROSS JOIN LATERAL (SELECT id, status FROM runs"
-        "   WHERE runs.id = f.id FOR UPDATE SKIP LOCKED OFFSET 0) AS r"
-        "   WHERE r.status = 'QUEUED' AND EXISTS (SELECT 1 FROM workers WHERE id = $1 AND stopped_at IS NULL)),"
-        + _DEQUEUE_PICKED +
-        # The starts a rate limit counts, in the same transaction as the dispatch.
-        ", counted AS (INSERT INTO queue_starts (environment_id, queue, concurrency_key, started_at)"
-        "   SELECT $2, d.queue, d.concurrency_key, statement_timestamp()"
-        "   FROM dequeued d JOIN limits l ON l.name = d.queue AND l.rated),"
-        # The next claim goes on after the last copy served.
-        " moved AS (UPDATE environments SET dispatch_queue = f.queue, dispatch_key = f.key"
-        "   FROM (SELECT queue, key FROM fair WHERE id IN (SELECT id FROM dequeued) ORDER BY pos DESC LIMIT 1) AS f"
-        "   WHERE environments.id = $2)"
-        " SELECT d.*, coalesce(l.rated, false) AS rated,"
-        "   (SELECT count(*) FROM chosen) = (SELECT n FROM free)"
-        "   AND (SELECT count(*) FROM dequeued) < (SELECT n FROM free) AS more"
-        " FROM dequeued d LEFT JOIN limits l ON l.name = d.queue",
-        worker_id,
-        environment_id,
-        task_ids,
-        capacity,
-    )
-    return rows
-
-
-async def _claim_in_order(
-    conn: asyncpg.Connection, *, worker_id: str, environment_id: str, task_ids: list[str], capacity: int
-) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
-        "WITH busy AS (SELECT count(*) AS n FROM runs"
-        "   WHERE worker_id = $1 AND status IN ('DEQUEUED', 'EXECUTING')),"
-        " picked AS (SELECT id FROM runs"
-        "   WHERE environment_id = $2 AND status = 'QUEUED' AND task_identifier = ANY($3::text[])"
-        "   AND available_at <= now()"
-        "   AND EXISTS (SELECT 1 FROM workers WHERE id = $1 AND stopped_at IS NULL)"
-        "   ORDER BY queue_ts, id LIMIT greatest($4 - (SELECT n FROM busy), 0)"
-        "   FOR UPDATE SKIP LOCKED),"
-        + _DEQUEUE_PICKED +
-        " SELECT *, false AS rated, false AS more FROM dequeued",
-        worker_id,
-        environment_id,
-        task_ids,
-        capacity,
-    )
-    return rows
-
-
-async def next_available_at(conn: Conn) -> datetime | None:
-    """When the earliest QUEUED run that is backing off becomes ready, or the earliest start
-    counted by a rate limit leaves its window, whichever is first."""
-    value: datetime | None = await conn.fetchval(
-        "SELECT least("
-        " (SELECT min(available_at) FROM runs WHERE status = 'QUEUED' AND available_at > now()),"
-        " (SELECT min(s.started_at + make_interval(secs => p.period)) FROM queue_starts s"
-        "   JOIN queues q ON q.environment_id = s.environment_id AND q.name = s.queue"
-        "   CROSS JOIN LATERAL (VALUES (q.rate_period), (q.per_key_rate_period)) AS p(period)"
-        "   WHERE s.started_at + make_interval(secs => p.period) > now()))"
-    )
-    return value
-
-
 async def start_attempt(
     conn: Conn,
     *,
@@ -450,7 +254,9 @@ async def start_attempt(
     """
     attempt_id = new_id("attempt")
     run = await conn.fetchrow(
-        "WITH prev AS (SELECT resume_pending AS resuming FROM runs WHERE id = $1),"
+        # Lost with Postgres, a start leaves its run DEQUEUED, and the sweeper requeues it (ADR 0008).
+        "WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true)),"
+        " prev AS (SELECT resume_pending AS resuming FROM runs WHERE id = $1),"
         " r AS (UPDATE runs r SET status = 'EXECUTING',"
         "   attempt_count = attempt_count + CASE WHEN resume_pending THEN 0 ELSE 1 END,"
         "   resume_pending = false, segment_started_at = now(),"
@@ -463,7 +269,7 @@ async def start_attempt(
         " SELECT r.*, (SELECT resuming FROM prev) AS resuming, (r.executed_ms / 1000.0)::float8 AS executed_seconds,"
         "   coalesce((SELECT t.id FROM attempts t WHERE t.run_id = r.id AND t.number = r.attempt_count), $4)"
         "   AS current_attempt_id"
-        " FROM r",
+        " FROM r CROSS JOIN lazy",
         run_id,
         worker_id,
         default_max_attempts,

@@ -1,0 +1,80 @@
+"""Claims: QUEUED -> DEQUEUED for the ready runs a worker may start now, within every limit.
+
+The rules (docs/queues.md, ADR 0006) are one SQL function, `slipstream_claim` (migration
+0013), so that a claim is one round trip: it takes the environment's advisory lock, reads
+the environment's state and claims, in one statement. Its commit does not wait for the WAL
+flush (ADR 0008): a claim lost with Postgres leaves its runs QUEUED, to be claimed again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+import msgspec
+
+from slipstream_platform.store.runs import Conn, Transition
+
+
+class ClaimedRun(msgspec.Struct, frozen=True, kw_only=True):
+    """A run a claim moved to DEQUEUED on a worker."""
+
+    id: str
+    environment_id: str
+    status: str
+    updated_at: datetime
+    task_identifier: str
+    traceparent: str | None
+    queue: str
+    concurrency_key: str | None
+    # Its queue is rate limited: its start was counted in the queue's window.
+    rated: bool
+
+    @property
+    def transition(self) -> Transition:
+        return Transition(self.id, self.environment_id, self.status, self.updated_at)
+
+
+class Claim(msgspec.Struct, frozen=True):
+    """What one claim took, and whether another claim may find more (`more`: the walk
+    stopped at the free slots, but some were left)."""
+
+    runs: list[ClaimedRun]
+    more: bool
+
+
+async def claim(conn: Conn, *, worker_id: str, environment_id: str, task_ids: list[str], capacity: int) -> Claim:
+    """Claim for one worker: up to its free slots, round-robin across the environment's
+    (queue, key) copies from where its last claim stopped, oldest first within a copy.
+
+    A run is taken only while its worker has a free slot; its queue is not paused; its key's
+    copy of the queue is under its limit (`per_key_limit`, or `concurrency_limit` when the
+    queue has no `per_key_limit`) and its per-key rate limit; its queue is under its cap
+    across keys, its rate limit and the environment's base limit; and the environment is
+    under base x burst. Run it on its own, not inside a transaction with durable writes: it
+    turns off the synchronous commit of the transaction it runs in.
+    """
+    rows = await conn.fetch("SELECT * FROM slipstream_claim($1, $2, $3, $4)", worker_id, environment_id,
+                            task_ids, capacity)
+    return Claim([_claimed(r) for r in rows], bool(rows) and rows[0]["more"])
+
+
+def _claimed(row: asyncpg.Record) -> ClaimedRun:
+    return ClaimedRun(id=row["id"], environment_id=row["environment_id"], status=row["status"],
+                      updated_at=row["updated_at"], task_identifier=row["task_identifier"],
+                      traceparent=row["traceparent"], queue=row["queue"], concurrency_key=row["concurrency_key"],
+                      rated=row["rated"])
+
+
+async def next_available_at(conn: Conn) -> datetime | None:
+    """When the earliest QUEUED run that is backing off becomes ready, or the earliest start
+    counted by a rate limit leaves its window, whichever is first."""
+    value: datetime | None = await conn.fetchval(
+        "SELECT least("
+        " (SELECT min(available_at) FROM runs WHERE status = 'QUEUED' AND available_at > now()),"
+        " (SELECT min(s.started_at + make_interval(secs => p.period)) FROM queue_starts s"
+        "   JOIN queues q ON q.environment_id = s.environment_id AND q.name = s.queue"
+        "   CROSS JOIN LATERAL (VALUES (q.rate_period), (q.per_key_rate_period)) AS p(period)"
+        "   WHERE s.started_at + make_interval(secs => p.period) > now()))"
+    )
+    return value
