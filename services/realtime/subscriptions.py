@@ -1,7 +1,9 @@
-"""Websocket subscriptions to runs, fed by one ordered JetStream consumer per process.
+"""Websocket subscriptions to runs, fed by the update events of the runs watched here.
 
-An update event only says "run X changed": the current run is read from Postgres and sent
-to every subscriber of X. A periodic poll of the subscribed runs covers any lost event.
+Each watched run's update subject is subscribed to while someone watches it, so this
+process receives the events of those runs only (not every run's). An update event only
+says "run X changed": the current run is read from Postgres and sent to every subscriber
+of X. A periodic poll of the subscribed runs covers any lost event.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ from datetime import datetime
 import msgspec
 from aiohttp import WSCloseCode, web
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.aio.subscription import Subscription as NatsSubscription
 from slipstream_platform.service import Service
 from slipstream_platform.settings import RealtimeSettings
 from slipstream_platform.store import environments
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.views import load_run
 from slipstream_proto import RealtimeError, RealtimeRun, Run, RunUpdated, decode_event
-from slipstream_proto.events import UPDATES_STREAM
+from slipstream_proto.events import run_updated_subject
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
@@ -32,6 +34,7 @@ class Subscription:
 
     def __init__(self, environment_id: str) -> None:
         self.environment_id = environment_id
+        self.events: NatsSubscription | None = None
         # Each socket with the `updatedAt` of the last state it was sent: never older again.
         self.sockets: dict[web.WebSocketResponse, datetime | None] = {}
         self.last_sent: datetime | None = None
@@ -48,9 +51,6 @@ class Hub:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def on_update(self, msg: Msg) -> None:
-        # The subject ends with the run id: skip runs nobody here watches without decoding.
-        if msg.subject.rpartition(".")[2] not in self.runs:
-            return
         try:
             event = decode_event(msg.data)
         except msgspec.DecodeError:
@@ -81,7 +81,7 @@ class Hub:
                     sub.last_sent = run.updated_at
                     await self.send(sub, run)
                     if run.is_completed:
-                        self.runs.pop(run_id, None)
+                        self.forget(run_id, sub)
                         for ws in list(sub.sockets):
                             await ws.close(code=WSCloseCode.OK, message=b"run finished")
                         return
@@ -140,6 +140,9 @@ class Hub:
             return await fail(404, "Run not found")
         sub.sockets[ws] = None
         try:
+            if sub.events is None:
+                sub.events = await self.service.nc.subscribe(run_updated_subject(env.id, run_id),
+                                                             cb=self.on_update)
             run = await load_run(self.service.pool, env.id, run_id)
             if run is None:
                 return await fail(404, "Run not found")
@@ -157,20 +160,22 @@ class Hub:
             return ws
         finally:
             sub.sockets.pop(ws, None)
-            if not sub.sockets and self.runs.get(run_id) is sub:
-                del self.runs[run_id]
+            if not sub.sockets:
+                self.forget(run_id, sub)
+
+    def forget(self, run_id: str, sub: Subscription) -> None:
+        """Nobody here watches the run any more: stop receiving its events."""
+        if self.runs.get(run_id) is sub:
+            del self.runs[run_id]
+        if sub.events is not None:
+            events, sub.events = sub.events, None
+            task = asyncio.create_task(events.unsubscribe())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
 
 async def setup(service: Service[RealtimeSettings]) -> None:
-    """Route the websocket, follow the updates stream, poll as a safety net."""
+    """Route the websocket, poll as a safety net."""
     hub = Hub(service)
-    sub = await service.bus.js.subscribe(
-        UPDATES_STREAM.subjects[0],
-        stream=UPDATES_STREAM.name,
-        cb=hub.on_update,
-        ordered_consumer=True,
-        config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW),
-    )
-    service.on_shutdown.append(sub.unsubscribe)
     service.app.router.add_get("/realtime/v1/runs/{run_id}", hub.handle)
     service.spawn(hub.poll(), "poll")
