@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from slipstream_platform import ipc
+from slipstream_platform import ipc, run_errors
 from slipstream_proto.machines import MACHINE_PRESETS
 
 from slipstream import _client
@@ -193,9 +193,7 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
 
     task = registry.get(message.task_id)
     if task is None:
-        return outcome(ok=False, error_json=_encoder.encode({
-            "name": "TaskNotFoundError",
-            "message": f"task {message.task_id!r} is not defined in this worker's module"}).decode())
+        return outcome(ok=False, error_json=run_errors.task_not_found(message.task_id))
     payload = msgspec.json.decode(message.payload_json) if message.payload_json else None
     if task.parse is not None:
         try:
@@ -235,7 +233,6 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
 
     timer = asyncio.get_running_loop().call_later(message.timeout_seconds, deadline) \
         if message.timeout_seconds is not None else None
-    canceled_error = _encoder.encode({"name": "TaskRunCanceledError", "message": "the run was canceled"}).decode()
     try:
         try:
             try:
@@ -260,7 +257,7 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
                     await asyncio.shield(hooks)
                 # Sync code cannot be interrupted: its process is replaced.
                 return outcome(ok=False, final_status="CANCELED", replace_process=not task.is_async,
-                               error_json=canceled_error)
+                               error_json=run_errors.CANCELED)
             try:
                 output_json = _encoder.encode(output).decode()
             except (TypeError, msgspec.EncodeError) as exc:
@@ -381,8 +378,8 @@ def serve(
     except BaseException:
         sock.sendall(ipc.frame(ipc.LoadFailed(error=traceback.format_exc())))
         return 1
-    declared = [q.manifest() for q in queues.values()]
-    sock.sendall(ipc.frame(ipc.Ready(pid=os.getpid(), tasks=[t.manifest() for t in registry.values()],
+    declared = [q.definition() for q in queues.values()]
+    sock.sendall(ipc.frame(ipc.Ready(pid=os.getpid(), tasks=[t.definition() for t in registry.values()],
                                      queues=declared)))
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         return runner.run(_serve(sock))

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
 import msgspec
+from slipstream_platform.definitions import QueueDefinition, RetryPolicy, ScheduleDeclaration, TaskDefinition
 from slipstream_platform.durations import parse_duration
 from slipstream_proto import DebounceOption, QueueOption, TriggerOptions, TriggerRequest, TriggerResponse
 from slipstream_proto.machines import MACHINE_PRESETS
@@ -49,13 +50,15 @@ class Queue(msgspec.Struct, frozen=True):
     rate_limit: RateLimit | None = None
     per_key_rate_limit: RateLimit | None = None
 
-    def manifest(self) -> dict[str, Any]:
-        """What a worker registers for this queue (camelCase, periods in seconds)."""
-        def rate(value: RateLimit | None) -> dict[str, Any] | None:
-            return None if value is None else {"limit": value.limit, "period": value.period}
-
-        return {"name": self.name, "concurrencyLimit": self.concurrency_limit, "perKeyLimit": self.per_key_limit,
-                "rateLimit": rate(self.rate_limit), "perKeyRateLimit": rate(self.per_key_rate_limit)}
+    def definition(self) -> QueueDefinition:
+        """What a worker registers for this queue (periods in seconds)."""
+        rate, per_key = self.rate_limit, self.per_key_rate_limit
+        return QueueDefinition(
+            name=self.name, concurrency_limit=self.concurrency_limit, per_key_limit=self.per_key_limit,
+            rate_limit=rate.limit if rate else None, rate_period=rate.period if rate else None,
+            per_key_rate_limit=per_key.limit if per_key else None,
+            per_key_rate_period=per_key.period if per_key else None,
+        )
 
 
 # Queues declared in this process, by name (the worker registers them with its tasks).
@@ -313,11 +316,16 @@ class Task(Generic[P, R]):
                 raise TaskRunError(f"tool run {run.id} ended {run.status}: {message}")
         raise TaskRunError(f"tool run {handle.id} ended without a final status")
 
-    def manifest(self) -> dict[str, Any]:
+    def definition(self) -> TaskDefinition:
         """What a worker registers for this task."""
-        return {"id": self.id, "retry": dict(self.retry), "maxDuration": self.max_duration,
-                "machine": self.machine, "schedule": self.schedule,
-                "queue": self.queue.manifest()}
+        retry: dict[str, Any] = dict(self.retry)
+        bigger = retry.pop("out_of_memory", None)
+        return TaskDefinition(
+            id=self.id, queue=self.queue.definition(),
+            retry=RetryPolicy(**retry, out_of_memory_machine=bigger["machine"] if bigger else None),
+            max_duration=self.max_duration, machine=self.machine,
+            schedule=None if self.schedule is None else ScheduleDeclaration(**self.schedule),
+        )
 
     async def trigger(self, payload: P | None = None, **options: Unpack[TriggerKwargs]) -> RunHandle:
         """Start a run of this task and return its handle without waiting for it.

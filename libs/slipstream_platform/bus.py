@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
+from typing import Literal
 
 import nats
 from nats.aio.client import Client as NATS
@@ -17,10 +19,13 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, BadRequestError
-from slipstream_proto import STREAMS, StreamSpec, encode_event
-from slipstream_proto.events import Event
+from slipstream_proto import STREAMS, QueueSignal, RunUpdated, StreamSpec, encode_event
+from slipstream_proto.events import Event, queue_signal_subject, run_updated_subject
 
 from slipstream_platform import telemetry
+from slipstream_platform.store.runs import Transition
+
+QueueReason = Literal["triggered", "released", "worker", "requeued", "delay"]
 
 log = logging.getLogger(__name__)
 
@@ -97,3 +102,22 @@ class Bus:
                 await self.nc.publish(subject, encode_event(event), headers=headers)
             except Exception as exc:
                 log.warning("publish to %s failed (the sweeper will repair): %r", subject, exc)
+
+    async def announce(
+        self, transitions: Iterable[Transition], reason: QueueReason | None = None, environments: Iterable[str] = ()
+    ) -> None:
+        """Publish committed status changes as `RunUpdated`; with a `reason`, also wake the
+        queue-manager for every environment where a run became QUEUED, and for `environments`
+        (where slots were freed or workers came)."""
+        items: list[tuple[str, Event]] = []
+        wake = set(environments)
+        for t in transitions:
+            items.append((run_updated_subject(t.environment_id, t.run_id),
+                          RunUpdated(run_id=t.run_id, environment_id=t.environment_id, status=t.status,
+                                     updated_at=t.updated_at)))
+            if t.status == "QUEUED":
+                wake.add(t.environment_id)
+        if reason is not None:
+            items += [(queue_signal_subject(env), QueueSignal(environment_id=env, reason=reason))
+                      for env in sorted(wake)]
+        await self.notify(items)

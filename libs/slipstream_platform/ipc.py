@@ -12,14 +12,16 @@ from typing import Any
 
 import msgspec
 
+from slipstream_platform.definitions import QueueDefinition, TaskDefinition
+
 
 class Ready(msgspec.Struct, tag="ready", kw_only=True):
     """Sent once by a worker process after it imported the task module."""
 
     pid: int
-    tasks: list[dict[str, Any]]
+    tasks: list[TaskDefinition]
     # Queues declared with queue(...), used by a task or not.
-    queues: list[dict[str, Any]] = []
+    queues: list[QueueDefinition] = []
 
 
 class LoadFailed(msgspec.Struct, tag="load_failed", kw_only=True):

@@ -15,6 +15,7 @@ import msgspec
 from slipstream_proto import TriggerOptions
 
 from slipstream_platform import cron
+from slipstream_platform.definitions import QueueDefinition, TaskDefinition
 from slipstream_platform.store import queues as queue_store
 from slipstream_platform.store import schedules, workers
 from slipstream_platform.store.environments import Environment
@@ -66,8 +67,8 @@ async def fire_due(conn: asyncpg.Connection, now: datetime, limit: int = 100) ->
 async def sync_schedules(
     conn: asyncpg.Connection,
     environment: Environment,
-    manifest: list[dict[str, Any]],
-    declared_queues: list[dict[str, Any]] | None = None,
+    tasks: list[TaskDefinition],
+    declared_queues: list[QueueDefinition] | None = None,
 ) -> None:
     """Register a worker's tasks and queues, and make the environment's declarative schedules
     match its code.
@@ -75,29 +76,25 @@ async def sync_schedules(
     The worker that registered last is the truth, as a deploy is: declarative schedules of
     tasks it does not declare (any more) are removed.
     """
-    task_queues = {t["id"]: t["queue"]["name"] for t in manifest if t.get("queue")}
-    await schedules.register_tasks(
-        conn, environment.id, [(t["id"], t.get("schedule") is not None) for t in manifest], task_queues
-    )
-    limits = {q["name"]: queue_store.QueueLimits.from_manifest(q) for q in declared_queues or []}
-    for t in manifest:
-        if t.get("queue"):
-            limits[t["queue"]["name"]] = queue_store.QueueLimits.from_manifest(t["queue"])
+    task_queues = {t.id: t.queue.name for t in tasks}
+    await schedules.register_tasks(conn, environment.id, [(t.id, t.scheduled) for t in tasks], task_queues)
+    limits = {q.name: q for q in declared_queues or []}
+    for t in tasks:
+        limits[t.queue.name] = t.queue
     await queue_store.declare(conn, environment.id, [limits[name] for name in sorted(limits)])
     keep: list[str] = []
     now = datetime.now(UTC)
-    for task in manifest:
-        declared = task.get("schedule")
-        if not declared or not declared.get("cron"):
+    for task in tasks:
+        declared = task.schedule
+        if declared is None or not declared.cron:
             continue
-        environments = declared.get("environments")
-        if environments and environment.type not in environments:
+        if declared.environments and environment.type not in declared.environments:
             continue
-        spec = cron.parse(declared["cron"], declared.get("timezone") or "UTC")
-        key = f"declarative:{task['id']}"
+        spec = cron.parse(declared.cron, declared.timezone or "UTC")
+        key = f"declarative:{task.id}"
         keep.append(key)
         await schedules.upsert(
-            conn, environment_id=environment.id, task_identifier=task["id"], type="DECLARATIVE",
+            conn, environment_id=environment.id, task_identifier=task.id, type="DECLARATIVE",
             cron=spec.expression, timezone=spec.timezone, external_id=None, deduplication_key=key,
             next_run_at=cron.next_ticks(spec, now)[0],
         )

@@ -81,6 +81,18 @@ class RunPlan(msgspec.Struct, frozen=True, kw_only=True):
     debounce: DebouncePlan | None = None
 
 
+class Parent(msgspec.Struct, frozen=True):
+    """The run a new run is a child of: its id, the root of its tree and its depth."""
+
+    id: str
+    root_run_id: str | None
+    depth: int
+
+    @classmethod
+    def of(cls, run: asyncpg.Record) -> Parent:
+        return cls(run["id"], run["root_run_id"], run["depth"])
+
+
 class TriggerResult(msgspec.Struct, frozen=True):
     """The run a trigger stands for; `is_cached` when an existing run was returned."""
 
@@ -206,7 +218,7 @@ async def trigger_run(
     *,
     environment_id: str,
     served: bool,
-    parent: asyncpg.Record | None,
+    parent: Parent | None,
     traceparent: str | None,
     request_id: str | None = None,
 ) -> TriggerResult:
@@ -280,7 +292,7 @@ async def create_run(
     *,
     environment_id: str,
     status: str,
-    parent: asyncpg.Record | None,
+    parent: Parent | None,
     traceparent: str | None,
     request_id: str | None = None,
 ) -> Transition | None:
@@ -301,9 +313,9 @@ async def create_run(
         delayed_until=plan.delayed_until,
         traceparent=traceparent,
         max_duration=plan.max_duration,
-        parent_run_id=parent["id"] if parent else None,
-        root_run_id=(parent["root_run_id"] or parent["id"]) if parent else None,
-        depth=parent["depth"] + 1 if parent else 0,
+        parent_run_id=parent.id if parent else None,
+        root_run_id=(parent.root_run_id or parent.id) if parent else None,
+        depth=parent.depth + 1 if parent else 0,
         machine=plan.machine,
         ttl_seconds=plan.ttl_seconds,
         idempotency_key=plan.idempotency_key,

@@ -18,12 +18,11 @@ from slipstream_platform import telemetry
 from slipstream_platform.service import Service
 from slipstream_platform.settings import QueueManagerSettings
 from slipstream_platform.store import claims, workers
-from slipstream_proto import DispatchRun, QueueSignal, RunUpdated, decode_event
+from slipstream_proto import DispatchRun, QueueSignal, decode_event
 from slipstream_proto.events import (
     QUEUE_MANAGER_CONSUMER,
     QUEUE_STREAM,
     dispatch_subject,
-    run_updated_subject,
 )
 
 log = logging.getLogger(__name__)
@@ -121,16 +120,10 @@ class Dispatcher:
                         )
                     )
                 )
-        updates = [
-            (run_updated_subject(run.environment_id, run.id),
-             RunUpdated(run_id=run.id, environment_id=run.environment_id, status=run.status,
-                        updated_at=run.updated_at))
-            for run in runs
-        ]
         for result in await asyncio.gather(*publishes, return_exceptions=True):
             if isinstance(result, BaseException):
                 log.warning("dispatch publish failed (the sweeper requeues the run): %r", result)
-        await self.service.bus.notify(updates)  # type: ignore[arg-type]
+        await self.service.bus.announce(run.transition for run in runs)
 
 
 async def setup(service: Service[QueueManagerSettings]) -> None:

@@ -16,25 +16,8 @@ from slipstream_platform.store import queues as queue_store
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store import waitpoints, workers
 from slipstream_platform.store.runs import Transition
-from slipstream_proto import QueueSignal, RunUpdated
-from slipstream_proto.events import queue_signal_subject, run_updated_subject
 
 log = logging.getLogger(__name__)
-
-
-async def announce(service: Service[SchedulerSettings], changed: list[Transition], reason: str) -> None:
-    """Publish the status changes, and wake the queue-manager where runs became QUEUED."""
-    items: list[tuple[str, QueueSignal | RunUpdated]] = [
-        (
-            run_updated_subject(t.environment_id, t.run_id),
-            RunUpdated(run_id=t.run_id, environment_id=t.environment_id, status=t.status,
-                       updated_at=t.updated_at),
-        )
-        for t in changed
-    ]
-    for env in sorted({t.environment_id for t in changed if t.status == "QUEUED"}):
-        items.append((queue_signal_subject(env), QueueSignal(environment_id=env, reason=reason)))  # type: ignore[arg-type]
-    await service.bus.notify(items)  # type: ignore[arg-type]
 
 
 async def delayed_loop(service: Service[SchedulerSettings]) -> None:
@@ -49,7 +32,7 @@ async def delayed_loop(service: Service[SchedulerSettings]) -> None:
             log.exception("promoting delayed runs or expiring runs failed; trying again")
             changed = []
         if changed:
-            await announce(service, changed, "delay")
+            await service.bus.announce(changed, "delay")
             continue
         await asyncio.sleep(service.settings.tick_interval)
 
@@ -64,7 +47,7 @@ async def schedule_loop(service: Service[SchedulerSettings]) -> None:
             log.exception("firing schedules failed; trying again")
             created = []
         if created:
-            await announce(service, created, "triggered")
+            await service.bus.announce(created, "triggered")
             continue
         await asyncio.sleep(service.settings.tick_interval)
 
@@ -84,7 +67,7 @@ async def sweep_once(service: Service[SchedulerSettings]) -> list[Transition]:
         await queue_store.prune_starts(conn)
     if changed:
         log.info("sweeper moved %d run(s)", len(changed))
-        await announce(service, changed, "requeued")
+        await service.bus.announce(changed, "requeued")
     return changed
 
 

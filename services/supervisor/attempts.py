@@ -1,46 +1,44 @@
 """Wiring of the supervisor: register as a worker, take dispatches, run attempts, report.
 
-Postgres is told first (DEQUEUED -> EXECUTING, then the outcome), JetStream after. A
-dispatch that arrives twice, or for a run that was requeued meanwhile, starts nothing.
+Postgres is told first (DEQUEUED -> EXECUTING, then the end), JetStream after. Every
+dispatch waiting when a slot is free is started with one statement, and the attempts that
+end together are recorded with one (store/attempts.py); how an attempt ends is decided in
+`slipstream_platform.lifecycle`. A dispatch that arrives twice, or for a run that was
+requeued meanwhile, starts nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 
-import asyncpg
 import msgspec
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from slipstream_platform import ipc, telemetry
+from slipstream_platform import ipc, lifecycle, telemetry
 from slipstream_platform.db import UNAVAILABLE
+from slipstream_platform.definitions import QueueDefinition, TaskDefinition, encode_tasks
 from slipstream_platform.errors import SettingsError
 from slipstream_platform.ids import new_id
 from slipstream_platform.scheduling import sync_schedules
 from slipstream_platform.service import Service
 from slipstream_platform.settings import SupervisorSettings
-from slipstream_platform.store import environments, workers
+from slipstream_platform.store import attempts, environments, workers
 from slipstream_platform.store import logs as log_store
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store import waitpoints as waitpoint_store
+from slipstream_platform.store.attempts import AttemptEnd, StartedAttempt
 from slipstream_platform.store.runs import Transition
-from slipstream_platform.triggering import TriggerRejected, plan_run, trigger_run
-from slipstream_proto import CancelRun, DispatchRun, QueueSignal, RunUpdated, TriggerOptions, decode_event
-from slipstream_proto.events import (
-    DISPATCH_STREAM,
-    dispatch_subject,
-    queue_signal_subject,
-    run_updated_subject,
-)
-from slipstream_proto.machines import DEFAULT_MACHINE, MACHINE_PRESETS
+from slipstream_platform.triggering import Parent, TriggerRejected, plan_run, trigger_run
+from slipstream_proto import CancelRun, DispatchRun, TriggerOptions, decode_event
+from slipstream_proto.events import DISPATCH_STREAM, dispatch_subject
+from slipstream_proto.machines import MACHINE_PRESETS
 
 from supervisor.processes import WorkerProcess, child_environment
 
@@ -49,18 +47,8 @@ _tracer = telemetry.tracer(__name__)
 T = TypeVar("T")
 
 
-
 class _NotExecuting(Exception):
     """Rolls back a suspension whose run is no longer executing (it was canceled)."""
-
-
-def crash_error(code: int | None) -> str:
-    """The error of an attempt whose worker process died."""
-    signal_note = f" (killed by signal {-code})" if code is not None and code < 0 else ""
-    return json.dumps({
-        "name": "TaskProcessCrashedError",
-        "message": f"the worker process running this attempt exited with code {code}{signal_note}",
-    })
 
 
 class Supervisor:
@@ -72,14 +60,18 @@ class Supervisor:
         self.environment = environment
         self.worker_id = new_id("worker")
         self.inbox: asyncio.Queue[tuple[DispatchRun, dict[str, str]]] = asyncio.Queue()
+        self.free: asyncio.Queue[int] = asyncio.Queue()  # slots whose process is idle
         self.processes: list[WorkerProcess] = []
-        self.manifest: dict[str, dict] = {}  # type: ignore[type-arg]
-        self.declared_queues: list[dict[str, Any]] = []
-        self.in_flight = 0
+        self.tasks: dict[str, TaskDefinition] = {}
+        self.declared_queues: list[QueueDefinition] = []
+        self.busy = 0  # slots taken
         self.executing: dict[str, int] = {}  # run id -> slot
         # Cancels that arrived before their run was registered as executing here, with when.
         self.early_cancels: dict[str, float] = {}
         self.canceling: set[str] = set()  # executing runs whose process was told to cancel
+        # Ends waiting for the next group commit, each with the future its attempt awaits.
+        self.ends: list[tuple[AttemptEnd, asyncio.Future[None]]] = []
+        self.ends_ready = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self.draining = False
         self.idle = asyncio.Event()
@@ -95,10 +87,12 @@ class Supervisor:
                 raise ready
         first = readies[0]
         assert isinstance(first, ipc.Ready)
-        self.manifest = {t["id"]: t for t in first.tasks}
+        self.tasks = {t.id: t for t in first.tasks}
         self.declared_queues = first.queues
-        if not self.manifest:
+        if not self.tasks:
             log.warning("module %r defines no tasks", self.settings.tasks)
+        for slot in range(len(self.processes)):
+            self.free.put_nowait(slot)
 
     async def register(self) -> None:
         async with self.service.pool.acquire() as conn, conn.transaction():
@@ -106,31 +100,17 @@ class Supervisor:
                 conn,
                 worker_id=self.worker_id,
                 environment_id=self.environment.id,
-                task_ids=sorted(self.manifest),
-                manifest_json=json.dumps(list(self.manifest.values())),
+                task_ids=sorted(self.tasks),
+                manifest_json=encode_tasks(list(self.tasks.values())),
                 capacity=self.settings.concurrency,
                 version=self.settings.version,
                 hostname=socket.gethostname(),
             )
-            await sync_schedules(conn, self.environment, list(self.manifest.values()), self.declared_queues)
+            await sync_schedules(conn, self.environment, list(self.tasks.values()), self.declared_queues)
             promoted = await run_store.promote_pending_version(conn, self.environment.id)
-        await self.announce(promoted, signal="worker")
+        await self.service.bus.announce(promoted, "worker", [self.environment.id])
         log.info("worker %s serves %d task(s) in %s with %d process(es)", self.worker_id,
-                 len(self.manifest), self.environment.type, len(self.processes))
-
-    async def announce(self, changed: list[Transition], signal: str | None = None) -> None:
-        items: list[tuple[str, RunUpdated | QueueSignal]] = [
-            (
-                run_updated_subject(t.environment_id, t.run_id),
-                RunUpdated(run_id=t.run_id, environment_id=t.environment_id, status=t.status,
-                           updated_at=t.updated_at),
-            )
-            for t in changed
-        ]
-        if signal is not None:
-            items.append((queue_signal_subject(self.environment.id),
-                          QueueSignal(environment_id=self.environment.id, reason=signal)))  # type: ignore[arg-type]
-        await self.service.bus.notify(items)  # type: ignore[arg-type]
+                 len(self.tasks), self.environment.type, len(self.processes))
 
     async def on_dispatch(self, msg: Msg) -> None:
         try:
@@ -167,99 +147,95 @@ class Supervisor:
                             self.settings.cancel_grace)
                 process.kill()
 
-        task = asyncio.create_task(kill_after_grace())
+        self._spawn(kill_after_grace())
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def runner(self, slot: int) -> None:
-        """Take dispatches one at a time and run them in this slot's process."""
-        while True:
-            dispatch, headers = await self.inbox.get()
-            if self.draining:
-                continue
-            self.in_flight += 1
-            self.idle.clear()
-            try:
-                with _tracer.start_as_current_span(
-                    "attempt", context=telemetry.extract(headers), attributes={"run": dispatch.run_id}
-                ):
-                    await self.run_attempt(slot, dispatch)
-            except Exception:
-                log.exception("attempt of %s failed in the supervisor", dispatch.run_id)
-            finally:
-                self.in_flight -= 1
-                if self.in_flight == 0:
-                    self.idle.set()
+    def _take(self, n: int) -> None:
+        self.busy += n
+        self.idle.clear()
 
-    async def run_attempt(self, slot: int, dispatch: DispatchRun) -> None:
-        task = self.manifest.get(dispatch.task_identifier)
-        started = await run_store.start_attempt(
-            self.service.pool,
-            run_id=dispatch.run_id,
-            worker_id=self.worker_id,
-            default_max_attempts=task["retry"]["max_attempts"] if task else 1,
-            default_max_duration=task.get("maxDuration") if task else None,
-            default_machine=(task.get("machine") if task else None) or DEFAULT_MACHINE,
-        )
-        if started is None:
-            return
-        run, attempt_id = started
+    def _release(self, slot: int) -> None:
+        self.busy -= 1
+        self.free.put_nowait(slot)
+        if self.busy == 0:
+            self.idle.set()
+
+    async def starter(self) -> None:
+        """Start the waiting dispatches, as many as there are free slots, with one statement."""
+        while True:
+            slot = await self.free.get()
+            dispatch, headers = await self.inbox.get()
+            batch = [(slot, dispatch, headers)]
+            while not self.free.empty() and not self.inbox.empty():
+                batch.append((self.free.get_nowait(), *self.inbox.get_nowait()))
+            self._take(len(batch))
+            wanted: dict[str, tuple[int, dict[str, str]]] = {}
+            requests = []
+            for slot, dispatch, headers in batch:
+                if self.draining or dispatch.run_id in wanted or dispatch.run_id in self.executing:
+                    self._release(slot)  # a repeated dispatch, or shutting down: the run stays DEQUEUED
+                    continue
+                wanted[dispatch.run_id] = (slot, headers)
+                requests.append(lifecycle.start_request(dispatch.run_id, self.tasks.get(dispatch.task_identifier)))
+            if not wanted:
+                continue
+            try:
+                started = await self.persist(partial(attempts.start, worker_id=self.worker_id, starts=requests))
+            except Exception:
+                # Left DEQUEUED: the sweeper requeues them.
+                log.exception("starting %d attempt(s) failed", len(wanted))
+                started = []
+            for attempt in started:
+                slot, headers = wanted.pop(attempt.run_id)
+                self._spawn(self.attempt(slot, attempt, headers))
+            for slot, _ in wanted.values():
+                self._release(slot)
+            await self.service.bus.announce([a.transition for a in started])
+
+    async def attempt(self, slot: int, started: StartedAttempt, headers: dict[str, str]) -> None:
+        """Run one started attempt in its slot's process, then free the slot."""
         try:
-            await self.execute_started(slot, task, run, attempt_id)
+            with _tracer.start_as_current_span(
+                "attempt", context=telemetry.extract(headers), attributes={"run": started.run_id}
+            ):
+                await self.run_attempt(slot, started)
         except Exception as exc:
             # A fault of the platform, not of the task: the run must still end.
-            log.exception("attempt %d of %s failed in the supervisor", run["attempt_count"], run["id"])
-            error = json.dumps({"name": "SystemFailureError", "message": f"the supervisor failed: {exc!r}"})
-            changed = await self.persist(partial(
-                run_store.fail_attempt, run_id=run["id"], attempt_number=run["attempt_count"],
-                error_json=error, retry_at=None, final_status="SYSTEM_FAILURE"))
-            await self.announce([changed] if changed else [], signal="released")
+            log.exception("attempt %d of %s failed in the supervisor", started.attempt_number, started.run_id)
+            with contextlib.suppress(Exception):
+                await self.finish(lifecycle.system_failure(started, exc))
             await self.replace_process(slot)
+        finally:
+            self._release(slot)
 
-    async def execute_started(
-        self, slot: int, task: dict[str, Any] | None, run: asyncpg.Record, attempt_id: str
-    ) -> None:
+    async def run_attempt(self, slot: int, started: StartedAttempt) -> None:
         """Run a started attempt in the slot's process and record how it ended."""
-        await self.announce([Transition(run["id"], run["environment_id"], run["status"], run["updated_at"])])
-        max_duration = run["max_duration"]
-        timeout = max(0.001, max_duration - run["executed_seconds"]) if max_duration else None
+        task = self.tasks.get(started.task_identifier)
         process = self.processes[slot]
         logs: list[dict[str, Any]] = []
         journal: list[ipc.JournalEntry] = []
-        if run["resuming"] or run["attempt_count"] > 1:
+        if lifecycle.needs_journal(started):
             journal = [
                 ipc.JournalEntry(seq=w["seq"], type=w["type"], task_id=w["task_id"], result_json=w["result"])
-                for w in await waitpoint_store.journal(self.service.pool, run["id"])
+                for w in await waitpoint_store.journal(self.service.pool, started.run_id)
             ]
-        message = ipc.Execute(
-            run_id=run["id"],
-            task_id=run["task_identifier"],
-            payload_json=run["payload"],
-            attempt_id=attempt_id,
-            attempt_number=run["attempt_count"],
-            max_attempts=run["max_attempts"],
-            created_at=run["created_at"].isoformat(),
-            tags=list(run["tags"]),
-            environment_id=self.environment.id,
-            environment_type=self.environment.type,
-            timeout_seconds=timeout,
-            max_duration=max_duration,
-            machine=run["machine"],
-            queue=run["queue"],
-            journal=journal,
-            resuming=run["resuming"],
-        )
-        watchdog_fired = False
+        timeout = lifecycle.time_left(started)
         # The attempt is written to the process before the run counts as executing here, so a
         # cancel always reaches the process after it.
-        sent = process.send(message)
-        self.executing[run["id"]] = slot
-        if self.early_cancels.pop(run["id"], None) is not None:
+        sent = process.send(lifecycle.execute_message(started, self.environment.type, journal))
+        run_id = started.run_id
+        self.executing[run_id] = slot
+        if self.early_cancels.pop(run_id, None) is not None:
             # Canceled between its start and now: the run and attempt are CANCELED already.
-            await self.cancel(run["id"])
-        flusher = asyncio.create_task(self.flush_logs(run["id"], run["attempt_count"], logs))
-        preset = MACHINE_PRESETS.get(run["machine"]) or MACHINE_PRESETS[DEFAULT_MACHINE]
-        memory = asyncio.create_task(self.watch_memory(process, preset.memory_bytes))
+            await self.cancel(run_id)
+        flusher = asyncio.create_task(self.flush_logs(run_id, started.attempt_number, logs))
+        memory = asyncio.create_task(self.watch_memory(process, MACHINE_PRESETS[lifecycle.preset_of(started)]
+                                                       .memory_bytes))
+        watchdog_fired = False
         try:
             # The worker stops an async task itself at the deadline; a task that does not
             # yield (sync code) is stopped by killing its process a little later.
@@ -271,53 +247,58 @@ class Supervisor:
             process.kill()
             outcome = None
         finally:
-            self.executing.pop(run["id"], None)
-            self.canceling.discard(run["id"])
+            self.executing.pop(run_id, None)
+            self.canceling.discard(run_id)
             for helper in (flusher, memory):
                 helper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await helper
-        peak = memory.result() if memory.done() and not memory.cancelled() else None
-        number = run["attempt_count"]
+        used = memory.result() if memory.done() and not memory.cancelled() else None
         if outcome is None and not watchdog_fired and self.draining:
             # Killed at the end of the shutdown grace: the worker is marked stopped next, and
             # the sweeper retries the run elsewhere as a stalled attempt.
             return
-        if outcome is not None and outcome.suspend is not None and peak is None:
-            if logs:
-                await self.persist(partial(log_store.insert, run_id=run["id"], attempt_number=number, lines=logs))
-            await self.suspend(run, outcome.suspend)
-            return
-        write: Callable[[asyncpg.Pool], Awaitable[Transition | None]]
-        if peak is not None:
-            write = self.out_of_memory(run, task, preset.name, peak)
-        elif watchdog_fired:
-            error = json.dumps({"name": "MaxDurationExceededError",
-                                "message": f"the run exceeded its max_duration of {max_duration}s"})
-            write = partial(run_store.fail_attempt, run_id=run["id"], attempt_number=number,
-                            error_json=error, retry_at=None, final_status="TIMED_OUT")
-        elif outcome is None:
-            code = await process.exit_code()
-            write = partial(run_store.fail_attempt, run_id=run["id"], attempt_number=number,
-                            error_json=crash_error(code), retry_at=None, final_status="CRASHED")
-        elif outcome.ok:
-            write = partial(run_store.complete_attempt, run_id=run["id"], attempt_number=number,
-                            output_json=outcome.output_json or "null")
-        else:
-            retry_at = None
-            if outcome.retry_delay_ms is not None:
-                retry_at = datetime.now(UTC) + timedelta(milliseconds=outcome.retry_delay_ms)
-            write = partial(run_store.fail_attempt, run_id=run["id"], attempt_number=number,
-                            error_json=outcome.error_json or "{}", retry_at=retry_at,
-                            final_status=outcome.final_status or "FAILED")
         if logs:
-            await self.persist(partial(log_store.insert, run_id=run["id"], attempt_number=number, lines=logs))
-        changed = await self.persist(write)
-        await self.announce([changed] if changed else [], signal="released")
+            await self.persist(partial(log_store.insert, run_id=run_id, attempt_number=started.attempt_number,
+                                       lines=logs))
+        if outcome is not None and outcome.suspend is not None and used is None:
+            await self.suspend(started, outcome.suspend)
+            return
+        exit_code = None
+        if outcome is None and not watchdog_fired and used is None:
+            exit_code = await process.exit_code()
+        seen = lifecycle.Observed(outcome=outcome, exit_code=exit_code, watchdog_fired=watchdog_fired,
+                                  memory_used=used)
+        await self.finish(lifecycle.end_of_attempt(started, task, seen, datetime.now(UTC)))
         if outcome is None or outcome.replace_process:
             await self.replace_process(slot)
 
-    async def suspend(self, run: asyncpg.Record, wait: ipc.WaitRequest) -> None:
+    async def finish(self, end: AttemptEnd) -> None:
+        """Record an attempt's end with the next group commit; return once it is committed."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.ends.append((end, done))
+        self.ends_ready.set()
+        await done
+
+    async def finisher(self) -> None:
+        """Write the ends that are waiting, all in one statement, as soon as the last write is done."""
+        while True:
+            await self.ends_ready.wait()
+            self.ends_ready.clear()
+            batch, self.ends = self.ends, []
+            if not batch:
+                continue
+            try:
+                changed = await self.persist(partial(attempts.finish, ends=[end for end, _ in batch]))
+            except Exception as exc:
+                for _, done in batch:
+                    done.set_exception(exc)
+                continue
+            await self.service.bus.announce(changed, "released", [self.environment.id])
+            for _, done in batch:
+                done.set_result(None)
+
+    async def suspend(self, started: StartedAttempt, wait: ipc.WaitRequest) -> None:
         """Record the waitpoint (and create the child run) and move the run to WAITING, atomically."""
         changed: list[Transition] = []
         try:
@@ -331,28 +312,26 @@ class Supervisor:
                     served = await workers.serves_task(conn, self.environment.id, wait.task_id)
                     # An idempotency or debounce key may make the child an existing run: wait for it.
                     child = await trigger_run(conn, plan, environment_id=self.environment.id, served=served,
-                                              parent=run, traceparent=run["traceparent"])
+                                              parent=Parent(started.run_id, started.root_run_id, started.depth),
+                                              traceparent=started.traceparent)
                     child_id = child.run_id
                     if child.transition is not None:
                         changed.append(child.transition)
                 await waitpoint_store.create(
-                    conn, run_id=run["id"], seq=wait.seq, type=wait.type,
+                    conn, run_id=started.run_id, seq=wait.seq, type=wait.type,
                     resume_at=datetime.fromtimestamp(wait.resume_at, UTC) if wait.resume_at is not None else None,
                     child_run_id=child_id,
                 )
-                waiting = await run_store.suspend(conn, run_id=run["id"], attempt_number=run["attempt_count"])
+                waiting = await attempts.suspend(conn, run_id=started.run_id, attempt_number=started.attempt_number)
                 if waiting is None:
                     raise _NotExecuting
                 changed.append(waiting)
         except _NotExecuting:
             return  # canceled meanwhile: nothing to wait for
         except TriggerRejected as exc:
-            error = json.dumps({"name": "TriggerError", "message": f"trigger_and_wait({wait.task_id!r}): {exc}"})
-            failed = await run_store.fail_attempt(self.service.pool, run_id=run["id"],
-                                                  attempt_number=run["attempt_count"], error_json=error,
-                                                  retry_at=None)
-            changed = [failed] if failed else []
-        await self.announce(changed, signal="released")
+            await self.finish(lifecycle.trigger_failure(started, wait.task_id, str(exc)))
+            return
+        await self.service.bus.announce(changed, "released", [self.environment.id])
 
     async def watch_memory(self, process: WorkerProcess, limit: int) -> int:
         """Kill the process once its resident memory passes `limit`; return what it used."""
@@ -362,24 +341,6 @@ class Supervisor:
             if used is not None and used > limit:
                 process.kill()
                 return used
-
-    def out_of_memory(
-        self, run: asyncpg.Record, task: dict[str, Any] | None, machine: str, used: int
-    ) -> Callable[[asyncpg.Pool], Awaitable[Transition | None]]:
-        """CRASHED with an out-of-memory error, or a retry on the bigger preset the task names."""
-        limit = MACHINE_PRESETS[machine].memory_bytes
-        error = json.dumps({
-            "name": "TaskRunOutOfMemoryError",
-            "message": f"the worker process used {used // 2**20} MB, over the {limit // 2**20} MB"
-            f" of machine {machine!r}",
-        })
-        bigger = ((task or {}).get("retry", {}).get("out_of_memory") or {}).get("machine")
-        if bigger and bigger != machine and run["attempt_count"] < run["max_attempts"]:
-            return partial(run_store.fail_attempt, run_id=run["id"], attempt_number=run["attempt_count"],
-                           error_json=error, retry_at=datetime.now(UTC), attempt_status="CRASHED",
-                           retry_machine=bigger)
-        return partial(run_store.fail_attempt, run_id=run["id"], attempt_number=run["attempt_count"],
-                       error_json=error, retry_at=None, final_status="CRASHED")
 
     async def flush_logs(self, run_id: str, attempt_number: int, logs: list[dict[str, Any]]) -> None:
         """Store a running attempt's log lines every half second, so they can be read live."""
@@ -395,7 +356,7 @@ class Supervisor:
                 continue
             del logs[: len(batch)]
 
-    async def persist(self, write: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+    async def persist(self, write: Callable[[Any], Awaitable[T]]) -> T:
         """Write to Postgres, retrying while it is unreachable.
 
         If the supervisor stops before an outcome is recorded, the run is left EXECUTING on
@@ -467,7 +428,7 @@ class Supervisor:
                 process.kill()
         await workers.stop(self.service.pool, self.worker_id)
         requeued = await run_store.requeue_dequeued(self.service.pool, worker_id=self.worker_id)
-        await self.announce(requeued, signal="requeued")
+        await self.service.bus.announce(requeued, "requeued", [self.environment.id])
         await asyncio.gather(*(p.stop() for p in self.processes), return_exceptions=True)
         try:
             await self.service.bus.js.delete_consumer(DISPATCH_STREAM.name, self.worker_id)
@@ -505,6 +466,6 @@ async def setup(service: Service[SupervisorSettings]) -> None:
         await supervisor.shutdown()
 
     service.on_shutdown.append(stop)
-    for slot in range(settings.concurrency):
-        service.spawn(supervisor.runner(slot), f"runner-{slot}")
+    service.spawn(supervisor.starter(), "starter")
+    service.spawn(supervisor.finisher(), "finisher")
     service.spawn(supervisor.heartbeat(), "heartbeat")

@@ -17,22 +17,20 @@ from slipstream_platform.store import environments, idempotency, workers
 from slipstream_platform.store import logs as log_store
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store.environments import Environment
-from slipstream_platform.triggering import TriggerRejected, plan_run, trigger_run
+from slipstream_platform.triggering import Parent, TriggerRejected, plan_run, trigger_run
 from slipstream_platform.views import load_run
 from slipstream_proto import (
     CancelRun,
-    QueueSignal,
     RescheduleRequest,
     ResetIdempotencyKeyRequest,
     RunLogLine,
     RunLogs,
     RunReference,
-    RunUpdated,
     TriggerOptions,
     TriggerRequest,
     TriggerResponse,
 )
-from slipstream_proto.events import Event, dispatch_subject, queue_signal_subject, run_updated_subject
+from slipstream_proto.events import dispatch_subject
 from slipstream_proto.openapi import openapi_document
 
 from trigger_api.queues_routes import add_routes as add_queue_routes
@@ -111,11 +109,12 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
             plan = plan_run(task_id, req.payload, options, environment_type=env.type, now=datetime.now(UTC))
             parent = None
             if options.parent_run_id is not None:
-                parent = await run_store.get(service.pool, env.id, options.parent_run_id)
-                if parent is None:
+                parent_row = await run_store.get(service.pool, env.id, options.parent_run_id)
+                if parent_row is None:
                     raise TriggerRejected(
                         422, f"parentRunId {options.parent_run_id!r} is not a run of this environment"
                     )
+                parent = Parent.of(parent_row)
             is_served = plan.delayed_until is None and await served.served(env.id, task_id)
             with _tracer.start_as_current_span("trigger", attributes={"task": task_id}) as span:
                 async with service.pool.acquire() as conn:
@@ -123,16 +122,8 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
                                                traceparent=telemetry.traceparent(),
                                                request_id=request.headers.get("x-slipstream-request-id"))
                 span.set_attribute("run", result.run_id)
-                t = result.transition
-                if t is not None:
-                    events: list[tuple[str, Event]] = [
-                        (run_updated_subject(env.id, t.run_id),
-                         RunUpdated(run_id=t.run_id, environment_id=env.id, status=t.status, updated_at=t.updated_at)),
-                    ]
-                    if t.status == "QUEUED":
-                        events.append((queue_signal_subject(env.id),
-                                       QueueSignal(environment_id=env.id, reason="triggered")))
-                    await service.bus.notify(events)
+                if result.transition is not None:
+                    await service.bus.announce([result.transition], "triggered")
         except TriggerRejected as exc:
             raise HttpError(exc.status, exc.message) from None
         return json_response(TriggerResponse(id=result.run_id, is_cached=result.is_cached))
@@ -151,9 +142,7 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
         changed = await run_store.reschedule(service.pool, env.id, run_id, delayed_until)
         if changed is None:
             raise HttpError(400, "Cannot reschedule a run that is not delayed")
-        await service.bus.notify([(run_updated_subject(env.id, run_id),
-                                   RunUpdated(run_id=run_id, environment_id=env.id, status=changed.status,
-                                              updated_at=changed.updated_at))])
+        await service.bus.announce([changed])
         run = await load_run(service.pool, env.id, run_id)
         return json_response(run)
 
@@ -179,18 +168,11 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
             if await run_store.get(conn, env.id, run_id) is None:
                 raise HttpError(404, "Run not found")
             canceled = await run_store.cancel(conn, env.id, run_id)
-        events: list[tuple[str, Event]] = []
-        for c in canceled:
-            t = c.transition
-            events.append((run_updated_subject(env.id, t.run_id),
-                           RunUpdated(run_id=t.run_id, environment_id=env.id, status=t.status,
-                                      updated_at=t.updated_at)))
-            if c.executing_worker_id:
-                events.append((dispatch_subject(c.executing_worker_id),
-                               CancelRun(run_id=t.run_id, worker_id=c.executing_worker_id)))
-        if any(c.executing_worker_id for c in canceled):
-            events.append((queue_signal_subject(env.id), QueueSignal(environment_id=env.id, reason="released")))
-        await service.bus.notify(events)
+        freed = [env.id] if any(c.executing_worker_id for c in canceled) else []
+        await service.bus.announce([c.transition for c in canceled], "released", freed)
+        await service.bus.notify([(dispatch_subject(c.executing_worker_id),
+                                   CancelRun(run_id=c.transition.run_id, worker_id=c.executing_worker_id))
+                                  for c in canceled if c.executing_worker_id])
         return json_response(RunReference(id=run_id))
 
     async def run_logs(request: web.Request) -> web.Response:

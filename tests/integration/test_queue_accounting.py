@@ -11,6 +11,7 @@ from datetime import datetime
 import asyncpg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from slipstream_platform.definitions import QueueDefinition
 from slipstream_platform.store import claims, environments
 from slipstream_platform.store import queues as queue_store
 
@@ -20,7 +21,7 @@ PERIOD = 60.0
 
 
 async def declare(pool: asyncpg.Pool, env_id: str, name: str, **limits: object) -> None:
-    await queue_store.declare(pool, env_id, [queue_store.QueueLimits(name, **limits)])  # type: ignore[arg-type]
+    await queue_store.declare(pool, env_id, [QueueDefinition(name=name, **limits)])  # type: ignore[arg-type]
 
 
 async def age_starts(pool: asyncpg.Pool) -> None:
@@ -248,10 +249,11 @@ operation = st.one_of(
 
 
 async def _apply_limits(conn: asyncpg.Connection, env_id: str, name: str, lim: Limits) -> None:
-    await queue_store.declare(conn, env_id, [queue_store.QueueLimits(
-        name, lim.concurrency_limit, lim.per_key_limit,
-        lim.rate_limit, PERIOD if lim.rate_limit else None,
-        lim.per_key_rate_limit, PERIOD if lim.per_key_rate_limit else None)])
+    await queue_store.declare(conn, env_id, [QueueDefinition(
+        name=name, concurrency_limit=lim.concurrency_limit, per_key_limit=lim.per_key_limit,
+        rate_limit=lim.rate_limit, rate_period=PERIOD if lim.rate_limit else None,
+        per_key_rate_limit=lim.per_key_rate_limit,
+        per_key_rate_period=PERIOD if lim.per_key_rate_limit else None)])
     await queue_store.set_paused(conn, env_id, name, lim.paused)
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from slipstream_platform import scheduling
+from slipstream_platform.definitions import QueueDefinition, ScheduleDeclaration, TaskDefinition
 from slipstream_platform.store import environments, schedules
 
 
@@ -61,19 +62,22 @@ async def test_declarative_schedules_follow_the_code(pool: asyncpg.Pool) -> None
         env = await environments.by_api_key(conn, keys["STAGING"])
         assert env is not None
 
-        async def sync(manifest: list[dict[str, object]]) -> dict[str, str]:
+        async def sync(tasks: list[TaskDefinition]) -> dict[str, str]:
             async with conn.transaction():
-                await scheduling.sync_schedules(conn, env, manifest)  # type: ignore[arg-type]
+                await scheduling.sync_schedules(conn, env, tasks)
             rows = await conn.fetch("SELECT task_identifier, cron FROM schedules WHERE environment_id = $1", env.id)
             return {r["task_identifier"]: r["cron"] for r in rows}
 
-        hourly = {"id": "hourly", "schedule": {"cron": "0 * * * *", "timezone": "UTC", "environments": None}}
-        prod_only = {"id": "prod-only", "schedule": {"cron": "0 0 * * *", "environments": ["PRODUCTION"]}}
-        attached = {"id": "attached-later", "schedule": {}}
-        assert await sync([hourly, prod_only, attached, {"id": "plain"}]) == {"hourly": "0 * * * *"}
+        def defined(task_id: str, schedule: ScheduleDeclaration | None = None) -> TaskDefinition:
+            return TaskDefinition(id=task_id, queue=QueueDefinition(name=f"task/{task_id}"), schedule=schedule)
+
+        hourly = defined("hourly", ScheduleDeclaration(cron="0 * * * *", timezone="UTC"))
+        prod_only = defined("prod-only", ScheduleDeclaration(cron="0 0 * * *", environments=["PRODUCTION"]))
+        attached = defined("attached-later", ScheduleDeclaration())
+        assert await sync([hourly, prod_only, attached, defined("plain")]) == {"hourly": "0 * * * *"}
         assert await schedules.task_kind(conn, env.id, "attached-later") is True
         assert await schedules.task_kind(conn, env.id, "plain") is False
         # Changed with the code, then removed with it.
-        changed = {**hourly, "schedule": {"cron": "30 * * * *", "timezone": "UTC"}}
+        changed = defined("hourly", ScheduleDeclaration(cron="30 * * * *", timezone="UTC"))
         assert await sync([changed]) == {"hourly": "30 * * * *"}
-        assert await sync([{"id": "hourly"}]) == {}
+        assert await sync([defined("hourly")]) == {}

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
-from slipstream_platform.store import claims, environments, workers
+from slipstream_platform.store import attempts, claims, environments, workers
 from slipstream_platform.store import runs as run_store
+from slipstream_platform.store.attempts import AttemptEnd, StartedAttempt, StartRequest
+from slipstream_platform.store.runs import Transition
 from slipstream_platform.views import load_run
 
 
@@ -34,10 +37,18 @@ async def claim(pool: asyncpg.Pool, env_id: str, worker_id: str, tasks: list[str
     return [run.id for run in taken.runs]
 
 
-async def start(
-    pool: asyncpg.Pool, run_id: str, worker_id: str, default_max: int = 3
-) -> tuple[asyncpg.Record, str] | None:
-    return await run_store.start_attempt(pool, run_id=run_id, worker_id=worker_id, default_max_attempts=default_max)
+async def start(pool: asyncpg.Pool, run_id: str, worker_id: str, default_max: int = 3) -> StartedAttempt | None:
+    started = await attempts.start(pool, worker_id=worker_id,
+                                   starts=[StartRequest(run_id=run_id, default_max_attempts=default_max)])
+    return started[0] if started else None
+
+
+async def end(pool: asyncpg.Pool, run_id: str, number: int, status: str, **fields: Any) -> Transition | None:
+    """Record one attempt's end (attempt status from the run's: COMPLETED, CRASHED or FAILED)."""
+    attempt_status = status if status in ("COMPLETED", "CRASHED") else "FAILED"
+    changed = await attempts.finish(pool, [AttemptEnd(run_id=run_id, attempt_number=number, status=status,
+                                                      attempt_status=attempt_status, **fields)])
+    return changed[0] if changed else None
 
 
 async def status(pool: asyncpg.Pool, run_id: str) -> str:
@@ -64,7 +75,7 @@ async def test_claim_takes_ready_runs_in_order_up_to_free_slots(pool: asyncpg.Po
     assert await claim(pool, env_id, "w1", ["t"], 3) == []
     started = await start(pool, ids[0], "w1")
     assert started is not None
-    assert await run_store.complete_attempt(pool, run_id=ids[0], attempt_number=1, output_json='"ok"')
+    assert await end(pool, ids[0], 1, "COMPLETED", output_json='"ok"')
     assert await claim(pool, env_id, "w1", ["t"], 3) == [ids[3]]
     assert await status(pool, other) == "QUEUED"
 
@@ -93,25 +104,23 @@ async def test_attempt_lifecycle_retry_then_success(pool: asyncpg.Pool, env_id: 
     assert await claim(pool, env_id, "w1", ["t"], 1) == [run_id]
     started = await start(pool, run_id, "w1", default_max=2)
     assert started is not None
-    row, attempt_id = started
-    assert row["status"] == "EXECUTING" and row["attempt_count"] == 1 and row["max_attempts"] == 2
-    assert attempt_id.startswith("attempt_")
+    assert started.status == "EXECUTING" and started.attempt_number == 1 and started.max_attempts == 2
+    assert started.attempt_id.startswith("attempt_")
     # A repeated dispatch starts nothing.
     assert await start(pool, run_id, "w1") is None
     retry_at = datetime.now(UTC) + timedelta(milliseconds=200)
-    t = await run_store.fail_attempt(pool, run_id=run_id, attempt_number=1,
-                                     error_json='{"name": "E", "message": "boom"}', retry_at=retry_at)
+    t = await end(pool, run_id, 1, "QUEUED", error_json='{"name": "E", "message": "boom"}', retry_at=retry_at)
     assert t is not None and t.status == "QUEUED"
     # Not ready before its back-off ends.
     assert await claim(pool, env_id, "w1", ["t"], 1) == []
     await pool.execute("UPDATE runs SET available_at = now() WHERE id = $1", run_id)
     assert await claim(pool, env_id, "w1", ["t"], 1) == [run_id]
     started = await start(pool, run_id, "w1")
-    assert started is not None and started[0]["attempt_count"] == 2
-    done = await run_store.complete_attempt(pool, run_id=run_id, attempt_number=2, output_json='{"x": 1}')
+    assert started is not None and started.attempt_number == 2
+    done = await end(pool, run_id, 2, "COMPLETED", output_json='{"x": 1}')
     assert done is not None and done.status == "COMPLETED"
     # Final: no further change is accepted.
-    assert await run_store.fail_attempt(pool, run_id=run_id, attempt_number=2, error_json="{}", retry_at=None) is None
+    assert await end(pool, run_id, 2, "FAILED", error_json="{}") is None
     run = await load_run(pool, env_id, run_id)
     assert run is not None
     assert [a.status for a in run.attempts] == ["FAILED", "COMPLETED"]
@@ -125,8 +134,7 @@ async def test_crash_ends_crashed_without_retry(pool: asyncpg.Pool, env_id: str)
     await add_worker(pool, env_id, "w1", ["t"], 1)
     await claim(pool, env_id, "w1", ["t"], 1)
     await start(pool, run_id, "w1")
-    t = await run_store.fail_attempt(pool, run_id=run_id, attempt_number=1, error_json='{"message": "x"}',
-                                     retry_at=None, final_status="CRASHED")
+    t = await end(pool, run_id, 1, "CRASHED", error_json='{"message": "x"}')
     assert t is not None and t.status == "CRASHED"
     assert await pool.fetchval("SELECT status FROM attempts WHERE run_id = $1", run_id) == "CRASHED"
 

@@ -10,9 +10,11 @@ from collections.abc import Iterator
 
 import pytest
 from slipstream_platform import ipc
+from slipstream_platform.definitions import QueueDefinition, TaskDefinition
 
 SAMPLES: list[ipc.Message] = [
-    ipc.Ready(pid=4242, tasks=[{"id": "hello-world", "retry": {"max_attempts": 3}}]),
+    ipc.Ready(pid=4242, tasks=[TaskDefinition(id="hello-world", queue=QueueDefinition(name="task/hello-world"))],
+              queues=[QueueDefinition(name="paid", concurrency_limit=2, rate_limit=10, rate_period=60.0)]),
     ipc.LoadFailed(error="ModuleNotFoundError: No module named 'examples'"),
     ipc.Execute(
         run_id="run_1",

@@ -11,6 +11,7 @@ import slipstream
 from slipstream import Task, task
 from slipstream._task import registry
 from slipstream.errors import TaskOptionError
+from slipstream_platform.definitions import QueueDefinition, RetryPolicy, TaskDefinition
 
 DEFAULT_RETRY = {"max_attempts": 3, "factor": 2.0, "min_timeout_ms": 1000, "max_timeout_ms": 60_000, "randomize": True}
 
@@ -163,23 +164,17 @@ def test_decorating_the_same_function_again_replaces_the_definition() -> None:
     assert again.retry["max_attempts"] == 1
 
 
-def test_manifest_has_the_id_and_the_full_retry_options() -> None:
+def test_definition_has_the_id_and_the_full_retry_options() -> None:
     @task(id="unit-manifest", retry={"factor": 3, "randomize": False})
     async def run(payload: Any, ctx: Any) -> None:
         return None
 
-    manifest = run.manifest()
-    assert manifest == {
-        "id": "unit-manifest",
-        "retry": {**DEFAULT_RETRY, "factor": 3, "randomize": False},
-        "maxDuration": None,
-        "machine": None,
-        "schedule": None,
-        "queue": {"name": "task/unit-manifest", "concurrencyLimit": None, "perKeyLimit": None,
-                  "rateLimit": None, "perKeyRateLimit": None},
-    }
-    manifest["retry"]["max_attempts"] = 99
-    assert run.retry["max_attempts"] == 3
+    assert run.definition() == TaskDefinition(
+        id="unit-manifest",
+        queue=QueueDefinition(name="task/unit-manifest"),
+        retry=RetryPolicy(**{**DEFAULT_RETRY, "factor": 3, "randomize": False}),
+    )
+    assert run.definition().retry.max_attempts == DEFAULT_RETRY["max_attempts"]
 
 
 def test_trigger_functions_share_the_seed_options() -> None:
@@ -200,12 +195,12 @@ def test_trigger_functions_share_the_seed_options() -> None:
         trigger_options(maxAttempts=3)  # type: ignore[call-arg]
 
 
-def test_max_duration_is_in_the_manifest() -> None:
+def test_max_duration_is_in_the_definition() -> None:
     @task(id="unit-max-duration", max_duration=300)
     async def run(payload: Any, ctx: Any) -> None:
         return None
 
-    assert run.manifest()["maxDuration"] == 300
+    assert run.definition().max_duration == 300
 
 
 def test_schema_task_validates_on_trigger_without_any_io() -> None:
@@ -245,8 +240,8 @@ def test_machine_presets_are_checked_at_definition() -> None:
         return None
 
     try:
-        assert run.manifest()["machine"] == "large-1x"
-        assert run.manifest()["retry"]["out_of_memory"] == {"machine": "large-2x"}
+        assert run.definition().machine == "large-1x"
+        assert run.definition().retry.out_of_memory_machine == "large-2x"
     finally:
         registry.pop("unit-machine", None)
     with pytest.raises(TaskOptionError, match="not a preset"):
@@ -287,12 +282,11 @@ def test_queue_options_are_checked_at_definition() -> None:
         async def tenants(payload: Any, ctx: Any) -> None:
             return None
 
-        none = {"perKeyLimit": None, "rateLimit": None, "perKeyRateLimit": None}
-        assert run.manifest()["queue"] == {"name": "unit-shared", "concurrencyLimit": 2, **none}
-        assert own.manifest()["queue"] == {"name": "task/unit-own-queue", "concurrencyLimit": 1, **none}
-        assert tenants.manifest()["queue"] == {
-            "name": "task/unit-tenants", "concurrencyLimit": 20, "perKeyLimit": 2,
-            "rateLimit": {"limit": 100, "period": 60.0}, "perKeyRateLimit": {"limit": 5, "period": 1.5}}
+        assert run.definition().queue == QueueDefinition(name="unit-shared", concurrency_limit=2)
+        assert own.definition().queue == QueueDefinition(name="task/unit-own-queue", concurrency_limit=1)
+        assert tenants.definition().queue == QueueDefinition(
+            name="task/unit-tenants", concurrency_limit=20, per_key_limit=2, rate_limit=100, rate_period=60.0,
+            per_key_rate_limit=5, per_key_rate_period=1.5)
         with pytest.raises(TaskOptionError, match="concurrency_limit"):
             task(id="unit-bad-queue", queue={"concurrency_limit": -1})
         with pytest.raises(TaskOptionError, match="per_key_limit"):

@@ -2,40 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 import asyncpg
-import msgspec
 from slipstream_proto import QueueKeyState, QueueState, RateLimitState
+
+from slipstream_platform.definitions import QueueDefinition
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
-class QueueLimits(msgspec.Struct, frozen=True):
-    """A queue's limits as a worker declares them (rate periods in seconds)."""
-
-    name: str
-    concurrency_limit: int | None = None
-    per_key_limit: int | None = None
-    rate_limit: int | None = None
-    rate_period: float | None = None
-    per_key_rate_limit: int | None = None
-    per_key_rate_period: float | None = None
-
-    @classmethod
-    def from_manifest(cls, queue: dict[str, Any]) -> QueueLimits:
-        """From a worker's camelCase declaration (see `slipstream.Queue.manifest`)."""
-        rate = queue.get("rateLimit") or {}
-        per_key_rate = queue.get("perKeyRateLimit") or {}
-        return cls(queue["name"], queue.get("concurrencyLimit"), queue.get("perKeyLimit"),
-                   rate.get("limit"), rate.get("period"), per_key_rate.get("limit"), per_key_rate.get("period"))
-
-
-async def declare(conn: Conn, environment_id: str, queues: list[QueueLimits]) -> None:
+async def declare(conn: Conn, environment_id: str, queues: list[QueueDefinition]) -> None:
     """Create the queues or update their limits (a changed limit applies to the next claim)."""
     if not queues:
         return
-    columns = [f for f in QueueLimits.__struct_fields__ if f != "name"]
+    columns = [f for f in QueueDefinition.__struct_fields__ if f != "name"]
     await conn.execute(
         f"INSERT INTO queues (environment_id, name, {', '.join(columns)})"
         " SELECT $1, * FROM unnest($2::text[], $3::int[], $4::int[], $5::int[], $6::float8[], $7::int[],"
@@ -43,7 +24,7 @@ async def declare(conn: Conn, environment_id: str, queues: list[QueueLimits]) ->
         " ON CONFLICT (environment_id, name) DO UPDATE SET"
         f" {', '.join(f'{c} = EXCLUDED.{c}' for c in columns)}, updated_at = now()",
         environment_id,
-        *([getattr(q, field) for q in queues] for field in QueueLimits.__struct_fields__),
+        *([getattr(q, field) for q in queues] for field in QueueDefinition.__struct_fields__),
     )
 
 

@@ -13,6 +13,7 @@ import asyncpg
 import msgspec
 from slipstream_proto.statuses import RunStatus
 
+from slipstream_platform import run_errors
 from slipstream_platform.ids import new_id
 from slipstream_platform.statemachine import sources_of
 
@@ -27,15 +28,15 @@ EDGES: frozenset[tuple[str, str]] = frozenset({
     ("DELAYED", "QUEUED"),              # promote_due_delayed
     ("DELAYED", "PENDING_VERSION"),     # promote_due_delayed
     ("QUEUED", "DEQUEUED"),             # claims.claim (slipstream_claim, migration 0013)
-    ("DEQUEUED", "EXECUTING"),          # start_attempt
-    ("EXECUTING", "WAITING"),           # suspend
+    ("DEQUEUED", "EXECUTING"),          # attempts.start
+    ("EXECUTING", "WAITING"),           # attempts.suspend
     ("WAITING", "QUEUED"),              # waitpoints.resume_due
-    ("EXECUTING", "COMPLETED"),         # complete_attempt
-    ("EXECUTING", "QUEUED"),            # fail_attempt (retry), recover_from_stopped_workers
-    ("EXECUTING", "FAILED"),            # fail_attempt
-    ("EXECUTING", "CRASHED"),           # fail_attempt
-    ("EXECUTING", "TIMED_OUT"),         # fail_attempt
-    ("EXECUTING", "SYSTEM_FAILURE"),    # fail_attempt, recover_from_stopped_workers
+    ("EXECUTING", "COMPLETED"),         # attempts.finish
+    ("EXECUTING", "QUEUED"),            # attempts.finish (a retry), recover_from_stopped_workers
+    ("EXECUTING", "FAILED"),            # attempts.finish
+    ("EXECUTING", "CRASHED"),           # attempts.finish
+    ("EXECUTING", "TIMED_OUT"),         # attempts.finish
+    ("EXECUTING", "SYSTEM_FAILURE"),    # attempts.finish, recover_from_stopped_workers
     ("DEQUEUED", "QUEUED"),             # requeue_dequeued, recover_from_stopped_workers
     ("QUEUED", "EXPIRED"),              # expire_due
     ("PENDING_VERSION", "EXPIRED"),     # expire_due
@@ -229,127 +230,21 @@ async def expire_due(conn: Conn, limit: int = 1000) -> list[Transition]:
         "   AND attempt_count = 0 AND expires_at <= now()"
         "   ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
         " UPDATE runs r SET status = 'EXPIRED', expired_at = now(), finished_at = now(), updated_at = now(),"
-        "   error = jsonb_build_object('name', 'TaskRunExpiredError', 'message',"
+        "   error = jsonb_build_object('name', $2::text, 'message',"
         "     format('the run did not start within its ttl of %s seconds', r.ttl_seconds))"
         f" FROM due WHERE r.id = due.id {_RETURNING}",
         limit,
+        run_errors.EXPIRED,
     )
     return _transitions(rows)
 
 
-async def start_attempt(
-    conn: Conn,
-    *,
-    run_id: str,
-    worker_id: str,
-    default_max_attempts: int,
-    default_max_duration: int | None = None,
-    default_machine: str | None = None,
-) -> tuple[asyncpg.Record, str] | None:
-    """DEQUEUED -> EXECUTING: a new attempt, or the same attempt again for a resumed run.
-
-    One statement. Returns the run row (with `resuming` and `executed_seconds`, the time
-    that counts against max_duration so far) and the attempt's id; None if the run is no
-    longer ours to start (a repeated dispatch, or it was requeued meanwhile).
-    """
-    attempt_id = new_id("attempt")
-    run = await conn.fetchrow(
-        # Lost with Postgres, a start leaves its run DEQUEUED, and the sweeper requeues it (ADR 0008).
-        "WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true)),"
-        " prev AS (SELECT resume_pending AS resuming FROM runs WHERE id = $1),"
-        " r AS (UPDATE runs r SET status = 'EXECUTING',"
-        "   attempt_count = attempt_count + CASE WHEN resume_pending THEN 0 ELSE 1 END,"
-        "   resume_pending = false, segment_started_at = now(),"
-        "   started_at = coalesce(started_at, now()), updated_at = now(),"
-        "   max_attempts = coalesce(max_attempts, $3), max_duration = coalesce(max_duration, $5),"
-        "   machine = coalesce(machine, $6)"
-        "   WHERE id = $1 AND status = 'DEQUEUED' AND worker_id = $2 RETURNING r.*),"
-        " a AS (INSERT INTO attempts (id, run_id, number, status, worker_id)"
-        "   SELECT $4, id, attempt_count, 'EXECUTING', $2 FROM r WHERE NOT (SELECT resuming FROM prev))"
-        " SELECT r.*, (SELECT resuming FROM prev) AS resuming, (r.executed_ms / 1000.0)::float8 AS executed_seconds,"
-        "   coalesce((SELECT t.id FROM attempts t WHERE t.run_id = r.id AND t.number = r.attempt_count), $4)"
-        "   AS current_attempt_id"
-        " FROM r CROSS JOIN lazy",
-        run_id,
-        worker_id,
-        default_max_attempts,
-        attempt_id,
-        default_max_duration,
-        default_machine,
-    )
-    return (run, run["current_attempt_id"]) if run is not None else None
-
-
 # Ends an executing stretch: its time counts against max_duration.
-_END_STRETCH = (
-    "executed_ms = executed_ms"
-    " + coalesce((extract(epoch FROM now() - segment_started_at) * 1000)::bigint, 0),"
+END_STRETCH = (
+    "executed_ms = r.executed_ms"
+    " + coalesce((extract(epoch FROM now() - r.segment_started_at) * 1000)::bigint, 0),"
     " segment_started_at = NULL"
 )
-
-
-async def suspend(conn: Conn, *, run_id: str, attempt_number: int) -> Transition | None:
-    """EXECUTING -> WAITING at a waitpoint: the run releases its slot; the attempt goes on later."""
-    row = await conn.fetchrow(
-        f"UPDATE runs r SET status = 'WAITING', updated_at = now(), {_END_STRETCH}"
-        f" WHERE id = $1 AND status = 'EXECUTING' AND attempt_count = $2 {_RETURNING}",
-        run_id,
-        attempt_number,
-    )
-    return _transitions([row])[0] if row else None
-
-
-async def complete_attempt(
-    conn: Conn, *, run_id: str, attempt_number: int, output_json: str
-) -> Transition | None:
-    """EXECUTING -> COMPLETED with the output."""
-    row = await conn.fetchrow(
-        f"WITH r AS (UPDATE runs r SET status = 'COMPLETED', output = $3::jsonb, error = NULL, {_END_STRETCH},"
-        "   finished_at = now(), updated_at = now()"
-        f"   WHERE id = $1 AND status = 'EXECUTING' AND attempt_count = $2 {_RETURNING}),"
-        " a AS (UPDATE attempts SET status = 'COMPLETED', completed_at = now()"
-        "   WHERE run_id = $1 AND number = $2 AND EXISTS (SELECT 1 FROM r))"
-        " SELECT * FROM r",
-        run_id,
-        attempt_number,
-        output_json,
-    )
-    return _transitions([row])[0] if row else None
-
-
-async def fail_attempt(
-    conn: Conn,
-    *,
-    run_id: str,
-    attempt_number: int,
-    error_json: str,
-    retry_at: datetime | None,
-    final_status: str = "FAILED",
-    attempt_status: str | None = None,
-    retry_machine: str | None = None,
-) -> Transition | None:
-    """End an attempt with an error: QUEUED again (at `retry_at`, on `retry_machine` if given)
-    or `final_status`."""
-    attempt_status = attempt_status or ("CRASHED" if final_status == "CRASHED" else "FAILED")
-    row = await conn.fetchrow(
-        f"WITH r AS (UPDATE runs r SET {_END_STRETCH},"
-        "   status = CASE WHEN $4::timestamptz IS NULL THEN $5 ELSE 'QUEUED' END,"
-        "   error = $3::jsonb, updated_at = now(), available_at = coalesce($4, now()),"
-        "   machine = coalesce($7, machine),"
-        "   finished_at = CASE WHEN $4::timestamptz IS NULL THEN now() END"
-        f"   WHERE id = $1 AND status = 'EXECUTING' AND attempt_count = $2 {_RETURNING}),"
-        " a AS (UPDATE attempts SET status = $6, error = $3::jsonb, completed_at = now()"
-        "   WHERE run_id = $1 AND number = $2 AND EXISTS (SELECT 1 FROM r))"
-        " SELECT * FROM r",
-        run_id,
-        attempt_number,
-        error_json,
-        retry_at,
-        final_status,
-        attempt_status,
-        retry_machine,
-    )
-    return _transitions([row])[0] if row else None
 
 
 async def requeue_dequeued(
@@ -365,12 +260,6 @@ async def requeue_dequeued(
         older_than_seconds,
     )
     return _transitions(rows)
-
-
-_STALLED_ERROR = (
-    '{"name": "TaskRunStalledError", "message": "the worker running this attempt stopped'
-    ' sending heartbeats (it was killed or lost its connection)"}'
-)
 
 
 async def recover_from_stopped_workers(conn: asyncpg.Connection) -> list[Transition]:
@@ -390,14 +279,14 @@ async def recover_from_stopped_workers(conn: asyncpg.Connection) -> list[Transit
         "   finished_at = CASE WHEN r.attempt_count < coalesce(r.max_attempts, 1)"
         "     THEN NULL ELSE now() END,"
         "   error = $1::jsonb, worker_id = NULL, available_at = now(), updated_at = now(),"
-        f"   {_END_STRETCH}"
+        f"   {END_STRETCH}"
         "   FROM workers w WHERE w.id = r.worker_id AND w.stopped_at IS NOT NULL"
         f"   AND r.status = 'EXECUTING' {_RETURNING}, r.attempt_count),"
         " a AS (UPDATE attempts t SET status = 'FAILED', error = $1::jsonb, completed_at = now()"
         "   FROM r WHERE t.run_id = r.id AND t.number = r.attempt_count"
         "   AND t.status = 'EXECUTING')"
         " SELECT * FROM r",
-        _STALLED_ERROR,
+        run_errors.STALLED,
     )
     return _transitions(list(dequeued) + list(executing))
 

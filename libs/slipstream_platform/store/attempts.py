@@ -1,0 +1,174 @@
+"""Attempts: how an attempt starts, suspends and ends; one statement for many runs at once.
+
+A supervisor starts every dispatch it has a free slot for with one `start`, and records the
+ends that are ready together with one `finish` (a group commit). Each row is guarded by the
+run's status and attempt number, so a repeated or stale write changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+import msgspec
+
+from slipstream_platform.ids import new_id
+from slipstream_platform.store.runs import _RETURNING, END_STRETCH, Conn, Transition, _transitions
+
+
+class StartRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Start the DEQUEUED run `run_id` on this worker; its task's defaults fill what the trigger left open."""
+
+    run_id: str
+    default_max_attempts: int
+    default_max_duration: int | None = None
+    default_machine: str | None = None
+
+
+class StartedAttempt(msgspec.Struct, frozen=True, kw_only=True):
+    """A run that is EXECUTING on this worker, with what its worker process needs."""
+
+    run_id: str
+    environment_id: str
+    status: str
+    updated_at: datetime
+    task_identifier: str
+    payload_json: str | None
+    attempt_id: str
+    attempt_number: int
+    max_attempts: int
+    max_duration: int | None
+    # Time already spent executing (earlier stretches of a resumed attempt, earlier attempts).
+    executed_seconds: float
+    machine: str
+    queue: str
+    tags: list[str]
+    created_at: datetime
+    traceparent: str | None
+    root_run_id: str | None
+    depth: int
+    # The run waited and goes on with its attempt.
+    resuming: bool
+
+    @property
+    def transition(self) -> Transition:
+        return Transition(self.run_id, self.environment_id, self.status, self.updated_at)
+
+
+async def start(conn: Conn, *, worker_id: str, starts: list[StartRequest]) -> list[StartedAttempt]:
+    """DEQUEUED -> EXECUTING for each run still DEQUEUED on this worker: a new attempt, or the
+    same attempt again for a run resuming from a wait.
+
+    Runs that are no longer ours to start (a repeated dispatch, or requeued meanwhile) are
+    left out. The commit does not wait for the WAL flush: a start lost with Postgres leaves
+    its run DEQUEUED, and the sweeper requeues it (ADR 0008).
+    """
+    if not starts:
+        return []
+    rows = await conn.fetch(
+        "WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true)),"
+        " req AS (SELECT * FROM unnest($2::text[], $3::int[], $4::int[], $5::text[], $6::text[])"
+        "   AS q(run_id, max_attempts, max_duration, machine, attempt_id)),"
+        # `id = ANY(...)` as well as the join: the plan reads the runs by primary key, however
+        # many it expects the arrays to hold.
+        " prev AS (SELECT id, resume_pending AS resuming FROM runs WHERE id = ANY($2::text[])),"
+        " r AS (UPDATE runs r SET status = 'EXECUTING',"
+        "   attempt_count = r.attempt_count + CASE WHEN r.resume_pending THEN 0 ELSE 1 END,"
+        "   resume_pending = false, segment_started_at = now(),"
+        "   started_at = coalesce(r.started_at, now()), updated_at = now(),"
+        "   max_attempts = coalesce(r.max_attempts, req.max_attempts),"
+        "   max_duration = coalesce(r.max_duration, req.max_duration), machine = coalesce(r.machine, req.machine)"
+        # The worker is checked on the row, not through runs_on_worker: that index holds an entry
+        # for every run the worker started since the last vacuum.
+        "   FROM req WHERE r.id = req.run_id AND r.id = ANY($2::text[]) AND r.status = 'DEQUEUED'"
+        "   AND coalesce(r.worker_id, '') = $1"
+        "   RETURNING r.id, r.environment_id, r.status, r.updated_at, r.task_identifier, r.payload::text AS payload,"
+        "     r.attempt_count, r.max_attempts, r.max_duration, r.executed_ms, r.machine, r.queue, r.tags,"
+        "     r.created_at, r.traceparent, r.root_run_id, r.depth, req.attempt_id AS new_attempt_id),"
+        " a AS (INSERT INTO attempts (id, run_id, number, status, worker_id)"
+        "   SELECT r.new_attempt_id, r.id, r.attempt_count, 'EXECUTING', $1 FROM r JOIN prev USING (id)"
+        "   WHERE NOT prev.resuming)"
+        " SELECT r.*, prev.resuming, (r.executed_ms / 1000.0)::float8 AS executed_seconds,"
+        "   coalesce((SELECT t.id FROM attempts t WHERE t.run_id = r.id AND t.number = r.attempt_count),"
+        "     r.new_attempt_id) AS attempt_id"
+        " FROM r JOIN prev USING (id) CROSS JOIN lazy",
+        worker_id,
+        [s.run_id for s in starts],
+        [s.default_max_attempts for s in starts],
+        [s.default_max_duration for s in starts],
+        [s.default_machine for s in starts],
+        [new_id("attempt") for _ in starts],
+    )
+    return [_started(row) for row in rows]
+
+
+def _started(row: asyncpg.Record) -> StartedAttempt:
+    return StartedAttempt(
+        run_id=row["id"], environment_id=row["environment_id"], status=row["status"],
+        updated_at=row["updated_at"], task_identifier=row["task_identifier"], payload_json=row["payload"],
+        attempt_id=row["attempt_id"], attempt_number=row["attempt_count"], max_attempts=row["max_attempts"],
+        max_duration=row["max_duration"], executed_seconds=row["executed_seconds"], machine=row["machine"],
+        queue=row["queue"], tags=list(row["tags"]), created_at=row["created_at"], traceparent=row["traceparent"],
+        root_run_id=row["root_run_id"], depth=row["depth"], resuming=row["resuming"],
+    )
+
+
+class AttemptEnd(msgspec.Struct, frozen=True, kw_only=True):
+    """How one attempt ends, as the store writes it (see `lifecycle.end_of_attempt`)."""
+
+    run_id: str
+    attempt_number: int
+    # The run's next status: COMPLETED, QUEUED (a retry), or a final failure.
+    status: str
+    # COMPLETED, FAILED or CRASHED.
+    attempt_status: str
+    output_json: str | None = None
+    error_json: str | None = None
+    # A retry: when the run is ready again, and on which machine.
+    retry_at: datetime | None = None
+    retry_machine: str | None = None
+
+
+async def finish(conn: Conn, ends: list[AttemptEnd]) -> list[Transition]:
+    """Record how attempts ended (each only if its run is still EXECUTING that attempt), in one
+    durable statement; return the runs' status changes."""
+    if not ends:
+        return []
+    rows = await conn.fetch(
+        "WITH e AS (SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],"
+        "   $7::timestamptz[], $8::text[]) AS e(run_id, attempt_number, status, attempt_status, output, error,"
+        "   retry_at, retry_machine)),"
+        f" r AS (UPDATE runs r SET {END_STRETCH}, status = e.status, updated_at = now(),"
+        "   output = CASE WHEN e.status = 'COMPLETED' THEN e.output::jsonb ELSE r.output END,"
+        "   error = e.error::jsonb,"
+        "   available_at = CASE WHEN e.status = 'QUEUED' THEN coalesce(e.retry_at, now()) ELSE r.available_at END,"
+        "   machine = coalesce(e.retry_machine, r.machine),"
+        "   finished_at = CASE WHEN e.status = 'QUEUED' THEN NULL ELSE now() END"
+        "   FROM e WHERE r.id = e.run_id AND r.id = ANY($1::text[]) AND r.status = 'EXECUTING'"
+        "   AND r.attempt_count = e.attempt_number"
+        f"   {_RETURNING}),"
+        " a AS (UPDATE attempts t SET status = e.attempt_status, error = e.error::jsonb, completed_at = now()"
+        "   FROM e WHERE t.run_id = e.run_id AND t.run_id = ANY($1::text[]) AND t.number = e.attempt_number"
+        "   AND e.run_id IN (SELECT id FROM r))"
+        " SELECT * FROM r",
+        [e.run_id for e in ends],
+        [e.attempt_number for e in ends],
+        [e.status for e in ends],
+        [e.attempt_status for e in ends],
+        [e.output_json for e in ends],
+        [e.error_json for e in ends],
+        [e.retry_at for e in ends],
+        [e.retry_machine for e in ends],
+    )
+    return _transitions(rows)
+
+
+async def suspend(conn: Conn, *, run_id: str, attempt_number: int) -> Transition | None:
+    """EXECUTING -> WAITING at a waitpoint: the run releases its slot; the attempt goes on later."""
+    row = await conn.fetchrow(
+        f"UPDATE runs r SET status = 'WAITING', updated_at = now(), {END_STRETCH}"
+        f" WHERE id = $1 AND status = 'EXECUTING' AND attempt_count = $2 {_RETURNING}",
+        run_id,
+        attempt_number,
+    )
+    return _transitions([row])[0] if row else None

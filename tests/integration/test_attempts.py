@@ -1,0 +1,90 @@
+"""The attempt statements against a real Postgres: many runs per statement, each row guarded,
+and the lifecycle's decisions written as the store records them."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import asyncpg
+from slipstream_platform import ipc, lifecycle
+from slipstream_platform.definitions import QueueDefinition, RetryPolicy, TaskDefinition
+from slipstream_platform.lifecycle import Observed
+from slipstream_platform.store import attempts
+from slipstream_platform.store.attempts import AttemptEnd, StartRequest
+
+from tests.integration.test_store import add_run, add_worker, claim
+
+TASK = TaskDefinition(id="t", queue=QueueDefinition(name="task/t"), retry=RetryPolicy(max_attempts=2),
+                      max_duration=90, machine="medium-1x")
+
+
+async def claimed(pool: asyncpg.Pool, env_id: str, n: int, worker: str = "w1") -> list[str]:
+    ids = [await add_run(pool, env_id) for _ in range(n)]
+    await add_worker(pool, env_id, worker, ["t"], n)
+    assert sorted(await claim(pool, env_id, worker, ["t"], n)) == sorted(ids)
+    return ids
+
+
+async def test_one_statement_starts_every_run_still_dequeued_here(pool: asyncpg.Pool, env_id: str) -> None:
+    ids = await claimed(pool, env_id, 4)
+    # One was requeued meanwhile, and one id is not a run at all: both are left out.
+    await pool.execute("UPDATE runs SET status = 'QUEUED', worker_id = NULL WHERE id = $1", ids[3])
+    requests = [lifecycle.start_request(run_id, TASK) for run_id in [*ids, "run_missing"]]
+    started = await attempts.start(pool, worker_id="w1", starts=requests)
+    assert sorted(a.run_id for a in started) == sorted(ids[:3])
+    for a in started:
+        assert (a.status, a.attempt_number, a.max_attempts, a.max_duration, a.machine) == (
+            "EXECUTING", 1, 2, 90, "medium-1x")
+        assert a.payload_json is not None and json.loads(a.payload_json) == {"a": 1}
+        assert a.attempt_id.startswith("attempt_") and not a.resuming
+    rows = await pool.fetch("SELECT run_id, id, status FROM attempts WHERE run_id = ANY($1)", ids)
+    assert {r["run_id"]: (r["id"], r["status"]) for r in rows} == {
+        a.run_id: (a.attempt_id, "EXECUTING") for a in started}
+    # Started runs are not started again, nor by another worker.
+    assert await attempts.start(pool, worker_id="w1", starts=requests) == []
+    assert await attempts.start(pool, worker_id="w2", starts=[lifecycle.start_request(ids[3], TASK)]) == []
+
+
+async def test_a_resumed_run_keeps_its_attempt(pool: asyncpg.Pool, env_id: str) -> None:
+    [run_id] = await claimed(pool, env_id, 1)
+    [first] = await attempts.start(pool, worker_id="w1", starts=[StartRequest(run_id=run_id, default_max_attempts=3)])
+    assert await attempts.suspend(pool, run_id=run_id, attempt_number=1) is not None
+    # The wait is over: the run is dequeued again and resumes.
+    await pool.execute("UPDATE runs SET status = 'QUEUED', resume_pending = true WHERE id = $1", run_id)
+    assert await claim(pool, env_id, "w1", ["t"], 1) == [run_id]
+    [again] = await attempts.start(pool, worker_id="w1", starts=[StartRequest(run_id=run_id, default_max_attempts=3)])
+    assert again.resuming and again.attempt_number == 1 and again.attempt_id == first.attempt_id
+    assert await pool.fetchval("SELECT count(*) FROM attempts WHERE run_id = $1", run_id) == 1
+
+
+async def test_one_statement_records_every_kind_of_end(pool: asyncpg.Pool, env_id: str) -> None:
+    ids = await claimed(pool, env_id, 5)
+    by_id = {a.run_id: a for a in await attempts.start(
+        pool, worker_id="w1", starts=[lifecycle.start_request(run_id, TASK) for run_id in ids])}
+    now = datetime.now(UTC)
+    ends = [
+        lifecycle.end_of_attempt(by_id[ids[0]], TASK, Observed(outcome=ipc.Outcome(
+            run_id=ids[0], attempt_number=1, ok=True, output_json='{"ok": true}')), now),
+        lifecycle.end_of_attempt(by_id[ids[1]], TASK, Observed(outcome=ipc.Outcome(
+            run_id=ids[1], attempt_number=1, ok=False, error_json='{"name": "E"}', retry_delay_ms=60_000)), now),
+        lifecycle.end_of_attempt(by_id[ids[2]], TASK, Observed(exit_code=-11), now),
+        lifecycle.end_of_attempt(by_id[ids[3]], TASK, Observed(watchdog_fired=True), now),
+        # A stale end (another attempt number) changes nothing.
+        AttemptEnd(run_id=ids[4], attempt_number=7, status="COMPLETED", attempt_status="COMPLETED", output_json="1"),
+    ]
+    changed = {t.run_id: t.status for t in await attempts.finish(pool, ends)}
+    assert changed == {ids[0]: "COMPLETED", ids[1]: "QUEUED", ids[2]: "CRASHED", ids[3]: "TIMED_OUT"}
+    rows = {r["id"]: r for r in await pool.fetch(
+        "SELECT r.id, r.status, r.output, r.error, r.finished_at, r.available_at, r.segment_started_at,"
+        " a.status AS attempt, a.completed_at FROM runs r JOIN attempts a ON a.run_id = r.id"
+        " WHERE r.id = ANY($1)", ids)}
+    assert json.loads(rows[ids[0]]["output"]) == {"ok": True} and rows[ids[0]]["error"] is None
+    assert rows[ids[1]]["finished_at"] is None and rows[ids[1]]["available_at"] > now
+    assert json.loads(rows[ids[2]]["error"])["name"] == "TaskProcessCrashedError"
+    assert json.loads(rows[ids[3]]["error"])["name"] == "MaxDurationExceededError"
+    assert [rows[i]["attempt"] for i in ids] == ["COMPLETED", "FAILED", "CRASHED", "FAILED", "EXECUTING"]
+    assert all(rows[i]["completed_at"] is not None and rows[i]["segment_started_at"] is None for i in ids[:4])
+    assert rows[ids[4]]["status"] == "EXECUTING"
+    # Written once: the same ends again change nothing.
+    assert await attempts.finish(pool, ends) == []
