@@ -19,7 +19,7 @@ from slipstream_platform.durations import parse_duration, resolve_delay
 from slipstream_platform.errors import PlatformError
 from slipstream_platform.store import idempotency
 from slipstream_platform.store import runs as run_store
-from slipstream_platform.store.runs import Transition
+from slipstream_platform.store.runs import NewRun, Transition
 
 TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
@@ -286,20 +286,18 @@ async def _debounce(conn: asyncpg.Connection, plan: RunPlan, environment_id: str
     return TriggerResult(pushed.run_id, True, pushed)
 
 
-async def create_run(
-    conn: asyncpg.Connection | asyncpg.Pool,
+def new_run(
     plan: RunPlan,
     *,
     environment_id: str,
-    status: str,
+    status: str | None,
     parent: Parent | None,
     traceparent: str | None,
     request_id: str | None = None,
-) -> Transition | None:
-    """Insert the run as planned (None: its request id made a run already)."""
+) -> NewRun:
+    """The run to insert for a plan (status None: QUEUED or PENDING_VERSION, by who serves the task)."""
     debounce = plan.debounce
-    return await run_store.insert(
-        conn,
+    return NewRun(
         environment_id=environment_id,
         task_identifier=plan.task_identifier,
         status=status,
@@ -326,3 +324,18 @@ async def create_run(
         ),
         request_id=request_id,
     )
+
+
+async def create_run(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    plan: RunPlan,
+    *,
+    environment_id: str,
+    status: str,
+    parent: Parent | None,
+    traceparent: str | None,
+    request_id: str | None = None,
+) -> Transition | None:
+    """Insert the run as planned (None: its request id made a run already)."""
+    return await run_store.insert(conn, new_run(plan, environment_id=environment_id, status=status, parent=parent,
+                                                traceparent=traceparent, request_id=request_id))

@@ -11,18 +11,16 @@ import asyncpg
 from slipstream_platform.store import attempts, claims, environments, workers
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store.attempts import AttemptEnd, StartedAttempt, StartRequest
-from slipstream_platform.store.runs import Transition
+from slipstream_platform.store.runs import NewRun, Transition
 from slipstream_platform.views import load_run
 
 
 async def add_run(pool: asyncpg.Pool, env_id: str, task: str = "t", status: str = "QUEUED", **kw: object) -> str:
-    params: dict[str, object] = dict(
-        environment_id=env_id, task_identifier=task, status=status, payload_json='{"a": 1}',
-        queue=f"task/{task}", concurrency_key=None, tags=[], metadata_json=None, max_attempts=None,
-        priority_ms=0, delayed_until=None, traceparent=None,
-    )
+    params: dict[str, object] = dict(environment_id=env_id, task_identifier=task, status=status,
+                                     payload_json='{"a": 1}', queue=f"task/{task}")
     params.update(kw)
-    transition = await run_store.insert(pool, **params)  # type: ignore[arg-type]
+    transition = await run_store.insert(pool, NewRun(**params))  # type: ignore[arg-type]
+    assert transition is not None
     return transition.run_id
 
 

@@ -64,71 +64,99 @@ _SERVED = (
 )
 
 
-async def insert(
-    conn: Conn,
-    *,
-    environment_id: str,
-    task_identifier: str,
-    status: str,
-    payload_json: str | None,
-    queue: str | None,
-    concurrency_key: str | None,
-    tags: list[str],
-    metadata_json: str | None,
-    max_attempts: int | None,
-    priority_ms: int,
-    delayed_until: datetime | None,
-    traceparent: str | None,
-    max_duration: int | None = None,
-    parent_run_id: str | None = None,
-    root_run_id: str | None = None,
-    depth: int = 0,
-    machine: str | None = None,
-    ttl_seconds: int | None = None,
-    idempotency_key: str | None = None,
-    debounce_key: str | None = None,
-    debounce_deadline: datetime | None = None,
-    request_id: str | None = None,
-) -> Transition | None:
+class NewRun(msgspec.Struct, frozen=True, kw_only=True):
+    """A run to create (see `triggering.new_run`); `status` None: QUEUED if a live worker
+    serves its task, else PENDING_VERSION."""
+
+    environment_id: str
+    task_identifier: str
+    status: str | None
+    payload_json: str | None
+    queue: str | None  # None: the task's own queue (as its worker registered it), else task/<id>
+    concurrency_key: str | None = None
+    tags: list[str] = []
+    metadata_json: str | None = None
+    max_attempts: int | None = None
+    priority_ms: int = 0
+    delayed_until: datetime | None = None
+    traceparent: str | None = None
+    max_duration: int | None = None
+    parent_run_id: str | None = None
+    root_run_id: str | None = None
+    depth: int = 0
+    machine: str | None = None
+    ttl_seconds: int | None = None
+    idempotency_key: str | None = None
+    debounce_key: str | None = None
+    debounce_deadline: datetime | None = None
+    request_id: str | None = None
+    id: str = msgspec.field(default_factory=lambda: new_id("run"))
+
+
+_INSERT = (
+    "INSERT INTO runs AS r (id, environment_id, task_identifier, status, payload, queue,"
+    " concurrency_key, tags, metadata, max_attempts, priority_ms, delayed_until, traceparent,"
+    " max_duration, parent_run_id, root_run_id, depth, machine, ttl_seconds, expires_at,"
+    " idempotency_key, debounce_key, debounce_deadline, request_id, queue_ts)"
+)
+_ON_REQUEST_ID = " ON CONFLICT (environment_id, request_id) WHERE request_id IS NOT NULL DO NOTHING "
+
+
+async def insert(conn: Conn, run: NewRun) -> Transition | None:
     """Create a run in its first status; None if a run with this request id exists already."""
+    assert run.status is not None
     row = await conn.fetchrow(
-        "INSERT INTO runs AS r (id, environment_id, task_identifier, status, payload, queue,"
-        " concurrency_key, tags, metadata, max_attempts, priority_ms, delayed_until, traceparent,"
-        " max_duration, parent_run_id, root_run_id, depth, machine, ttl_seconds, expires_at,"
-        " idempotency_key, debounce_key, debounce_deadline, request_id, queue_ts)"
-        " VALUES ($1, $2, $3, $4, $5::jsonb,"
+        _INSERT + " VALUES ($1, $2, $3, $4, $5::jsonb,"
         # No queue given: the task's own (as its worker registered it), else task/<id>.
         " coalesce($6::text, (SELECT d.queue FROM task_definitions d WHERE d.environment_id = $2"
         "   AND d.task_identifier = $3), 'task/' || $3),"
         " $7, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, $16, $17, $18,"
         " $19::int, CASE WHEN $4 <> 'DELAYED' THEN now() + make_interval(secs => $19::int) END, $20, $21, $22,"
-        " $23, now() - make_interval(secs => $11::bigint / 1000.0))"
-        " ON CONFLICT (environment_id, request_id) WHERE request_id IS NOT NULL DO NOTHING " + _RETURNING,
-        new_id("run"),
-        environment_id,
-        task_identifier,
-        status,
-        payload_json,
-        queue,
-        concurrency_key,
-        tags,
-        metadata_json,
-        max_attempts,
-        priority_ms,
-        delayed_until,
-        traceparent,
-        max_duration,
-        parent_run_id,
-        root_run_id,
-        depth,
-        machine,
-        ttl_seconds,
-        idempotency_key,
-        debounce_key,
-        debounce_deadline,
-        request_id,
+        " $23, now() - make_interval(secs => $11::bigint / 1000.0))" + _ON_REQUEST_ID + _RETURNING,
+        run.id, run.environment_id, run.task_identifier, run.status, run.payload_json, run.queue,
+        run.concurrency_key, run.tags, run.metadata_json, run.max_attempts, run.priority_ms, run.delayed_until,
+        run.traceparent, run.max_duration, run.parent_run_id, run.root_run_id, run.depth, run.machine,
+        run.ttl_seconds, run.idempotency_key, run.debounce_key, run.debounce_deadline, run.request_id,
     )
     return _transitions([row])[0] if row else None
+
+
+_tags_encoder = msgspec.json.Encoder()
+
+
+async def insert_many(conn: Conn, runs: list[NewRun]) -> list[Transition]:
+    """Create many runs with one statement (set-based: a batch of 1,000 is one INSERT); runs
+    whose request id made a run already are left out. Returned in the order given."""
+    if not runs:
+        return []
+    columns = [f for f in NewRun.__struct_fields__ if f != "tags"]
+    types = {"max_attempts": "int", "priority_ms": "bigint", "delayed_until": "timestamptz", "max_duration": "int",
+             "depth": "int", "ttl_seconds": "int", "debounce_deadline": "timestamptz"}
+    arrays = ", ".join(f"${i + 1}::{types.get(c, 'text')}[]" for i, c in enumerate(columns))
+    tags = len(columns) + 1
+    rows = await conn.fetch(
+        f"WITH v AS (SELECT * FROM unnest({arrays}, ${tags}::text[]) WITH ORDINALITY"
+        f" AS v({', '.join(columns)}, tags_json, n))"
+        + _INSERT +
+        " SELECT v.id, v.environment_id, v.task_identifier, s.status, v.payload_json::jsonb,"
+        "   coalesce(v.queue, d.queue, 'task/' || v.task_identifier), v.concurrency_key,"
+        "   ARRAY(SELECT jsonb_array_elements_text(v.tags_json::jsonb)), v.metadata_json::jsonb, v.max_attempts,"
+        "   v.priority_ms, v.delayed_until, v.traceparent, v.max_duration, v.parent_run_id, v.root_run_id, v.depth,"
+        "   v.machine, v.ttl_seconds,"
+        "   CASE WHEN s.status <> 'DELAYED' THEN now() + make_interval(secs => v.ttl_seconds) END,"
+        "   v.idempotency_key, v.debounce_key, v.debounce_deadline, v.request_id,"
+        "   now() - make_interval(secs => v.priority_ms / 1000.0)"
+        " FROM v LEFT JOIN task_definitions d ON d.environment_id = v.environment_id"
+        "   AND d.task_identifier = v.task_identifier"
+        " CROSS JOIN LATERAL (SELECT coalesce(v.status, CASE WHEN EXISTS (SELECT 1 FROM workers w"
+        "   WHERE w.environment_id = v.environment_id AND w.stopped_at IS NULL"
+        "   AND v.task_identifier = ANY(w.task_ids)) THEN 'QUEUED' ELSE 'PENDING_VERSION' END) AS status) AS s"
+        " ORDER BY v.n" + _ON_REQUEST_ID + _RETURNING,
+        *([getattr(run, c) for run in runs] for c in columns),
+        [_tags_encoder.encode(run.tags).decode() for run in runs],
+    )
+    order = {run.id: i for i, run in enumerate(runs)}
+    return sorted(_transitions(rows), key=lambda t: order[t.run_id])
 
 
 async def by_request_id(conn: Conn, environment_id: str, request_id: str) -> str | None:
@@ -221,6 +249,15 @@ async def promote_due_delayed(conn: Conn, limit: int = 1000) -> list[Transition]
         limit,
     )
     return _transitions(rows)
+
+
+async def next_due(conn: Conn) -> datetime | None:
+    """When the next DELAYED run is due, or the next QUEUED or PENDING_VERSION run expires."""
+    value: datetime | None = await conn.fetchval(
+        "SELECT least((SELECT min(delayed_until) FROM runs WHERE status = 'DELAYED'),"
+        " (SELECT min(expires_at) FROM runs WHERE status IN ('QUEUED', 'PENDING_VERSION') AND attempt_count = 0))"
+    )
+    return value
 
 
 async def expire_due(conn: Conn, limit: int = 1000) -> list[Transition]:
