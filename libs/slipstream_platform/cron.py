@@ -12,6 +12,7 @@ Daylight saving: a tick is a wall-clock time and fires once on each day it occur
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -36,8 +37,9 @@ class CronSpec(msgspec.Struct, frozen=True):
     timezone: str
 
 
+@functools.lru_cache(maxsize=4096)
 def parse(expression: str, timezone: str = "UTC") -> CronSpec:
-    """Check an expression and a zone; CronError otherwise."""
+    """Check an expression and a zone; CronError otherwise (remembered: schedules repeat)."""
     fields = expression.split()
     if len(fields) != 5:
         raise CronError(
@@ -57,6 +59,13 @@ def parse(expression: str, timezone: str = "UTC") -> CronSpec:
 
 def next_ticks(spec: CronSpec, after: datetime, count: int = 1) -> list[datetime]:
     """The next `count` ticks strictly after `after`, in UTC."""
+    return list(_next_ticks(spec, after, count))
+
+
+# Schedules of one expression and zone share their ticks: 10,000 schedules in 400 zones firing
+# at the same minute need 400 computations, not 10,000.
+@functools.lru_cache(maxsize=16384)
+def _next_ticks(spec: CronSpec, after: datetime, count: int) -> tuple[datetime, ...]:
     zone = ZoneInfo(spec.timezone)
     wall_clock = croniter(spec.croniter_expression, after.astimezone(zone).replace(tzinfo=None))
     ticks: list[datetime] = []
@@ -69,12 +78,15 @@ def next_ticks(spec: CronSpec, after: datetime, count: int = 1) -> list[datetime
             continue
         ticks.append(tick)
         last = tick
-    return ticks
+    return tuple(ticks)
 
 
 def latest_due(spec: CronSpec, next_run_at: datetime, now: datetime) -> tuple[datetime, datetime]:
     """The tick to fire now (`next_run_at` <= now) and the one after it. After downtime only the
     most recent missed tick fires (once); the earlier ones are skipped."""
+    following = _next_ticks(spec, next_run_at, 1)[0]
+    if following > now:
+        return next_run_at, following  # on time: no tick was missed
     zone = ZoneInfo(spec.timezone)
     wall_clock = croniter(spec.croniter_expression, now.astimezone(zone).replace(tzinfo=None) + timedelta(seconds=1))
     latest = next_run_at

@@ -1,13 +1,17 @@
 """Firing cron schedules: exactly one run per tick, even with several scheduler replicas.
 
-Each due schedule is locked (FOR UPDATE SKIP LOCKED), its run is created with the
-idempotency key `schedule:<id>:<tick>`, and its next tick is stored, all in one transaction.
+The due schedules (up to 1,000) are locked (FOR UPDATE SKIP LOCKED, so replicas take
+different ones), their runs are created with one INSERT, each with the idempotency key
+`slipstream:schedule:<id>:<tick>`, and their next ticks are stored with one UPDATE, all in
+one transaction. Schedules with the same expression and zone share the tick arithmetic.
+If the set-based statements fail, the batch is fired again one schedule at a time, so one
+bad schedule cannot hold back the others.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -16,16 +20,24 @@ from slipstream_proto import TriggerOptions
 
 from slipstream_platform import cron
 from slipstream_platform.definitions import QueueDefinition, TaskDefinition
+from slipstream_platform.store import idempotency, schedules, workers
 from slipstream_platform.store import queues as queue_store
-from slipstream_platform.store import schedules, workers
+from slipstream_platform.store import runs as run_store
 from slipstream_platform.store.environments import Environment
 from slipstream_platform.store.runs import Transition
-from slipstream_platform.triggering import TICK_KEY_PREFIX, plan_run, trigger_run
+from slipstream_platform.triggering import (
+    TICK_KEY_PREFIX,
+    RunPlan,
+    TriggerRejected,
+    new_run,
+    plan_run,
+    trigger_run,
+)
 
 log = logging.getLogger(__name__)
 
 
-def payload_of(schedule: asyncpg.Record, tick: datetime, spec: cron.CronSpec) -> dict[str, Any]:
+def payload_of(schedule: asyncpg.Record, tick: datetime, upcoming: list[datetime]) -> dict[str, Any]:
     """What a scheduled run receives (the seed's scheduled payload, camelCase on the wire)."""
     last = schedule["last_run_at"]
     return {
@@ -35,24 +47,85 @@ def payload_of(schedule: asyncpg.Record, tick: datetime, spec: cron.CronSpec) ->
         "lastTimestamp": last.isoformat() if last else None,
         "externalId": schedule["external_id"],
         "timezone": schedule["timezone"],
-        "upcoming": [t.isoformat() for t in cron.next_ticks(spec, tick, 5)],
+        "upcoming": [t.isoformat() for t in upcoming],
     }
 
 
-async def fire_due(conn: asyncpg.Connection, now: datetime, limit: int = 100) -> list[Transition]:
-    """Create the runs of every due schedule; return the new runs' first status changes."""
+class _Ticks:
+    """Tick arithmetic for one batch (one `now`), shared by schedules of one expression and zone."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.specs: dict[tuple[str, str], cron.CronSpec] = {}
+        self.due: dict[tuple[cron.CronSpec, datetime], tuple[datetime, datetime]] = {}
+        self.upcoming: dict[tuple[cron.CronSpec, datetime], list[datetime]] = {}
+
+    def of(self, schedule: asyncpg.Record) -> tuple[datetime, datetime, list[datetime]]:
+        """The tick to fire, the one after it, and the five after the fired one (for the payload)."""
+        key = (schedule["cron"], schedule["timezone"])
+        spec = self.specs.get(key) or self.specs.setdefault(key, cron.parse(*key))
+        due_key = (spec, schedule["next_run_at"])
+        if due_key not in self.due:
+            self.due[due_key] = cron.latest_due(spec, schedule["next_run_at"], self.now)
+        tick, following = self.due[due_key]
+        if (spec, tick) not in self.upcoming:
+            self.upcoming[(spec, tick)] = cron.next_ticks(spec, tick, 5)
+        return tick, following, self.upcoming[(spec, tick)]
+
+
+def _tick_plan(schedule: asyncpg.Record, tick: datetime, upcoming: list[datetime], now: datetime) -> RunPlan:
+    plan = plan_run(schedule["task_identifier"], payload_of(schedule, tick, upcoming), TriggerOptions(),
+                    environment_type=schedule["environment_type"], now=now)
+    # One run per tick: a key users cannot make (the reserved prefix).
+    return msgspec.structs.replace(plan, idempotency_key=f"{TICK_KEY_PREFIX}{schedule['id']}:{tick.isoformat()}")
+
+
+async def fire_due(conn: asyncpg.Connection, now: datetime, limit: int = 1000) -> list[Transition]:
+    """Create the runs of every due schedule (up to `limit`); return the new runs' first statuses."""
+    try:
+        async with conn.transaction():
+            return await _fire_batch(conn, now, limit)
+    except Exception:
+        log.exception("firing a batch of schedules failed; firing them one at a time")
+    return await _fire_one_by_one(conn, now, limit)
+
+
+async def _fire_batch(conn: asyncpg.Connection, now: datetime, limit: int) -> list[Transition]:
+    ticks = _Ticks(now)
+    planned: list[tuple[asyncpg.Record, RunPlan]] = []
+    fired: list[tuple[str, datetime, datetime]] = []
+    for schedule in await schedules.due(conn, now, limit):
+        tick, following, upcoming = ticks.of(schedule)
+        fired.append((schedule["id"], tick, following))
+        try:
+            planned.append((schedule, _tick_plan(schedule, tick, upcoming, now)))
+        except TriggerRejected as exc:
+            log.error("schedule %s cannot fire its tick %s: %s; skipping it", schedule["id"], tick, exc.message)
+    taken = await idempotency.taken(conn, [(s["environment_id"], p.task_identifier, p.idempotency_key or "")
+                                           for s, p in planned])
+    runs = [new_run(plan, environment_id=s["environment_id"], status=None, parent=None, traceparent=None)
+            for s, plan in planned if (s["environment_id"], plan.task_identifier, plan.idempotency_key) not in taken]
+    created = await run_store.insert_many(conn, runs)
+    expires = now + timedelta(seconds=planned[0][1].idempotency_ttl_seconds) if planned else now
+    await idempotency.bind_many(conn, [(r.environment_id, r.task_identifier, r.idempotency_key or "", r.id, expires)
+                                       for r in runs])
+    await schedules.advance_many(conn, fired)
+    return created
+
+
+async def _fire_one_by_one(conn: asyncpg.Connection, now: datetime, limit: int) -> list[Transition]:
     created: list[Transition] = []
+    ticks = _Ticks(now)
     async with conn.transaction():
         for schedule in await schedules.due(conn, now, limit):
-            spec = cron.parse(schedule["cron"], schedule["timezone"])
-            tick, following = cron.latest_due(spec, schedule["next_run_at"], now)
+            try:
+                tick, following, upcoming = ticks.of(schedule)
+            except cron.CronError:
+                log.exception("schedule %s has a cron it cannot fire; skipping it", schedule["id"])
+                continue
             try:
                 async with conn.transaction():  # a savepoint: one bad schedule does not undo the batch
-                    plan = plan_run(schedule["task_identifier"], payload_of(schedule, tick, spec), TriggerOptions(),
-                                    environment_type=schedule["environment_type"], now=now)
-                    # One run per tick: a key users cannot make (the reserved prefix).
-                    plan = msgspec.structs.replace(
-                        plan, idempotency_key=f"{TICK_KEY_PREFIX}{schedule['id']}:{tick.isoformat()}")
+                    plan = _tick_plan(schedule, tick, upcoming, now)
                     served = await workers.serves_task(conn, schedule["environment_id"], schedule["task_identifier"])
                     result = await trigger_run(conn, plan, environment_id=schedule["environment_id"],
                                                served=served, parent=None, traceparent=None)

@@ -81,3 +81,31 @@ async def test_declarative_schedules_follow_the_code(pool: asyncpg.Pool) -> None
         changed = defined("hourly", ScheduleDeclaration(cron="30 * * * *", timezone="UTC"))
         assert await sync([changed]) == {"hourly": "30 * * * *"}
         assert await sync([defined("hourly")]) == {}
+
+
+async def test_a_batch_of_schedules_fires_with_one_run_each_and_a_bad_one_is_skipped(pool: asyncpg.Pool) -> None:
+    tick = datetime(2026, 3, 1, 9, tzinfo=UTC)
+    async with pool.acquire() as conn:
+        keys = await environments.bootstrap_project(conn, "many")
+        env = await environments.by_api_key(conn, keys["PRODUCTION"])
+        assert env is not None
+        await schedules.register_tasks(conn, env.id, [("report", True)])
+        zones = ["UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo"]
+        for i in range(200):
+            await schedules.upsert(conn, environment_id=env.id, task_identifier="report", type="IMPERATIVE",
+                                   cron="*/5 * * * *", timezone=zones[i % 4], external_id=f"t{i}",
+                                   deduplication_key=f"t{i}", next_run_at=tick)
+        # A schedule whose task id cannot be triggered: skipped (and moved on), the others fire.
+        await conn.execute("INSERT INTO schedules (id, environment_id, task_identifier, type, cron, timezone,"
+                           " deduplication_key, next_run_at) VALUES ('sched_bad', $1, 'bad id', 'IMPERATIVE',"
+                           " '*/5 * * * *', 'UTC', 'bad', $2)", env.id, tick)
+    assert await fire(pool, tick + timedelta(seconds=2)) == 200
+    rows = await pool.fetch("SELECT payload, status FROM runs WHERE environment_id = $1", env.id)
+    assert len({json.loads(r["payload"])["externalId"] for r in rows}) == 200
+    assert {r["status"] for r in rows} == {"PENDING_VERSION"}  # no worker serves `report`
+    assert all(json.loads(r["payload"])["timestamp"] == tick.isoformat() for r in rows)
+    assert await pool.fetchval("SELECT count(*) FROM schedules WHERE environment_id = $1 AND next_run_at = $2",
+                               env.id, tick + timedelta(minutes=5)) == 201
+    # The same tick again creates nothing, even if a schedule's next tick is put back.
+    await pool.execute("UPDATE schedules SET next_run_at = $1 WHERE external_id = 't7'", tick)
+    assert await fire(pool, tick + timedelta(seconds=3)) == 0

@@ -51,3 +51,28 @@ async def reset(conn: Conn, environment_id: str, task_identifier: str, key: str)
         key,
     )
     return bool(status != "DELETE 0")
+
+
+async def taken(conn: Conn, keys: list[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+    """Which (environment, task, key) triples stand for a run already (live or not)."""
+    if not keys:
+        return set()
+    rows = await conn.fetch(
+        "SELECT environment_id, task_identifier, key FROM idempotency_keys"
+        " WHERE (environment_id, task_identifier, key) IN"
+        "   (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))",
+        *(list(column) for column in zip(*keys, strict=True)),
+    )
+    return {(r["environment_id"], r["task_identifier"], r["key"]) for r in rows}
+
+
+async def bind_many(conn: Conn, bindings: list[tuple[str, str, str, str, datetime]]) -> None:
+    """Bind many (environment, task, key, run id, expires at) at once; keys bound already stay."""
+    if not bindings:
+        return
+    await conn.execute(
+        "INSERT INTO idempotency_keys (environment_id, task_identifier, key, run_id, expires_at)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])"
+        " ON CONFLICT (environment_id, task_identifier, key) DO NOTHING",
+        *(list(column) for column in zip(*bindings, strict=True)),
+    )

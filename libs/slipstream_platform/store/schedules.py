@@ -140,3 +140,21 @@ async def advance(conn: Conn, schedule_id: str, last_run_at: datetime, next_run_
         last_run_at,
         next_run_at,
     )
+
+
+async def advance_many(conn: Conn, fired: list[tuple[str, datetime, datetime]]) -> None:
+    """Record many fired ticks (schedule id, tick, next tick) with one statement."""
+    if not fired:
+        return
+    await conn.execute(
+        "UPDATE schedules s SET last_run_at = f.last, next_run_at = f.next, updated_at = now()"
+        " FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS f(id, last, next)"
+        " WHERE s.id = f.id AND s.id = ANY($1::text[])",
+        *(list(column) for column in zip(*fired, strict=True)),
+    )
+
+
+async def next_due(conn: Conn) -> datetime | None:
+    """When the next active schedule is due."""
+    value: datetime | None = await conn.fetchval("SELECT min(next_run_at) FROM schedules WHERE active")
+    return value
