@@ -47,7 +47,7 @@ def _stream_config(spec: StreamSpec) -> StreamConfig:
         name=spec.name,
         subjects=list(spec.subjects),
         retention=RetentionPolicy(spec.retention),
-        storage=StorageType.FILE,
+        storage=StorageType(spec.storage),
         max_age=spec.max_age_seconds,
         duplicate_window=spec.duplicate_window_seconds,
     )
@@ -60,11 +60,23 @@ async def ensure_streams(js: JetStreamContext) -> None:
         try:
             await js.add_stream(config)
         except BadRequestError:
-            await js.update_stream(config)
+            await _update_stream(js, spec, config)
         except APIError as exc:
             if exc.err_code != 10058:  # stream name already in use with another config
                 raise
-            await js.update_stream(config)
+            await _update_stream(js, spec, config)
+
+
+async def _update_stream(js: JetStreamContext, spec: StreamSpec, config: StreamConfig) -> None:
+    try:
+        await js.update_stream(config)
+    except BadRequestError:
+        if spec.storage != "memory":
+            raise
+        # A stream's storage cannot change; a memory stream holds only hints: make it anew.
+        log.warning("recreating stream %s with %s storage", spec.name, spec.storage)
+        await js.delete_stream(spec.name)
+        await js.add_stream(config)
 
 
 class Bus:

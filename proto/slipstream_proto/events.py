@@ -95,15 +95,19 @@ class StreamSpec(msgspec.Struct, frozen=True, kw_only=True):
     retention: Literal["limits", "workqueue"]
     max_age_seconds: float
     duplicate_window_seconds: float = 120.0
+    # memory: hints that Postgres can rebuild, lost with a restart of nats-server.
+    storage: Literal["file", "memory"] = "file"
 
 
-# Signals are wake-ups: kept briefly, read without acks (a lost one costs one periodic pass).
+# Signals are wake-ups: kept briefly in memory, read without acks (a lost one costs one
+# periodic pass).
 QUEUE_STREAM = StreamSpec(
     name="SLIPSTREAM_QUEUE",
     subjects=(f"{SUBJECT_PREFIX}.queue.>",),
     retention="limits",
     max_age_seconds=60,
     duplicate_window_seconds=10,
+    storage="memory",
 )
 DISPATCH_STREAM = StreamSpec(
     name="SLIPSTREAM_DISPATCH",
@@ -111,11 +115,15 @@ DISPATCH_STREAM = StreamSpec(
     retention="workqueue",
     max_age_seconds=3600,
 )
+# Status changes, for whoever follows them live (realtime subscribes to the runs it watches);
+# in memory for a minute: Postgres has the runs.
 UPDATES_STREAM = StreamSpec(
     name="SLIPSTREAM_UPDATES",
     subjects=(f"{SUBJECT_PREFIX}.updates.>",),
     retention="limits",
-    max_age_seconds=600,
+    max_age_seconds=60,
+    duplicate_window_seconds=10,
+    storage="memory",
 )
 STREAMS: tuple[StreamSpec, ...] = (QUEUE_STREAM, DISPATCH_STREAM, UPDATES_STREAM)
 
