@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install dev test test-unit lint typecheck bench openapi up down clean
+.PHONY: install dev test test-unit lint typecheck bench bench-peers openapi up down clean
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ bench: install
 	$(BIN)/python bench/run.py --out docs/benchmarks.md
 	$(BIN)/python bench/timers.py --out docs/benchmarks.md
 	$(BIN)/python bench/queues.py --out docs/benchmarks.md
+
+# Celery and taskiq in their own venv under .slipstream/, Redis from Debian's package.
+bench-peers: install
+	$(BIN)/python bench/peers.py --out docs/benchmarks.md
 
 openapi: install
 	$(BIN)/python -m slipstream_cli.main gen-contract

@@ -40,7 +40,7 @@ import slipstream  # noqa: E402
 from slipstream import queues, tasks  # noqa: E402
 from slipstream_platform.local import LocalPlatform  # noqa: E402
 
-from bench.run import machine, on_platform, pct, write_section  # noqa: E402
+from bench.common import machine, on_platform, pct, write_section  # noqa: E402
 from bench.timers import wait_for  # noqa: E402
 
 TASK = "queue-noop"  # bench/queue_tasks.py

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from slipstream_platform.cron import timezones  # noqa: E402
 from slipstream_platform.local import LocalPlatform  # noqa: E402
 
-from bench.run import machine, on_platform, pct, write_section  # noqa: E402
+from bench.common import machine, on_platform, pct, write_section  # noqa: E402
 
 
 async def wait_for(conn: asyncpg.Connection, query: str, target: int, timeout: float) -> float:
