@@ -140,7 +140,9 @@ async def insert_many(conn: Conn, runs: list[NewRun]) -> list[Transition]:
         + _INSERT +
         " SELECT v.id, v.environment_id, v.task_identifier, s.status, v.payload_json::jsonb,"
         "   coalesce(v.queue, d.queue, 'task/' || v.task_identifier), v.concurrency_key,"
-        "   ARRAY(SELECT jsonb_array_elements_text(v.tags_json::jsonb)), v.metadata_json::jsonb, v.max_attempts,"
+        "   CASE WHEN v.tags_json = '[]' THEN '{}'::text[]"
+        "     ELSE ARRAY(SELECT jsonb_array_elements_text(v.tags_json::jsonb)) END,"
+        "   v.metadata_json::jsonb, v.max_attempts,"
         "   v.priority_ms, v.delayed_until, v.traceparent, v.max_duration, v.parent_run_id, v.root_run_id, v.depth,"
         "   v.machine, v.ttl_seconds,"
         "   CASE WHEN s.status <> 'DELAYED' THEN now() + make_interval(secs => v.ttl_seconds) END,"
