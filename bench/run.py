@@ -58,9 +58,10 @@ def write(path: Path, rounds: list[dict[str, Any]], runs: int) -> None:
     section = f"""## Fast path (trigger to function entry, and throughput)
 
 `make bench` (`python bench/run.py --out docs/benchmarks.md`, this section only). Each round
-starts a fresh platform on this machine: embedded nats-server (file storage) and Postgres
-(default durability: fsync and synchronous commit on for every acknowledged trigger and every
-attempt's end), the five services as processes, one supervisor with 16 worker processes. The
+starts a fresh platform on this machine: embedded nats-server and Postgres (default
+durability: fsync and synchronous commit on for every acknowledged trigger and every
+attempt's end; ADR 0008 lists the two steps that do not wait for the flush), the five
+services as processes, one supervisor with 16 worker processes. The
 task returns `time.time()` taken as its first line; the producer takes `time.time()` right
 before `await tasks.trigger(...)` (the Python SDK, one call at a time, as users write it).
 

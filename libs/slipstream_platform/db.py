@@ -16,7 +16,11 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
+    # Shut down, crashed or starting up (57P01-57P03), and canceled statements.
+    asyncpg.exceptions.OperatorInterventionError,
+    # A connection that broke mid-statement and went back to the pool before its loss was
+    # seen ("cannot switch to state ..."); the pool replaces it.
+    asyncpg.exceptions.InternalClientError,
 )
 
 # Serialises concurrent `migrate` calls (several services may start at once).

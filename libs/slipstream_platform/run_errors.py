@@ -9,6 +9,7 @@ which the worker process records itself). The names are stable: users match on t
     SystemFailureError         the supervisor failed while running the attempt
     TriggerError               trigger_and_wait could not create its child run
     TaskRunStalledError        the worker stopped sending heartbeats mid-attempt
+    TaskRunLostError           the supervisor could not record the attempt's end
     TaskRunExpiredError        the run did not start within its ttl (built in SQL, with the ttl)
     TaskRunCanceledError       the run was canceled while its attempt ran
     TaskNotFoundError          the worker's module does not define the task
@@ -59,6 +60,8 @@ def trigger_failed(task_id: str | None, reason: str) -> str:
 
 STALLED = _json("TaskRunStalledError", "the worker running this attempt stopped sending heartbeats"
                 " (it was killed or lost its connection)")
+LOST = _json("TaskRunLostError", "the supervisor running this attempt could not record how it ended;"
+             " the run is retried if attempts are left")
 CANCELED = _json("TaskRunCanceledError", "the run was canceled")
 
 

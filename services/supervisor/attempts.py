@@ -66,6 +66,9 @@ class Supervisor:
         self.declared_queues: list[QueueDefinition] = []
         self.busy = 0  # slots taken
         self.executing: dict[str, int] = {}  # run id -> slot
+        # Runs started here whose end is not recorded yet; the heartbeat retries any other
+        # EXECUTING run of this worker (its end could not be recorded).
+        self.owned: set[str] = set()
         # Cancels that arrived before their run was registered as executing here, with when.
         self.early_cancels: dict[str, float] = {}
         self.canceling: set[str] = set()  # executing runs whose process was told to cancel
@@ -191,6 +194,7 @@ class Supervisor:
                 started = []
             for attempt in started:
                 slot, headers = wanted.pop(attempt.run_id)
+                self.owned.add(attempt.run_id)
                 self._spawn(self.attempt(slot, attempt, headers))
             for slot, _ in wanted.values():
                 self._release(slot)
@@ -210,6 +214,7 @@ class Supervisor:
                 await self.finish(lifecycle.system_failure(started, exc))
             await self.replace_process(slot)
         finally:
+            self.owned.discard(started.run_id)
             self._release(slot)
 
     async def run_attempt(self, slot: int, started: StartedAttempt) -> None:
@@ -403,6 +408,7 @@ class Supervisor:
                 self.service.stop.set()
                 return
             await self.cancel_lost()
+            await self.recover_orphans()
 
     async def cancel_lost(self) -> None:
         """Cancel the executing runs that Postgres says are CANCELED: their CancelRun was lost
@@ -416,6 +422,20 @@ class Supervisor:
             if run_id not in self.canceling:
                 log.warning("run %s was canceled but no cancel message arrived; canceling it now", run_id)
                 await self.cancel(run_id)
+
+    async def recover_orphans(self) -> None:
+        """Retry the runs Postgres says are EXECUTING here that this supervisor no longer runs
+        (their end could not be recorded, for example when Postgres crashed)."""
+        try:
+            recovered = await run_store.recover_orphans(
+                self.service.pool, worker_id=self.worker_id, keep=list(self.owned),
+                older_than_seconds=max(5.0, 3 * self.settings.heartbeat_interval))
+        except Exception:
+            log.exception("checking for orphaned runs failed")
+            return
+        if recovered:
+            log.warning("retrying %d run(s) whose end could not be recorded", len(recovered))
+            await self.service.bus.announce(recovered, "requeued", [self.environment.id])
 
     async def shutdown(self) -> None:
         """Stop taking work, let running attempts finish (up to the grace), hand back the rest."""

@@ -83,11 +83,21 @@ async def test_killing_postgres_mid_flight_loses_no_run(durable: tuple[LocalPlat
 
     conn = await connect_when_ready(local.database_url)
     try:
-        async def all_final() -> bool:
+        async def all_final() -> dict[str, int] | None:
             rows = await conn.fetch("SELECT status, count(*) AS n FROM runs GROUP BY status")
-            return {r["status"]: r["n"] for r in rows}.keys() <= {"COMPLETED"}
+            counts = {r["status"]: r["n"] for r in rows}
+            return None if counts.keys() <= {"COMPLETED"} else counts
 
-        await eventually(all_final, timeout=120, interval=0.5, message="every run COMPLETED")
+        async def done() -> bool:
+            return await all_final() is None
+
+        try:
+            await eventually(done, timeout=120, interval=0.5, message="every run COMPLETED")
+        except AssertionError:
+            stuck = await conn.fetch("SELECT id, status, attempt_count, error FROM runs"
+                                     " WHERE status <> 'COMPLETED' LIMIT 5")
+            examples = [dict(r) for r in stuck]
+            raise AssertionError(f"not every run completed: {await all_final()}; e.g. {examples}") from None
         rows = await conn.fetch("SELECT id FROM runs")
         # Every acknowledged trigger was durable; no run exists that was not asked for.
         assert set(acknowledged) <= {r["id"] for r in rows}

@@ -32,11 +32,11 @@ EDGES: frozenset[tuple[str, str]] = frozenset({
     ("EXECUTING", "WAITING"),           # attempts.suspend
     ("WAITING", "QUEUED"),              # waitpoints.resume_due
     ("EXECUTING", "COMPLETED"),         # attempts.finish
-    ("EXECUTING", "QUEUED"),            # attempts.finish (a retry), recover_from_stopped_workers
+    ("EXECUTING", "QUEUED"),            # attempts.finish (a retry), recover_from_stopped_workers, recover_orphans
     ("EXECUTING", "FAILED"),            # attempts.finish
     ("EXECUTING", "CRASHED"),           # attempts.finish
     ("EXECUTING", "TIMED_OUT"),         # attempts.finish
-    ("EXECUTING", "SYSTEM_FAILURE"),    # attempts.finish, recover_from_stopped_workers
+    ("EXECUTING", "SYSTEM_FAILURE"),    # attempts.finish, recover_from_stopped_workers, recover_orphans
     ("DEQUEUED", "QUEUED"),             # requeue_dequeued, recover_from_stopped_workers
     ("QUEUED", "EXPIRED"),              # expire_due
     ("PENDING_VERSION", "EXPIRED"),     # expire_due
@@ -136,10 +136,17 @@ async def insert_many(conn: Conn, runs: list[NewRun]) -> list[Transition]:
     tags = len(columns) + 1
     rows = await conn.fetch(
         f"WITH v AS (SELECT * FROM unnest({arrays}, ${tags}::text[]) WITH ORDINALITY"
-        f" AS v({', '.join(columns)}, tags_json, n))"
+        f" AS v({', '.join(columns)}, tags_json, n)),"
+        # Once per task of the batch, not per run: its registered queue and whether it is served.
+        " t AS (SELECT k.environment_id, k.task_identifier, d.queue, EXISTS (SELECT 1 FROM workers w"
+        "   WHERE w.environment_id = k.environment_id AND w.stopped_at IS NULL"
+        "   AND k.task_identifier = ANY(w.task_ids)) AS served"
+        "   FROM (SELECT DISTINCT environment_id, task_identifier FROM v) AS k"
+        "   LEFT JOIN task_definitions d ON d.environment_id = k.environment_id"
+        "   AND d.task_identifier = k.task_identifier)"
         + _INSERT +
         " SELECT v.id, v.environment_id, v.task_identifier, s.status, v.payload_json::jsonb,"
-        "   coalesce(v.queue, d.queue, 'task/' || v.task_identifier), v.concurrency_key,"
+        "   coalesce(v.queue, t.queue, 'task/' || v.task_identifier), v.concurrency_key,"
         "   CASE WHEN v.tags_json = '[]' THEN '{}'::text[]"
         "     ELSE ARRAY(SELECT jsonb_array_elements_text(v.tags_json::jsonb)) END,"
         "   v.metadata_json::jsonb, v.max_attempts,"
@@ -148,11 +155,9 @@ async def insert_many(conn: Conn, runs: list[NewRun]) -> list[Transition]:
         "   CASE WHEN s.status <> 'DELAYED' THEN now() + make_interval(secs => v.ttl_seconds) END,"
         "   v.idempotency_key, v.debounce_key, v.debounce_deadline, v.request_id,"
         "   now() - make_interval(secs => v.priority_ms / 1000.0)"
-        " FROM v LEFT JOIN task_definitions d ON d.environment_id = v.environment_id"
-        "   AND d.task_identifier = v.task_identifier"
-        " CROSS JOIN LATERAL (SELECT coalesce(v.status, CASE WHEN EXISTS (SELECT 1 FROM workers w"
-        "   WHERE w.environment_id = v.environment_id AND w.stopped_at IS NULL"
-        "   AND v.task_identifier = ANY(w.task_ids)) THEN 'QUEUED' ELSE 'PENDING_VERSION' END) AS status) AS s"
+        " FROM v JOIN t ON t.environment_id = v.environment_id AND t.task_identifier = v.task_identifier"
+        " CROSS JOIN LATERAL (SELECT coalesce(v.status, CASE WHEN t.served THEN 'QUEUED' ELSE 'PENDING_VERSION' END)"
+        "   AS status) AS s"
         " ORDER BY v.n" + _ON_REQUEST_ID + _RETURNING,
         *([getattr(run, c) for run in runs] for c in columns),
         [_tags_encoder.encode(run.tags).decode() for run in runs],
@@ -328,6 +333,34 @@ async def recover_from_stopped_workers(conn: asyncpg.Connection) -> list[Transit
         run_errors.STALLED,
     )
     return _transitions(list(dequeued) + list(executing))
+
+
+async def recover_orphans(
+    conn: Conn, *, worker_id: str, keep: list[str], older_than_seconds: float
+) -> list[Transition]:
+    """EXECUTING runs of a live worker that it no longer tracks (their end could not be
+    recorded): retried at once if attempts are left, else SYSTEM_FAILURE. Runs in `keep`,
+    and runs changed within `older_than_seconds`, are left alone."""
+    rows = await conn.fetch(
+        "WITH r AS (UPDATE runs r SET"
+        "   status = CASE WHEN r.attempt_count < coalesce(r.max_attempts, 1)"
+        "     THEN 'QUEUED' ELSE 'SYSTEM_FAILURE' END,"
+        "   finished_at = CASE WHEN r.attempt_count < coalesce(r.max_attempts, 1)"
+        "     THEN NULL ELSE now() END,"
+        "   error = $1::jsonb, worker_id = NULL, available_at = now(), updated_at = now(),"
+        f"   {END_STRETCH}"
+        "   WHERE r.worker_id = $2 AND r.status = 'EXECUTING' AND NOT (r.id = ANY($3::text[]))"
+        f"   AND r.updated_at < now() - make_interval(secs => $4) {_RETURNING}, r.attempt_count),"
+        " a AS (UPDATE attempts t SET status = 'FAILED', error = $1::jsonb, completed_at = now()"
+        "   FROM r WHERE t.run_id = r.id AND t.number = r.attempt_count"
+        "   AND t.status = 'EXECUTING')"
+        " SELECT * FROM r",
+        run_errors.LOST,
+        worker_id,
+        keep,
+        older_than_seconds,
+    )
+    return _transitions(rows)
 
 
 async def list_attempts(conn: Conn, run_id: str) -> list[asyncpg.Record]:
