@@ -10,6 +10,7 @@ import shutil
 import statistics
 import subprocess
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -120,3 +121,23 @@ def pss_bytes(pids: Sequence[int]) -> int:
         except OSError:
             pass
     return total
+
+
+def flush_latency(folder: Path, n: int = 500, spacing: float = 0.01) -> dict[str, float]:
+    """fdatasync of one 8 KiB write in `folder` (the disk Postgres commits to), spaced as
+    a trickle of commits would be: p50, p99 and max in ms."""
+    path = folder / "flush-probe.bin"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    took = []
+    try:
+        for i in range(n):
+            os.pwrite(fd, b"x" * 8192, (i % 64) * 8192)
+            started = time.perf_counter()
+            os.fdatasync(fd)
+            took.append((time.perf_counter() - started) * 1000)
+            time.sleep(spacing)
+    finally:
+        os.close(fd)
+        path.unlink()
+    took.sort()
+    return {"flush_p50": pct(took, 50), "flush_p99": pct(took, 99), "flush_max": took[-1]}

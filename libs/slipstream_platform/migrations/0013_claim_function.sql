@@ -13,6 +13,12 @@ LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
     state record;
 BEGIN
+    -- Nothing ready for this worker (most claims after a slot frees): no lock, no counts. A run
+    -- that becomes ready meanwhile sends its own signal after its commit, so none is missed.
+    IF NOT EXISTS (SELECT 1 FROM runs WHERE runs.environment_id = $2 AND runs.status = 'QUEUED'
+                   AND runs.task_identifier = ANY($3::text[]) AND runs.available_at <= now()) THEN
+        RETURN;
+    END IF;
     PERFORM set_config('synchronous_commit', 'off', true);
     -- Every count below is read after the lock (each statement takes a new snapshot), so
     -- claims of one environment by several queue-manager replicas are exact.
