@@ -27,8 +27,6 @@ import asyncpg
 import slipstream
 from slipstream import queues, tasks
 from slipstream_platform.local import LocalPlatform
-from slipstream_platform.store import runs as run_store
-from slipstream_platform.triggering import new_run, plan_run
 
 from bench.common import pct, pss_bytes
 
@@ -157,6 +155,9 @@ async def memory(local: LocalPlatform, conn: asyncpg.Connection, n: int) -> dict
 
 async def set_based(conn: asyncpg.Connection, environment_id: str, n: int = 1000, repeats: int = 5) -> float:
     """Milliseconds to plan, insert and commit `n` runs with the set-based path (median of `repeats`)."""
+    from slipstream_platform.store import runs as run_store
+    from slipstream_platform.triggering import new_run, plan_run
+
     took = []
     for r in range(repeats):
         started = time.perf_counter()
