@@ -294,14 +294,19 @@ class Supervisor:
             if not batch:
                 continue
             try:
-                changed = await self.persist(partial(attempts.finish, ends=[end for end, _ in batch]))
+                finished = await self.persist(partial(attempts.finish_each, ends=[end for end, _ in batch],
+                                                      unavailable=UNAVAILABLE))
             except Exception as exc:
                 for _, done in batch:
                     done.set_exception(exc)
                 continue
-            await self.service.bus.announce(changed, "released", [self.environment.id])
-            for _, done in batch:
-                done.set_result(None)
+            await self.service.bus.announce(finished.changed, "released", [self.environment.id])
+            for end, done in batch:
+                failed = finished.failed.get(end.run_id)
+                if failed is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(failed)
 
     async def suspend(self, started: StartedAttempt, wait: ipc.WaitRequest) -> None:
         """Record the waitpoint (and create the child run) and move the run to WAITING, atomically."""

@@ -88,3 +88,16 @@ async def test_one_statement_records_every_kind_of_end(pool: asyncpg.Pool, env_i
     assert rows[ids[4]]["status"] == "EXECUTING"
     # Written once: the same ends again change nothing.
     assert await attempts.finish(pool, ends) == []
+
+
+async def test_an_end_postgres_refuses_does_not_fail_the_others_of_its_group(pool: asyncpg.Pool, env_id: str) -> None:
+    ids = await claimed(pool, env_id, 3)
+    await attempts.start(pool, worker_id="w1", starts=[lifecycle.start_request(run_id, TASK) for run_id in ids])
+    # jsonb refuses \\u0000: that run's end cannot be stored as it is.
+    ends = [AttemptEnd(run_id=run_id, attempt_number=1, status="COMPLETED", attempt_status="COMPLETED",
+                       output_json='"a\\u0000b"' if run_id == ids[1] else '"ok"') for run_id in ids]
+    finished = await attempts.finish_each(pool, ends, unavailable=(OSError,))
+    assert {t.run_id for t in finished.changed} == {ids[0], ids[2]}
+    assert list(finished.failed) == [ids[1]]
+    statuses = {r["id"]: r["status"] for r in await pool.fetch("SELECT id, status FROM runs WHERE id = ANY($1)", ids)}
+    assert statuses == {ids[0]: "COMPLETED", ids[1]: "EXECUTING", ids[2]: "COMPLETED"}

@@ -163,6 +163,37 @@ async def finish(conn: Conn, ends: list[AttemptEnd]) -> list[Transition]:
     return _transitions(rows)
 
 
+class Finished(msgspec.Struct, frozen=True):
+    """What `finish_each` recorded, and the ends it could not record, by run id."""
+
+    changed: list[Transition]
+    failed: dict[str, Exception]
+
+
+async def finish_each(pool: asyncpg.Pool, ends: list[AttemptEnd], unavailable: tuple[type[BaseException], ...]
+                      ) -> Finished:
+    """`finish` for a group, falling back to one end at a time if the group's statement fails
+    (one end that cannot be stored, say an output Postgres refuses, must not fail the others).
+    Errors in `unavailable` (Postgres away) are raised: the caller retries the whole group."""
+    try:
+        return Finished(await finish(pool, ends), {})
+    except unavailable:
+        raise
+    except Exception:
+        if len(ends) == 1:
+            raise
+    changed: list[Transition] = []
+    failed: dict[str, Exception] = {}
+    for end in ends:
+        try:
+            changed += await finish(pool, [end])
+        except unavailable:
+            raise
+        except Exception as exc:
+            failed[end.run_id] = exc
+    return Finished(changed, failed)
+
+
 async def suspend(conn: Conn, *, run_id: str, attempt_number: int) -> Transition | None:
     """EXECUTING -> WAITING at a waitpoint: the run releases its slot; the attempt goes on later."""
     row = await conn.fetchrow(
