@@ -1,4 +1,5 @@
-"""The HTTP client of the SDK: one aiohttp session per event loop, closed with the loop."""
+"""The SDK's calls to the API (keep-alive connections per event loop, `_http`) and the aiohttp
+session its websockets use; both are closed with their loop."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import aiohttp
 import msgspec
 from slipstream_proto import ErrorBody
 
-from slipstream import _config
+from slipstream import _config, _http
 from slipstream.errors import ApiConnectionError, api_error
 
 T = TypeVar("T")
@@ -20,6 +21,10 @@ _sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSe
     weakref.WeakKeyDictionary()
 )
 _closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncIterator[None]] = (
+    weakref.WeakKeyDictionary()
+)
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _http.Pool] = weakref.WeakKeyDictionary()
+_pool_closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncIterator[None]] = (
     weakref.WeakKeyDictionary()
 )
 _encoder = msgspec.json.Encoder()
@@ -35,7 +40,7 @@ async def _close_with_loop(session: aiohttp.ClientSession) -> AsyncIterator[None
 
 
 async def session() -> aiohttp.ClientSession:
-    """This event loop's session (created on first use)."""
+    """This event loop's aiohttp session (websockets; created on first use)."""
     loop = asyncio.get_running_loop()
     current = _sessions.get(loop)
     if current is None or current.closed:
@@ -50,9 +55,33 @@ async def session() -> aiohttp.ClientSession:
     return current
 
 
-async def aclose() -> None:
-    """Close this event loop's session now."""
+async def _pool() -> _http.Pool:
+    """This event loop's keep-alive connections to the API."""
     loop = asyncio.get_running_loop()
+    pool = _pools.get(loop)
+    if pool is None:
+        pool = _pools[loop] = _http.Pool()
+        # asyncio.run() finalises async generators before closing its loop: that closes them.
+        closer = _close_pool_with_loop(pool)
+        await closer.__anext__()
+        _pool_closers[loop] = closer
+    return pool
+
+
+async def _close_pool_with_loop(pool: _http.Pool) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        pool.close()
+
+
+async def aclose() -> None:
+    """Close this event loop's connections now."""
+    loop = asyncio.get_running_loop()
+    pool = _pools.pop(loop, None)
+    _pool_closers.pop(loop, None)
+    if pool is not None:
+        pool.close()
     current = _sessions.pop(loop, None)
     _closers.pop(loop, None)
     if current is not None:
@@ -80,16 +109,15 @@ async def request(
     502/503/504 is sent again with the same id, so the server never creates a second run.
     """
     config = _config.current()
-    http = await session()
+    pool = await _pool()
     data = _encoder.encode(body) if body is not None else None
     headers = _headers(config, {"x-slipstream-request-id": request_id} if request_id else None)
     retries = _RETRY_DELAYS if request_id else ()
     for attempt in range(len(retries) + 1):
         try:
-            async with http.request(method, config.api_url + path, data=data, headers=headers) as response:
-                content = await response.read()
-                status = response.status
-        except aiohttp.ClientError as exc:
+            status, content = await pool.request(method, config.api_url + path, headers, data,
+                                                 timeout=60, connect_timeout=10)
+        except _http.TransportError as exc:
             if attempt < len(retries):
                 await asyncio.sleep(retries[attempt])
                 continue
