@@ -25,7 +25,7 @@ from slipstream_proto.events import Event, queue_signal_subject, run_updated_sub
 from slipstream_platform import telemetry
 from slipstream_platform.store.runs import Transition
 
-QueueReason = Literal["triggered", "released", "worker", "requeued", "delay"]
+QueueReason = Literal["triggered", "released", "worker", "requeued", "delay", "rated", "ready"]
 
 log = logging.getLogger(__name__)
 

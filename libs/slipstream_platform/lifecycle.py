@@ -7,6 +7,7 @@ decides the run's next status and error. Pure functions: no I/O, tested directly
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ from slipstream_proto.machines import DEFAULT_MACHINE, MACHINE_PRESETS
 from slipstream_platform import ipc, run_errors
 from slipstream_platform.definitions import TaskDefinition
 from slipstream_platform.store.attempts import AttemptEnd, StartedAttempt, StartRequest
+from slipstream_platform.store.claims import TaskDefaults
 
 
 class Observed(msgspec.Struct, frozen=True, kw_only=True):
@@ -37,6 +39,16 @@ def start_request(run_id: str, task: TaskDefinition | None) -> StartRequest:
         return StartRequest(run_id=run_id, default_max_attempts=1, default_machine=DEFAULT_MACHINE)
     return StartRequest(run_id=run_id, default_max_attempts=task.retry.max_attempts,
                         default_max_duration=task.max_duration, default_machine=task.machine or DEFAULT_MACHINE)
+
+
+def task_defaults(tasks: Iterable[TaskDefinition]) -> TaskDefaults:
+    """What a take fills in for runs of `tasks` where their triggers left it open (as
+    `start_request` does for one run)."""
+    starts = [(task.id, start_request("", task)) for task in tasks]
+    return TaskDefaults(task_ids=[task_id for task_id, _ in starts],
+                        max_attempts=[s.default_max_attempts for _, s in starts],
+                        max_durations=[s.default_max_duration for _, s in starts],
+                        machines=[s.default_machine or DEFAULT_MACHINE for _, s in starts])
 
 
 def preset_of(attempt: StartedAttempt) -> str:

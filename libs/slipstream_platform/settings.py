@@ -39,7 +39,7 @@ class TriggerApiSettings(CommonSettings, frozen=True, kw_only=True):
 
 
 class QueueManagerSettings(CommonSettings, frozen=True, kw_only=True):
-    """queue-manager: assigns queued runs to workers with free slots."""
+    """queue-manager: wakes the supervisors when queued runs become ready by time."""
 
     http_port: int = 3032
     sweep_interval: float = 1.0
@@ -65,6 +65,8 @@ class SupervisorSettings(CommonSettings, frozen=True, kw_only=True):
     realtime_url: str = ""
     concurrency: int = 4
     heartbeat_interval: float = 2.0
+    # How often a supervisor with free slots takes runs without a signal (a lost one).
+    sweep_interval: float = 1.0
     shutdown_grace: float = 30.0
     # How long past max_duration a task that ignores cancellation runs before its process is killed.
     watchdog_grace: float = 5.0

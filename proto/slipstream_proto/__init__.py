@@ -10,7 +10,6 @@ from __future__ import annotations
 from slipstream_proto.events import (
     STREAMS,
     CancelRun,
-    DispatchRun,
     Event,
     QueueSignal,
     RunUpdated,
@@ -70,7 +69,6 @@ __all__ = [
     "STREAMS",
     "CancelRun",
     "DebounceOption",
-    "DispatchRun",
     "ErrorBody",
     "Event",
     "QueueOption",

@@ -20,23 +20,15 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", rename=
 
 
 class QueueSignal(Event, tag="queue.signal", frozen=True, kw_only=True):
-    """Wakes the queue-manager: runs became ready, or capacity was freed, in an environment.
+    """Wakes the supervisors of an environment: runs became ready, or capacity was freed.
 
-    A signal carries no state: the queue-manager reads Postgres, so a lost or repeated
-    signal is harmless (its periodic pass covers a lost one).
+    A signal carries no state: supervisors take from Postgres, so a lost or repeated signal
+    is harmless (their periodic take covers a lost one). The queue-manager reads them too, to
+    learn when back-offs and rate windows end.
     """
 
     environment_id: str
-    reason: Literal["triggered", "released", "worker", "requeued", "delay"]
-
-
-class DispatchRun(Event, tag="run.dispatch", frozen=True, kw_only=True):
-    """Tells one supervisor to start an attempt of a run the queue-manager assigned to it."""
-
-    run_id: str
-    environment_id: str
-    task_identifier: str
-    worker_id: str
+    reason: Literal["triggered", "released", "worker", "requeued", "delay", "rated", "ready"]
 
 
 class CancelRun(Event, tag="run.cancel", frozen=True, kw_only=True):
@@ -55,7 +47,7 @@ class RunUpdated(Event, tag="run.updated", frozen=True, kw_only=True):
     updated_at: datetime
 
 
-AnyEvent = QueueSignal | DispatchRun | CancelRun | RunUpdated
+AnyEvent = QueueSignal | CancelRun | RunUpdated
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyEvent)
@@ -78,7 +70,7 @@ def queue_signal_subject(environment_id: str) -> str:
 
 
 def dispatch_subject(worker_id: str) -> str:
-    """Subject that one supervisor (worker) receives its dispatches on."""
+    """Subject of the messages for one supervisor (worker): cancels of the runs it executes."""
     return f"{SUBJECT_PREFIX}.dispatch.{worker_id}"
 
 

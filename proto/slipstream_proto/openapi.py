@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from slipstream_proto.events import CancelRun, DispatchRun, QueueSignal, RunUpdated
+from slipstream_proto.events import CancelRun, QueueSignal, RunUpdated
 from slipstream_proto.http import (
     CreateScheduleRequest,
     EnvironmentLimits,
@@ -206,7 +206,7 @@ def openapi_document() -> dict[str, Any]:
 def events_schema() -> dict[str, Any]:
     """JSON Schema of every JetStream message and realtime websocket message."""
     schemas, components = _components(
-        [QueueSignal, DispatchRun, CancelRun, RunUpdated, RealtimeRun, RealtimeError],
+        [QueueSignal, CancelRun, RunUpdated, RealtimeRun, RealtimeError],
         ref_template="#/$defs/{name}",
     )
     return {

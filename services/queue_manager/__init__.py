@@ -1,1 +1,1 @@
-"""queue-manager: assigns ready runs to workers with free slots, in queue order."""
+"""queue-manager: wakes the supervisors when queued runs become ready by time (back-offs, rate windows)."""

@@ -7,7 +7,7 @@ import os
 from slipstream_platform.service import serve_forever
 from slipstream_platform.settings import QueueManagerSettings
 
-from queue_manager.dispatch import setup
+from queue_manager.wakeups import setup
 
 
 def main() -> None:

@@ -1,15 +1,17 @@
-"""Wiring of the supervisor: register as a worker, take dispatches, run attempts, report.
+"""Wiring of the supervisor: register as a worker, take runs, run attempts, report.
 
-Postgres is told first (DEQUEUED -> EXECUTING, then the end), JetStream after. Every
-dispatch waiting when a slot is free is started with one statement, and the attempts that
-end together are recorded with one (store/attempts.py); how an attempt ends is decided in
-`slipstream_platform.lifecycle`. A dispatch that arrives twice, or for a run that was
-requeued meanwhile, starts nothing.
+A supervisor takes its own runs (ADR 0009): on a queue signal of its environment, when a
+slot frees while runs wait, and every sweep interval, one statement claims ready runs for
+its free slots within every limit and starts them (`claims.take`: QUEUED -> EXECUTING).
+Postgres is told first (the take, then the end), JetStream after. The attempts that end
+together are recorded with one statement (store/attempts.py); how an attempt ends is decided
+in `slipstream_platform.lifecycle`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import socket
@@ -29,15 +31,15 @@ from slipstream_platform.ids import new_id
 from slipstream_platform.scheduling import sync_schedules
 from slipstream_platform.service import Service
 from slipstream_platform.settings import SupervisorSettings
-from slipstream_platform.store import attempts, environments, workers
+from slipstream_platform.store import attempts, claims, environments, workers
 from slipstream_platform.store import logs as log_store
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store import waitpoints as waitpoint_store
 from slipstream_platform.store.attempts import AttemptEnd, StartedAttempt
 from slipstream_platform.store.runs import Transition
 from slipstream_platform.triggering import Parent, TriggerRejected, plan_run, trigger_run
-from slipstream_proto import CancelRun, DispatchRun, TriggerOptions, decode_event
-from slipstream_proto.events import DISPATCH_STREAM, dispatch_subject
+from slipstream_proto import CancelRun, QueueSignal, TriggerOptions, decode_event
+from slipstream_proto.events import DISPATCH_STREAM, dispatch_subject, queue_signal_subject
 from slipstream_proto.machines import MACHINE_PRESETS
 
 from supervisor.processes import WorkerProcess, child_environment
@@ -52,23 +54,34 @@ class _NotExecuting(Exception):
 
 
 class Supervisor:
-    """One registered worker: its processes, its dispatch inbox and its in-flight attempts."""
+    """One registered worker: its processes, its free slots and its in-flight attempts."""
 
     def __init__(self, service: Service[SupervisorSettings], environment: environments.Environment) -> None:
         self.service = service
         self.settings = service.settings
         self.environment = environment
         self.worker_id = new_id("worker")
-        self.inbox: asyncio.Queue[tuple[DispatchRun, dict[str, str]]] = asyncio.Queue()
-        self.free: asyncio.Queue[int] = asyncio.Queue()  # slots whose process is idle
+        self.free: list[int] = []  # slots whose process is idle
+        # Attempts a take started beyond the free slots (Postgres counted a slot free before
+        # its attempt let go of it): each gets the next slot that frees.
+        self.pending: list[StartedAttempt] = []
         self.processes: list[WorkerProcess] = []
         self.tasks: dict[str, TaskDefinition] = {}
+        self.defaults = lifecycle.task_defaults([])
+        # Takes: `wanted` wakes the taker; `signals` counts queue signals, so that a take that
+        # found the queue empty knows whether a run arrived while it ran; `backlog`: runs may be
+        # waiting, so a freed slot takes at once.
+        self.wanted = asyncio.Event()
+        self.wanted.set()
+        self.signals = 0
+        self.backlog = True
         self.declared_queues: list[QueueDefinition] = []
         self.busy = 0  # slots taken
         self.executing: dict[str, int] = {}  # run id -> slot
         # Runs started here whose end is not recorded yet; the heartbeat retries any other
         # EXECUTING run of this worker (its end could not be recorded).
-        self.owned: set[str] = set()
+        # (A count per run: a retry may start while the attempt before it is still replacing its process.)
+        self.owned: collections.Counter[str] = collections.Counter()
         # Cancels that arrived before their run was registered as executing here, with when.
         self.early_cancels: dict[str, float] = {}
         self.canceling: set[str] = set()  # executing runs whose process was told to cancel
@@ -91,11 +104,11 @@ class Supervisor:
         first = readies[0]
         assert isinstance(first, ipc.Ready)
         self.tasks = {t.id: t for t in first.tasks}
+        self.defaults = lifecycle.task_defaults(self.tasks[task_id] for task_id in sorted(self.tasks))
         self.declared_queues = first.queues
         if not self.tasks:
             log.warning("module %r defines no tasks", self.settings.tasks)
-        for slot in range(len(self.processes)):
-            self.free.put_nowait(slot)
+        self.free = list(range(len(self.processes)))
 
     async def register(self) -> None:
         async with self.service.pool.acquire() as conn, conn.transaction():
@@ -118,13 +131,23 @@ class Supervisor:
     async def on_dispatch(self, msg: Msg) -> None:
         try:
             event = decode_event(msg.data)
-            if isinstance(event, DispatchRun):
-                self.inbox.put_nowait((event, dict(msg.headers or {})))
-            elif isinstance(event, CancelRun):
+            if isinstance(event, CancelRun):
                 await self.cancel(event.run_id)
         except Exception:
             log.exception("bad message on %s", msg.subject)
         await msg.ack()
+
+    async def on_signal(self, msg: Msg) -> None:
+        """A queue signal of this environment: runs may be ready."""
+        try:
+            event = decode_event(msg.data)
+        except Exception:
+            log.exception("bad message on %s", msg.subject)
+            return
+        if isinstance(event, QueueSignal):
+            self.signals += 1
+            self.backlog = True
+            self.wanted.set()
 
     async def cancel(self, run_id: str) -> None:
         """Signal a canceled run's process; kill it if the run is still going after the grace."""
@@ -157,54 +180,78 @@ class Supervisor:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _take(self, n: int) -> None:
-        self.busy += n
-        self.idle.clear()
-
     def _release(self, slot: int) -> None:
+        """Give a freed slot to the next pending attempt, or back to the free slots."""
+        if self.pending:
+            self._run(slot, self.pending.pop(0))
+            return
         self.busy -= 1
-        self.free.put_nowait(slot)
+        self.free.append(slot)
         if self.busy == 0:
             self.idle.set()
+        if self.backlog:
+            self.wanted.set()
 
-    async def starter(self) -> None:
-        """Start the waiting dispatches, as many as there are free slots, with one statement."""
+    def _run(self, slot: int, started: StartedAttempt) -> None:
+        self.owned[started.run_id] += 1
+        self._spawn(self.attempt(slot, started))
+
+    async def taker(self) -> None:
+        """Take ready runs for the free slots whenever some may wait: on a queue signal, when a
+        slot frees after a take that left runs, and every sweep interval (a lost signal)."""
         while True:
-            slot = await self.free.get()
-            dispatch, headers = await self.inbox.get()
-            batch = [(slot, dispatch, headers)]
-            while not self.free.empty() and not self.inbox.empty():
-                batch.append((self.free.get_nowait(), *self.inbox.get_nowait()))
-            self._take(len(batch))
-            wanted: dict[str, tuple[int, dict[str, str]]] = {}
-            requests = []
-            for slot, dispatch, headers in batch:
-                if self.draining or dispatch.run_id in wanted or dispatch.run_id in self.executing:
-                    self._release(slot)  # a repeated dispatch, or shutting down: the run stays DEQUEUED
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wanted.wait(), self.settings.sweep_interval)
+            self.wanted.clear()
+            while not self.draining and self.free:  # (no attempt is pending while a slot is free)
+                seen = self.signals
+                asked = len(self.free)
+                try:
+                    took = await self.persist(partial(claims.take, worker_id=self.worker_id,
+                                                      environment_id=self.environment.id, tasks=self.defaults,
+                                                      capacity=self.settings.concurrency))
+                except Exception:
+                    log.exception("taking runs failed; trying again at the next signal or sweep")
+                    break
+                self.hand_out(took.started)
+                if took.rated:
+                    # A rate window may be full now: the queue-manager learns when it frees.
+                    await self.service.bus.announce([a.transition for a in took.started], "rated",
+                                                    [self.environment.id])
+                else:
+                    await self.service.bus.announce([a.transition for a in took.started])
+                if took.more or len(took.started) >= asked:
+                    self.backlog = True  # there may be more: the next free slot takes again
                     continue
-                wanted[dispatch.run_id] = (slot, headers)
-                requests.append(lifecycle.start_request(dispatch.run_id, self.tasks.get(dispatch.task_identifier)))
-            if not wanted:
-                continue
-            try:
-                started = await self.persist(partial(attempts.start, worker_id=self.worker_id, starts=requests))
-            except Exception:
-                # Left DEQUEUED: the sweeper requeues them.
-                log.exception("starting %d attempt(s) failed", len(wanted))
-                started = []
-            for attempt in started:
-                slot, headers = wanted.pop(attempt.run_id)
-                self.owned.add(attempt.run_id)
-                self._spawn(self.attempt(slot, attempt, headers))
-            for slot, _ in wanted.values():
-                self._release(slot)
-            await self.service.bus.announce([a.transition for a in started])
+                # Fewer than there was room for: nothing else is ready, unless a signal came meanwhile.
+                self.backlog = self.signals != seen
+                if self.backlog:
+                    continue
+                break
 
-    async def attempt(self, slot: int, started: StartedAttempt, headers: dict[str, str]) -> None:
+    def hand_out(self, started: list[StartedAttempt]) -> None:
+        """Run what a take started: in free slots, the rest as slots free."""
+        for attempt in started:
+            if attempt.run_id in self.executing:
+                # Taken again while its execution goes on here: its earlier take was lost with
+                # Postgres (ADR 0008). The execution going on records its end under this same
+                # attempt number, so it is not started twice here.
+                log.warning("run %s was taken again while executing here (its take was lost); "
+                            "the execution going on finishes it", attempt.run_id)
+                continue
+            if self.free:
+                self.busy += 1
+                self.idle.clear()
+                self._run(self.free.pop(), attempt)
+            else:
+                self.pending.append(attempt)
+
+    async def attempt(self, slot: int, started: StartedAttempt) -> None:
         """Run one started attempt in its slot's process, then free the slot."""
+        trace = {"traceparent": started.traceparent} if started.traceparent else None
         try:
             with _tracer.start_as_current_span(
-                "attempt", context=telemetry.extract(headers), attributes={"run": started.run_id}
+                "attempt", context=telemetry.extract(trace), attributes={"run": started.run_id}
             ):
                 await self.run_attempt(slot, started)
         except Exception as exc:
@@ -214,7 +261,9 @@ class Supervisor:
                 await self.finish(lifecycle.system_failure(started, exc))
             await self.replace_process(slot)
         finally:
-            self.owned.discard(started.run_id)
+            self.owned[started.run_id] -= 1
+            if self.owned[started.run_id] <= 0:
+                del self.owned[started.run_id]
             self._release(slot)
 
     async def run_attempt(self, slot: int, started: StartedAttempt) -> None:
@@ -452,8 +501,6 @@ class Supervisor:
             for process in self.processes:
                 process.kill()
         await workers.stop(self.service.pool, self.worker_id)
-        requeued = await run_store.requeue_dequeued(self.service.pool, worker_id=self.worker_id)
-        await self.service.bus.announce(requeued, "requeued", [self.environment.id])
         await asyncio.gather(*(p.stop() for p in self.processes), return_exceptions=True)
         try:
             await self.service.bus.js.delete_consumer(DISPATCH_STREAM.name, self.worker_id)
@@ -471,6 +518,7 @@ async def setup(service: Service[SupervisorSettings]) -> None:
         raise SettingsError("SLIPSTREAM_SECRET_KEY does not belong to any environment")
     supervisor = Supervisor(service, environment)
     await supervisor.start_processes()
+    signals = await service.bus.nc.subscribe(queue_signal_subject(environment.id), cb=supervisor.on_signal)
     sub = await service.bus.js.subscribe(
         dispatch_subject(supervisor.worker_id),
         durable=supervisor.worker_id,
@@ -487,10 +535,11 @@ async def setup(service: Service[SupervisorSettings]) -> None:
     await supervisor.register()
 
     async def stop() -> None:
+        await signals.unsubscribe()
         await sub.unsubscribe()
         await supervisor.shutdown()
 
     service.on_shutdown.append(stop)
-    service.spawn(supervisor.starter(), "starter")
+    service.spawn(supervisor.taker(), "taker")
     service.spawn(supervisor.finisher(), "finisher")
     service.spawn(supervisor.heartbeat(), "heartbeat")

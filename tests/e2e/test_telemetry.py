@@ -1,4 +1,4 @@
-"""One trace from the trigger request through dispatch to the attempt, across three services."""
+"""One trace from the trigger request to the attempt, across the trigger-api and the supervisor."""
 
 from __future__ import annotations
 
@@ -32,21 +32,21 @@ def spans_in(log: Path) -> list[dict[str, Any]]:
     return spans
 
 
-async def test_trigger_dispatch_and_attempt_share_one_trace(platform: Platform, http: aiohttp.ClientSession) -> None:
+async def test_trigger_and_attempt_share_one_trace(platform: Platform, http: aiohttp.ClientSession) -> None:
     run_id = await trigger(http, "echo", {"payload": "traced"})
     await finished(http, run_id)
     logs = platform.local.logs
 
     async def find() -> dict[str, dict[str, Any]] | None:
         found = {}
-        for service, name in (("trigger_api", "trigger"), ("queue_manager", "dispatch"), ("supervisor", "attempt")):
+        for service, name in (("trigger_api", "trigger"), ("supervisor", "attempt")):
             for span in spans_in(logs / f"{service}.log"):
                 if span["name"] == name and span["attributes"].get("run") == run_id:
                     found[name] = span
-        return found if len(found) == 3 else None
+        return found if len(found) == 2 else None
 
-    spans = await eventually(find, timeout=15, message="spans of the three services")
+    spans = await eventually(find, timeout=15, message="spans of the two services")
     trace_ids = {span["context"]["trace_id"] for span in spans.values()}
     assert len(trace_ids) == 1
-    assert spans["dispatch"]["parent_id"] == spans["trigger"]["context"]["span_id"]
-    assert spans["attempt"]["parent_id"] == spans["dispatch"]["context"]["span_id"]
+    # The run row carries the trigger's trace context to the supervisor that takes it.
+    assert spans["attempt"]["parent_id"] == spans["trigger"]["context"]["span_id"]

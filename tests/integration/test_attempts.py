@@ -3,6 +3,7 @@ and the lifecycle's decisions written as the store records them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 
@@ -10,7 +11,7 @@ import asyncpg
 from slipstream_platform import ipc, lifecycle
 from slipstream_platform.definitions import QueueDefinition, RetryPolicy, TaskDefinition
 from slipstream_platform.lifecycle import Observed
-from slipstream_platform.store import attempts
+from slipstream_platform.store import attempts, claims
 from slipstream_platform.store.attempts import AttemptEnd, StartRequest
 
 from tests.integration.test_store import add_run, add_worker, claim
@@ -101,3 +102,57 @@ async def test_an_end_postgres_refuses_does_not_fail_the_others_of_its_group(poo
     assert list(finished.failed) == [ids[1]]
     statuses = {r["id"]: r["status"] for r in await pool.fetch("SELECT id, status FROM runs WHERE id = ANY($1)", ids)}
     assert statuses == {ids[0]: "COMPLETED", ids[1]: "EXECUTING", ids[2]: "COMPLETED"}
+
+
+async def test_a_take_claims_and_starts_in_one_statement(pool: asyncpg.Pool, env_id: str) -> None:
+    ids = [await add_run(pool, env_id) for _ in range(3)]
+    other = await add_run(pool, env_id, task="u")  # a task this worker does not serve
+    await add_worker(pool, env_id, "w1", ["t"], 2)
+    defaults = lifecycle.task_defaults([TASK])
+    took = await claims.take(pool, worker_id="w1", environment_id=env_id, tasks=defaults, capacity=2)
+    # Oldest first, up to the capacity, started with the task's defaults; no DEQUEUED left behind.
+    assert [a.run_id for a in took.started] == ids[:2] and not took.rated
+    for a in took.started:
+        assert (a.status, a.attempt_number, a.max_attempts, a.max_duration, a.machine) == (
+            "EXECUTING", 1, 2, 90, "medium-1x")
+        assert a.payload_json is not None and json.loads(a.payload_json) == {"a": 1}
+    rows = {r["id"]: r for r in await pool.fetch(
+        "SELECT id, status, worker_id, dequeued_at, started_at FROM runs WHERE id = ANY($1)", [*ids, other])}
+    assert [rows[i]["status"] for i in [*ids, other]] == ["EXECUTING", "EXECUTING", "QUEUED", "QUEUED"]
+    assert all(rows[i]["worker_id"] == "w1" and rows[i]["dequeued_at"] is not None for i in ids[:2])
+    attempts_of = await pool.fetch("SELECT run_id, id, status, worker_id FROM attempts WHERE run_id = ANY($1)", ids)
+    assert {r["run_id"]: (r["id"], r["status"], r["worker_id"]) for r in attempts_of} == {
+        a.run_id: (a.attempt_id, "EXECUTING", "w1") for a in took.started}
+    # The worker is full: nothing more, until an attempt ends.
+    full = await claims.take(pool, worker_id="w1", environment_id=env_id, tasks=defaults, capacity=2)
+    assert full.started == []
+    first = took.started[0]
+    await attempts.finish(pool, [AttemptEnd(run_id=first.run_id, attempt_number=1, status="COMPLETED",
+                                            attempt_status="COMPLETED", output_json="1")])
+    again = await claims.take(pool, worker_id="w1", environment_id=env_id, tasks=defaults, capacity=2)
+    assert [a.run_id for a in again.started] == [ids[2]]
+
+
+async def test_a_take_resumes_a_waiting_run_with_its_attempt(pool: asyncpg.Pool, env_id: str) -> None:
+    run_id = await add_run(pool, env_id)
+    await add_worker(pool, env_id, "w1", ["t"], 1)
+    defaults = lifecycle.task_defaults([TASK])
+    [first] = (await claims.take(pool, worker_id="w1", environment_id=env_id, tasks=defaults, capacity=1)).started
+    assert await attempts.suspend(pool, run_id=run_id, attempt_number=1) is not None
+    await pool.execute("UPDATE runs SET status = 'QUEUED', resume_pending = true WHERE id = $1", run_id)
+    [again] = (await claims.take(pool, worker_id="w1", environment_id=env_id, tasks=defaults, capacity=1)).started
+    assert again.resuming and again.attempt_number == 1 and again.attempt_id == first.attempt_id
+    assert await pool.fetchval("SELECT count(*) FROM attempts WHERE run_id = $1", run_id) == 1
+
+
+async def test_takes_racing_for_one_environment_keep_its_limit(pool: asyncpg.Pool, env_id: str) -> None:
+    await pool.execute("UPDATE environments SET concurrency_limit = 5 WHERE id = $1", env_id)
+    ids = [await add_run(pool, env_id) for _ in range(20)]
+    for worker in ("w1", "w2", "w3"):
+        await add_worker(pool, env_id, worker, ["t"], 4)
+    defaults = lifecycle.task_defaults([TASK])
+    takes = await asyncio.gather(*(claims.take(pool, worker_id=w, environment_id=env_id, tasks=defaults, capacity=4)
+                                   for w in ("w1", "w2", "w3")))
+    started = [a.run_id for t in takes for a in t.started]
+    assert len(started) == len(set(started)) == 5 and set(started) <= set(ids)
+    assert await pool.fetchval("SELECT count(*) FROM runs WHERE status = 'EXECUTING'") == 5

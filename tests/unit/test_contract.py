@@ -45,5 +45,5 @@ def test_openapi_document_describes_the_two_endpoints() -> None:
 def test_events_schema_lists_every_event_and_realtime_message() -> None:
     schema = events_schema()
     refs = {entry["$ref"].rsplit("/", 1)[-1] for entry in schema["oneOf"]}
-    assert refs == {"QueueSignal", "DispatchRun", "CancelRun", "RunUpdated", "RealtimeRun", "RealtimeError"}
+    assert refs == {"QueueSignal", "CancelRun", "RunUpdated", "RealtimeRun", "RealtimeError"}
     assert refs <= set(schema["$defs"])

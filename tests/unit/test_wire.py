@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from slipstream_proto.events import DispatchRun, QueueSignal, RunUpdated, decode_event, encode_event
+from slipstream_proto.events import CancelRun, QueueSignal, RunUpdated, decode_event, encode_event
 from slipstream_proto.http import (
     ErrorBody,
     QueueOption,
@@ -33,9 +33,9 @@ T1 = datetime(2024, 5, 1, 12, 0, 1, 500000, tzinfo=UTC)
 T2 = datetime(2024, 5, 1, 12, 0, 3, tzinfo=UTC)
 
 QUEUE_SIGNAL = QueueSignal(environment_id="env_1", reason="triggered")
-DISPATCH_RUN = DispatchRun(run_id="run_1", environment_id="env_1", task_identifier="hello-world", worker_id="wrk_1")
+CANCEL_RUN = CancelRun(run_id="run_1", worker_id="wrk_1")
 RUN_UPDATED = RunUpdated(run_id="run_1", environment_id="env_1", status="EXECUTING", updated_at=T1)
-EVENTS = [QUEUE_SIGNAL, DISPATCH_RUN, RUN_UPDATED]
+EVENTS = [QUEUE_SIGNAL, CANCEL_RUN, RUN_UPDATED]
 
 ERROR = RunError(message="boom", name="ValueError", stack_trace="Traceback ...")
 RUN = Run(
@@ -67,7 +67,7 @@ RUN = Run(
 
 SAMPLES: dict[str, Any] = {
     "QueueSignal": QUEUE_SIGNAL,
-    "DispatchRun": DISPATCH_RUN,
+    "CancelRun": CANCEL_RUN,
     "RunUpdated": RUN_UPDATED,
     "TriggerRequest": TriggerRequest(
         payload={"name": "Ada"},
@@ -133,7 +133,7 @@ def test_decode_event_round_trips(event: Any) -> None:
 
 @pytest.mark.parametrize(
     ("event", "tag"),
-    [(QUEUE_SIGNAL, "queue.signal"), (DISPATCH_RUN, "run.dispatch"), (RUN_UPDATED, "run.updated")],
+    [(QUEUE_SIGNAL, "queue.signal"), (CANCEL_RUN, "run.cancel"), (RUN_UPDATED, "run.updated")],
     ids=lambda v: v if isinstance(v, str) else type(v).__name__,
 )
 def test_events_carry_their_type_tag(event: Any, tag: str) -> None:
@@ -153,7 +153,7 @@ def test_decode_event_reads_the_datetime_back() -> None:
 
 def test_events_are_keyword_only() -> None:
     with pytest.raises(TypeError):
-        DispatchRun("run_1", "env_1", "hello-world", "wrk_1")  # type: ignore[misc]
+        CancelRun("run_1", "wrk_1")  # type: ignore[misc]
 
 
 def test_events_are_frozen() -> None:
@@ -185,13 +185,7 @@ def test_wire_names_are_the_seed_camel_case() -> None:
     } <= set(run)
     assert run["error"]["stackTrace"] == "Traceback ..."
     assert run["attempts"][0]["completedAt"] == "2024-05-01T12:00:01.500000Z"
-    assert json.loads(encode_event(DISPATCH_RUN)) == {
-        "type": "run.dispatch",
-        "runId": "run_1",
-        "environmentId": "env_1",
-        "taskIdentifier": "hello-world",
-        "workerId": "wrk_1",
-    }
+    assert json.loads(encode_event(CANCEL_RUN)) == {"type": "run.cancel", "runId": "run_1", "workerId": "wrk_1"}
 
 
 def test_trigger_request_reads_the_seed_option_names() -> None:

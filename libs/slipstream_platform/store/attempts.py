@@ -1,7 +1,8 @@
 """Attempts: how an attempt starts, suspends and ends; one statement for many runs at once.
 
-A supervisor starts every dispatch it has a free slot for with one `start`, and records the
-ends that are ready together with one `finish` (a group commit). Each row is guarded by the
+A supervisor takes runs and starts them in one statement (`claims.take`, which runs the same
+start as `start` right after its claim), and records the ends that are ready together with one
+`finish` (a group commit). Each row is guarded by the
 run's status and attempt number, so a repeated or stale write changes nothing.
 """
 
@@ -60,38 +61,14 @@ async def start(conn: Conn, *, worker_id: str, starts: list[StartRequest]) -> li
     same attempt again for a run resuming from a wait.
 
     Runs that are no longer ours to start (a repeated dispatch, or requeued meanwhile) are
-    left out. The commit does not wait for the WAL flush: a start lost with Postgres leaves
-    its run DEQUEUED, and the sweeper requeues it (ADR 0008).
+    left out. The statement is the function `slipstream_start` (migration 0014), which
+    `claims.take` runs right after its claim. The commit does not wait for the WAL flush: a
+    start lost with Postgres leaves its run DEQUEUED, and the sweeper requeues it (ADR 0008).
     """
     if not starts:
         return []
     rows = await conn.fetch(
-        "WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true)),"
-        " req AS (SELECT * FROM unnest($2::text[], $3::int[], $4::int[], $5::text[], $6::text[])"
-        "   AS q(run_id, max_attempts, max_duration, machine, attempt_id)),"
-        # `id = ANY(...)` as well as the join: the plan reads the runs by primary key, however
-        # many it expects the arrays to hold.
-        " prev AS (SELECT id, resume_pending AS resuming FROM runs WHERE id = ANY($2::text[])),"
-        " r AS (UPDATE runs r SET status = 'EXECUTING',"
-        "   attempt_count = r.attempt_count + CASE WHEN r.resume_pending THEN 0 ELSE 1 END,"
-        "   resume_pending = false, segment_started_at = now(),"
-        "   started_at = coalesce(r.started_at, now()), updated_at = now(),"
-        "   max_attempts = coalesce(r.max_attempts, req.max_attempts),"
-        "   max_duration = coalesce(r.max_duration, req.max_duration), machine = coalesce(r.machine, req.machine)"
-        # The worker is checked on the row, not through runs_on_worker: that index holds an entry
-        # for every run the worker started since the last vacuum.
-        "   FROM req WHERE r.id = req.run_id AND r.id = ANY($2::text[]) AND r.status = 'DEQUEUED'"
-        "   AND coalesce(r.worker_id, '') = $1"
-        "   RETURNING r.id, r.environment_id, r.status, r.updated_at, r.task_identifier, r.payload::text AS payload,"
-        "     r.attempt_count, r.max_attempts, r.max_duration, r.executed_ms, r.machine, r.queue, r.tags,"
-        "     r.created_at, r.traceparent, r.root_run_id, r.depth, req.attempt_id AS new_attempt_id),"
-        " a AS (INSERT INTO attempts (id, run_id, number, status, worker_id)"
-        "   SELECT r.new_attempt_id, r.id, r.attempt_count, 'EXECUTING', $1 FROM r JOIN prev USING (id)"
-        "   WHERE NOT prev.resuming)"
-        " SELECT r.*, prev.resuming, (r.executed_ms / 1000.0)::float8 AS executed_seconds,"
-        "   coalesce((SELECT t.id FROM attempts t WHERE t.run_id = r.id AND t.number = r.attempt_count),"
-        "     r.new_attempt_id) AS attempt_id"
-        " FROM r JOIN prev USING (id) CROSS JOIN lazy",
+        "SELECT * FROM slipstream_start($1, $2, $3, $4, $5, $6)",
         worker_id,
         [s.run_id for s in starts],
         [s.default_max_attempts for s in starts],
@@ -99,10 +76,11 @@ async def start(conn: Conn, *, worker_id: str, starts: list[StartRequest]) -> li
         [s.default_machine for s in starts],
         [new_id("attempt") for _ in starts],
     )
-    return [_started(row) for row in rows]
+    return [started_of(row) for row in rows]
 
 
-def _started(row: asyncpg.Record) -> StartedAttempt:
+def started_of(row: asyncpg.Record) -> StartedAttempt:
+    """The attempt a row of `slipstream_start` (or `slipstream_take`) describes."""
     return StartedAttempt(
         run_id=row["id"], environment_id=row["environment_id"], status=row["status"],
         updated_at=row["updated_at"], task_identifier=row["task_identifier"], payload_json=row["payload"],

@@ -1,9 +1,11 @@
-"""Claims: QUEUED -> DEQUEUED for the ready runs a worker may start now, within every limit.
+"""Claims: the ready runs a worker may start now, within every limit.
 
 The rules (docs/queues.md, ADR 0006) are one SQL function, `slipstream_claim` (migration
 0013), so that a claim is one round trip: it takes the environment's advisory lock, reads
-the environment's state and claims, in one statement. Its commit does not wait for the WAL
-flush (ADR 0008): a claim lost with Postgres leaves its runs QUEUED, to be claimed again.
+the environment's state and claims (QUEUED -> DEQUEUED), in one statement. A supervisor
+`take`s: the claim and the start of what it claimed (-> EXECUTING) in one transaction and one
+round trip (`slipstream_take`, migration 0014; ADR 0009). Its commit does not wait for the WAL
+flush (ADR 0008): a take lost with Postgres leaves its runs QUEUED, to be taken again.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
+from slipstream_platform.ids import new_id
+from slipstream_platform.store.attempts import StartedAttempt, started_of
 from slipstream_platform.store.runs import Conn, Transition
 
 
@@ -57,6 +61,37 @@ async def claim(conn: Conn, *, worker_id: str, environment_id: str, task_ids: li
     rows = await conn.fetch("SELECT * FROM slipstream_claim($1, $2, $3, $4)", worker_id, environment_id,
                             task_ids, capacity)
     return Claim([_claimed(r) for r in rows], bool(rows) and rows[0]["more"])
+
+
+class TaskDefaults(msgspec.Struct, frozen=True, kw_only=True):
+    """What a worker's tasks fill in where a trigger left it open, one entry per task id."""
+
+    task_ids: list[str]
+    max_attempts: list[int]
+    max_durations: list[int | None]
+    machines: list[str]
+
+
+class Take(msgspec.Struct, frozen=True):
+    """The attempts one take started; `rated`: some start was counted by a rate limit (its
+    window may be full now); `more`: the claim stopped at the free slots but left runs."""
+
+    started: list[StartedAttempt]
+    rated: bool
+    more: bool
+
+
+async def take(conn: Conn, *, worker_id: str, environment_id: str, tasks: TaskDefaults, capacity: int) -> Take:
+    """Claim for one worker, as `claim`, and start what was claimed: QUEUED -> EXECUTING with a
+    new attempt (or the same attempt, for a run resuming from a wait), in one round trip.
+
+    The claim fills the worker's `capacity` less the runs Postgres counts as executing on it.
+    Like `claim`, it turns off the synchronous commit of the transaction it runs in.
+    """
+    rows = await conn.fetch("SELECT * FROM slipstream_take($1, $2, $3, $4, $5, $6, $7, $8)", worker_id,
+                            environment_id, tasks.task_ids, capacity, tasks.max_attempts, tasks.max_durations,
+                            tasks.machines, [new_id("attempt") for _ in range(capacity)])
+    return Take([started_of(r) for r in rows], any(r["rated"] for r in rows), bool(rows) and rows[0]["more"])
 
 
 def _claimed(row: asyncpg.Record) -> ClaimedRun:
