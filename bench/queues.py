@@ -94,7 +94,7 @@ async def each(names: list[str], action: Callable[[str], Any], clients: int) -> 
 
 
 async def resume_all(conn: asyncpg.Connection, env_id: str, names: list[str]) -> datetime:
-    """Resume every queue in one statement and return its time; one API resume wakes the queue-manager."""
+    """Resume every queue in one statement and return its time; one API resume wakes the supervisors."""
     row = await conn.fetchrow(
         "WITH resumed AS (UPDATE queues SET paused = false, updated_at = now()"
         "   WHERE environment_id = $1 AND name = ANY($2::text[]) RETURNING 1)"
@@ -271,7 +271,7 @@ def write(path: Path, results: dict[str, Any], args: argparse.Namespace) -> None
         "Each case starts its own platform, whose environment declares only that case's queues"
         f" (bench/queue_tasks.py). The case's runs are triggered through the SDK ({args.clients} concurrent callers)"
         f" while its queues are paused. {statistics_note} Then all its queues are resumed in one statement (the API"
-        " resumes one queue per request), and one resume request wakes the queue-manager. Every time below is on"
+        " resumes one queue per request), and one resume request wakes the supervisors. Every time below is on"
         " Postgres's clock, from that statement.", 95)
     section = f"""## Queue benchmarks
 
@@ -305,8 +305,8 @@ the limits bind and hold.
 {int(r['runs']):,} no-op runs queued on one queue with `concurrency_limit={args.refill_limit}`, which stays full
 until it drains. For every run that took a freed slot: the time from the completion of the
 attempt that freed it (`attempts.completed_at`, in completion order) to the start of its own
-attempt (`attempts.started_at`). That covers the completion's commit, the queue signal, the
-claim, the dispatch message and the start statement.
+attempt (`attempts.started_at`). That covers the completion's commit and the take (claim and
+start in one statement) that follows it.
 
 | p50 | p95 | p99 | max | mean |
 |---|---|---|---|---|

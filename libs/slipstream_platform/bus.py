@@ -119,8 +119,8 @@ class Bus:
         self, transitions: Iterable[Transition], reason: QueueReason | None = None, environments: Iterable[str] = ()
     ) -> None:
         """Publish committed status changes as `RunUpdated`; with a `reason`, also wake the
-        queue-manager for every environment where a run became QUEUED, and for `environments`
-        (where slots were freed or workers came)."""
+        supervisors (and the queue-manager) of every environment where a run became QUEUED, and
+        of `environments` (where slots were freed or workers came)."""
         items: list[tuple[str, Event]] = []
         wake = set(environments)
         for t in transitions:

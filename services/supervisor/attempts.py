@@ -193,7 +193,6 @@ class Supervisor:
             self.wanted.set()
 
     def _run(self, slot: int, started: StartedAttempt) -> None:
-        self.owned[started.run_id] += 1
         self._spawn(self.attempt(slot, started))
 
     async def taker(self) -> None:
@@ -239,6 +238,7 @@ class Supervisor:
                 log.warning("run %s was taken again while executing here (its take was lost); "
                             "the execution going on finishes it", attempt.run_id)
                 continue
+            self.owned[attempt.run_id] += 1  # ours from now on, pending or not (recover_orphans)
             if self.free:
                 self.busy += 1
                 self.idle.clear()
@@ -349,7 +349,12 @@ class Supervisor:
                 for _, done in batch:
                     done.set_exception(exc)
                 continue
-            await self.service.bus.announce(finished.changed, "released", [self.environment.id])
+            # Freed slots matter only if runs wait: then every supervisor of the environment may
+            # take (a retry that is ready at once is QUEUED, which signals by itself).
+            await self.service.bus.announce(finished.changed, "released",
+                                            [self.environment.id] if finished.waiting else [])
+            if finished.waiting:
+                self.backlog = True
             for end, done in batch:
                 failed = finished.failed.get(end.run_id)
                 if failed is None:

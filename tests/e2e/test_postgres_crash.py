@@ -21,7 +21,7 @@ from tests.e2e.conftest import FAST_SWEEPS
 pytestmark = pytest.mark.e2e
 
 RUNS = 240
-# Workers are not declared stopped during the short outages; lost starts are requeued quickly.
+# Workers are not declared stopped during the short outages; a DEQUEUED run (none is expected: takes claim and start in one transaction) is requeued quickly.
 SWEEPS = {**FAST_SWEEPS, "SLIPSTREAM_WORKER_TIMEOUT": "60", "SLIPSTREAM_DEQUEUED_TIMEOUT": "3"}
 
 

@@ -156,3 +156,24 @@ async def test_takes_racing_for_one_environment_keep_its_limit(pool: asyncpg.Poo
     started = [a.run_id for t in takes for a in t.started]
     assert len(started) == len(set(started)) == 5 and set(started) <= set(ids)
     assert await pool.fetchval("SELECT count(*) FROM runs WHERE status = 'EXECUTING'") == 5
+
+
+async def test_a_group_of_ends_says_whether_runs_wait_for_the_freed_slots(pool: asyncpg.Pool, env_id: str) -> None:
+    await add_worker(pool, env_id, "w1", ["t"], 1)
+    defaults = lifecycle.task_defaults([TASK])
+
+    async def run_one() -> attempts.Finished:
+        [a] = (await claims.take(pool, worker_id="w1", environment_id=env_id, tasks=defaults, capacity=1)).started
+        return await attempts.finish_each(pool, [AttemptEnd(run_id=a.run_id, attempt_number=1, status="COMPLETED",
+                                                            attempt_status="COMPLETED", output_json="1")],
+                                          unavailable=(OSError,))
+
+    await add_run(pool, env_id)
+    await add_run(pool, env_id)
+    assert (await run_one()).waiting  # the second run waits for the slot the first frees
+    assert not (await run_one()).waiting
+    # A run that backs off is not waiting for a slot yet.
+    await add_run(pool, env_id)
+    later = await add_run(pool, env_id)
+    await pool.execute("UPDATE runs SET available_at = now() + interval '1 hour' WHERE id = $1", later)
+    assert not (await run_one()).waiting

@@ -110,8 +110,14 @@ class AttemptEnd(msgspec.Struct, frozen=True, kw_only=True):
 async def finish(conn: Conn, ends: list[AttemptEnd]) -> list[Transition]:
     """Record how attempts ended (each only if its run is still EXECUTING that attempt), in one
     durable statement; return the runs' status changes."""
+    changed, _ = await _finish(conn, ends)
+    return changed
+
+
+async def _finish(conn: Conn, ends: list[AttemptEnd]) -> tuple[list[Transition], bool]:
+    """`finish`, and whether any run of those environments was QUEUED and ready when it ran."""
     if not ends:
-        return []
+        return [], False
     rows = await conn.fetch(
         "WITH e AS (SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],"
         "   $7::timestamptz[], $8::text[]) AS e(run_id, attempt_number, status, attempt_status, output, error,"
@@ -128,7 +134,8 @@ async def finish(conn: Conn, ends: list[AttemptEnd]) -> list[Transition]:
         " a AS (UPDATE attempts t SET status = e.attempt_status, error = e.error::jsonb, completed_at = now()"
         "   FROM e WHERE t.run_id = e.run_id AND t.run_id = ANY($1::text[]) AND t.number = e.attempt_number"
         "   AND e.run_id IN (SELECT id FROM r))"
-        " SELECT * FROM r",
+        " SELECT r.*, EXISTS (SELECT 1 FROM runs q WHERE q.environment_id = r.environment_id"
+        "   AND q.status = 'QUEUED' AND q.available_at <= now()) AS waiting FROM r",
         [e.run_id for e in ends],
         [e.attempt_number for e in ends],
         [e.status for e in ends],
@@ -138,14 +145,16 @@ async def finish(conn: Conn, ends: list[AttemptEnd]) -> list[Transition]:
         [e.retry_at for e in ends],
         [e.retry_machine for e in ends],
     )
-    return _transitions(rows)
+    return _transitions(rows), any(r["waiting"] for r in rows)
 
 
 class Finished(msgspec.Struct, frozen=True):
-    """What `finish_each` recorded, and the ends it could not record, by run id."""
+    """What `finish_each` recorded, and the ends it could not record, by run id; `waiting`:
+    some run was QUEUED and ready in those environments (the freed slots have work)."""
 
     changed: list[Transition]
     failed: dict[str, Exception]
+    waiting: bool = False
 
 
 async def finish_each(pool: asyncpg.Pool, ends: list[AttemptEnd], unavailable: tuple[type[BaseException], ...]
@@ -154,22 +163,27 @@ async def finish_each(pool: asyncpg.Pool, ends: list[AttemptEnd], unavailable: t
     (one end that cannot be stored, say an output Postgres refuses, must not fail the others).
     Errors in `unavailable` (Postgres away) are raised: the caller retries the whole group."""
     try:
-        return Finished(await finish(pool, ends), {})
+        changed, waiting = await _finish(pool, ends)
+        return Finished(changed, {}, waiting)
     except unavailable:
         raise
     except Exception:
         if len(ends) == 1:
             raise
-    changed: list[Transition] = []
+    changed = []
     failed: dict[str, Exception] = {}
+    waiting = False
     for end in ends:
         try:
-            changed += await finish(pool, [end])
+            one, more = await _finish(pool, [end])
         except unavailable:
             raise
         except Exception as exc:
             failed[end.run_id] = exc
-    return Finished(changed, failed)
+            continue
+        changed += one
+        waiting = waiting or more
+    return Finished(changed, failed, waiting)
 
 
 async def suspend(conn: Conn, *, run_id: str, attempt_number: int) -> Transition | None:

@@ -294,7 +294,8 @@ END_STRETCH = (
 async def requeue_dequeued(
     conn: Conn, *, worker_id: str | None = None, older_than_seconds: float | None = None
 ) -> list[Transition]:
-    """DEQUEUED -> QUEUED for runs a worker never started (its dispatch was lost or refused)."""
+    """DEQUEUED -> QUEUED for runs a worker claimed but never started (a safety net: a take
+    claims and starts in one transaction, so none is left DEQUEUED by it)."""
     rows = await conn.fetch(
         "UPDATE runs r SET status = 'QUEUED', worker_id = NULL, updated_at = now()"
         " WHERE status = 'DEQUEUED' AND ($1::text IS NULL OR worker_id = $1)"

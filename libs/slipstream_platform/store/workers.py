@@ -7,7 +7,7 @@ import msgspec
 
 
 class LiveWorker(msgspec.Struct, frozen=True):
-    """A worker the queue-manager may assign runs to."""
+    """A live worker (a supervisor) that takes runs of its tasks."""
 
     id: str
     environment_id: str
