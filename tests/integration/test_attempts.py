@@ -111,7 +111,7 @@ async def test_a_take_claims_and_starts_in_one_statement(pool: asyncpg.Pool, env
     defaults = lifecycle.task_defaults([TASK])
     took = await claims.take(pool, worker_id="w1", environment_id=env_id, tasks=defaults, capacity=2)
     # Oldest first, up to the capacity, started with the task's defaults; no DEQUEUED left behind.
-    assert [a.run_id for a in took.started] == ids[:2] and not took.rated
+    assert sorted(a.run_id for a in took.started) == sorted(ids[:2]) and not took.rated
     for a in took.started:
         assert (a.status, a.attempt_number, a.max_attempts, a.max_duration, a.machine) == (
             "EXECUTING", 1, 2, 90, "medium-1x")
