@@ -11,18 +11,19 @@ from __future__ import annotations
 
 from slipstream_proto import Run, RunStatus
 
-from slipstream import errors, idempotency_keys, queues, retry, runs, schedules, tasks, wait
+from slipstream import batch, errors, idempotency_keys, queues, retry, runs, schedules, tasks, wait
 from slipstream._client import aclose
 from slipstream._config import configure
 from slipstream._context import TaskContext, TaskResult, TaskRunResult
 from slipstream._locals import LocalKey, locals
 from slipstream._logger import logger
 from slipstream._retry import RetryOptions
-from slipstream._task import Queue, RunHandle, Task, queue, schema_task, task
+from slipstream._task import BatchHandle, Queue, RunHandle, Task, queue, schema_task, task
 from slipstream.errors import AbortTaskRunError
 
 __all__ = [
     "AbortTaskRunError",
+    "BatchHandle",
     "LocalKey",
     "Queue",
     "RetryOptions",
@@ -34,6 +35,7 @@ __all__ = [
     "TaskResult",
     "TaskRunResult",
     "aclose",
+    "batch",
     "configure",
     "errors",
     "idempotency_keys",

@@ -7,7 +7,7 @@ import inspect
 import re
 import uuid
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
@@ -155,10 +155,12 @@ def _task_queue(task_id: str, option: object) -> Queue:
 
 
 class RunHandle(msgspec.Struct, frozen=True):
-    """What a trigger returns: the new run's id (and whether an existing run was reused)."""
+    """What a trigger returns: the new run's id (and whether an existing run was reused); a
+    run of a batch also says its task."""
 
     id: str
     is_cached: bool = False
+    task_identifier: str | None = None
 
 
 class DebounceKwargs(TypedDict, total=False):
@@ -188,6 +190,28 @@ class TriggerKwargs(TypedDict, total=False):
     debounce: DebounceKwargs
 
 
+class BatchItem(TypedDict, Generic[P], total=False):
+    """One item of `Task.batch_trigger`: its payload and its own trigger options."""
+
+    payload: P
+    options: TriggerKwargs
+
+
+class BatchKwargs(TypedDict, total=False):
+    """Options of a whole batch: with an idempotency key, the same batch again returns the first."""
+
+    idempotency_key: str
+    idempotency_key_ttl: str
+
+
+class BatchHandle(msgspec.Struct, frozen=True):
+    """What a batch trigger returns: the batch's id and one run handle per item, in order."""
+
+    batch_id: str
+    runs: list[RunHandle]
+    is_cached: bool = False
+
+
 def trigger_options(**options: Unpack[TriggerKwargs]) -> TriggerOptions:
     """The wire options of a trigger from its keyword arguments."""
     unknown = set(options) - set(TriggerKwargs.__annotations__)
@@ -204,6 +228,14 @@ def trigger_options(**options: Unpack[TriggerKwargs]) -> TriggerOptions:
     if "debounce" in fields:
         fields["debounce"] = DebounceOption(**fields["debounce"])
     return TriggerOptions(**fields)
+
+
+def with_parent(options: TriggerOptions) -> TriggerOptions:
+    """Inside a task, the options of a trigger made there: the new run is a child of the current run."""
+    parent = current_run_id.get()
+    if parent is not None and options.parent_run_id is None:
+        return msgspec.structs.replace(options, parent_run_id=parent)
+    return options
 
 
 def _delay_text(delay: str | datetime | None) -> str | None:
@@ -237,9 +269,7 @@ _json = msgspec.json.Encoder()
 
 async def trigger_task(task_id: str, payload: Any, options: TriggerOptions) -> RunHandle:
     """POST /api/v1/tasks/{task_id}/trigger (as a child run when called inside a task)."""
-    parent = current_run_id.get()
-    if parent is not None and options.parent_run_id is None:
-        options = msgspec.structs.replace(options, parent_run_id=parent)
+    options = with_parent(options)
     response = await _client.request(
         "POST",
         f"/api/v1/tasks/{task_id}/trigger",
@@ -335,6 +365,17 @@ class Task(Generic[P, R]):
         if self.parse is not None:
             self.parse(payload)
         return await trigger_task(self.id, payload, trigger_options(**options))
+
+    async def batch_trigger(self, items: Iterable[BatchItem[P]], **options: Unpack[BatchKwargs]) -> BatchHandle:
+        """Start one run of this task per item (`{"payload": ..., "options": {...}}`), up to
+        1,000 in one request that is accepted or refused whole; return the batch's handle,
+        whose `runs` are in the order of the items.
+
+        A schema task validates every payload first.
+        """
+        from slipstream._batch import batch_of_task
+
+        return await batch_of_task(self, items, options)
 
 
 _DEPRECATED_HOOKS = {

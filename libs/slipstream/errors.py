@@ -29,6 +29,10 @@ class TaskOptionError(SlipstreamError, ValueError):
     """A task definition has an option that is missing, unknown or of the wrong type."""
 
 
+class BatchItemError(SlipstreamError, ValueError):
+    """A batch, or one of its items (named by its index), is not valid; nothing was sent."""
+
+
 class ConfigurationError(SlipstreamError):
     """The SDK is not configured: set SLIPSTREAM_API_URL and SLIPSTREAM_SECRET_KEY."""
 

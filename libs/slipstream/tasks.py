@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Unpack
 
 from slipstream._context import TaskRunResult
@@ -20,9 +21,18 @@ from slipstream._hooks import (
     on_success,
     on_wait,
 )
-from slipstream._task import RunHandle, TriggerKwargs, trigger_and_wait_task, trigger_options, trigger_task
+from slipstream._task import (
+    BatchHandle,
+    BatchKwargs,
+    RunHandle,
+    TriggerKwargs,
+    trigger_and_wait_task,
+    trigger_options,
+    trigger_task,
+)
 
 __all__ = [
+    "batch_trigger",
     "catch_error",
     "cleanup",
     "init",
@@ -43,6 +53,14 @@ __all__ = [
 async def trigger(task_id: str, payload: Any = None, **options: Unpack[TriggerKwargs]) -> RunHandle:
     """Start a run of the task `task_id` (no client-side validation) and return its handle."""
     return await trigger_task(task_id, payload, trigger_options(**options))
+
+
+async def batch_trigger(task_id: str, items: Iterable[dict[str, Any]], **options: Unpack[BatchKwargs]) -> BatchHandle:
+    """Start one run of `task_id` per item `{"payload": ..., "options": {...}}` (up to 1,000, in
+    one request accepted or refused whole); return the batch's handle."""
+    from slipstream._batch import batch_of_task_id
+
+    return await batch_of_task_id(task_id, items, options)
 
 
 async def trigger_and_wait(task_id: str, payload: Any = None, **options: Unpack[TriggerKwargs]) -> TaskRunResult:

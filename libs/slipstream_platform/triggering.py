@@ -101,7 +101,7 @@ class TriggerResult(msgspec.Struct, frozen=True):
     transition: Transition | None
 
 
-def _duration_seconds(name: str, text: str) -> int:
+def duration_seconds(name: str, text: str) -> int:
     try:
         seconds = int(parse_duration(text).total_seconds())
     except ValueError as exc:
@@ -163,7 +163,7 @@ def plan_run(
         raise TriggerRejected(422, f"idempotencyKeys starting with {RESERVED_KEY_PREFIX!r} are reserved")
     idempotency_ttl = IDEMPOTENCY_KEY_TTL_SECONDS
     if options.idempotency_key_ttl is not None:
-        idempotency_ttl = _duration_seconds("idempotencyKeyTTL", options.idempotency_key_ttl)
+        idempotency_ttl = duration_seconds("idempotencyKeyTTL", options.idempotency_key_ttl)
     debounce = None
     if options.debounce is not None:
         if options.delay is not None:
@@ -172,9 +172,9 @@ def plan_run(
             raise TriggerRejected(422, "debounce.key must not be empty")
         debounce = DebouncePlan(
             key=options.debounce.key,
-            delay_seconds=_duration_seconds("debounce.delay", options.debounce.delay),
+            delay_seconds=duration_seconds("debounce.delay", options.debounce.delay),
             trailing=options.debounce.mode == "trailing",
-            max_delay_seconds=(_duration_seconds("debounce.maxDelay", options.debounce.max_delay)
+            max_delay_seconds=(duration_seconds("debounce.maxDelay", options.debounce.max_delay)
                                if options.debounce.max_delay else None),
         )
     delayed_until = None
@@ -221,6 +221,7 @@ async def trigger_run(
     parent: Parent | None,
     traceparent: str | None,
     request_id: str | None = None,
+    batch_id: str | None = None,
 ) -> TriggerResult:
     """Create the run, or return the run an idempotency key or a debounce key stands for.
 
@@ -232,7 +233,8 @@ async def trigger_run(
         # A plain trigger is one INSERT; a repeated request id finds the run it made.
         try:
             transition = await create_run(conn, plan, environment_id=environment_id, status=first_status(plan, served),
-                                          parent=parent, traceparent=traceparent, request_id=request_id)
+                                          parent=parent, traceparent=traceparent, request_id=request_id,
+                                          batch_id=batch_id)
         except asyncpg.exceptions.UntranslatableCharacterError as exc:
             raise TriggerRejected(422, f"payload cannot be stored: {exc}") from None
         except asyncpg.exceptions.DataError as exc:
@@ -256,7 +258,7 @@ async def trigger_run(
             if result is None:
                 transition = await create_run(conn, plan, environment_id=environment_id,
                                               status=first_status(plan, served), parent=parent,
-                                              traceparent=traceparent)
+                                              traceparent=traceparent, batch_id=batch_id)
                 assert transition is not None  # no request id here: the insert cannot conflict
                 result = TriggerResult(transition.run_id, False, transition)
             if key is not None:
@@ -294,6 +296,7 @@ def new_run(
     parent: Parent | None,
     traceparent: str | None,
     request_id: str | None = None,
+    batch_id: str | None = None,
 ) -> NewRun:
     """The run to insert for a plan (status None: QUEUED or PENDING_VERSION, by who serves the task)."""
     debounce = plan.debounce
@@ -323,6 +326,7 @@ def new_run(
             if debounce and debounce.max_delay_seconds else None
         ),
         request_id=request_id,
+        batch_id=batch_id,
     )
 
 
@@ -335,7 +339,8 @@ async def create_run(
     parent: Parent | None,
     traceparent: str | None,
     request_id: str | None = None,
+    batch_id: str | None = None,
 ) -> Transition | None:
     """Insert the run as planned (None: its request id made a run already)."""
     return await run_store.insert(conn, new_run(plan, environment_id=environment_id, status=status, parent=parent,
-                                                traceparent=traceparent, request_id=request_id))
+                                                traceparent=traceparent, request_id=request_id, batch_id=batch_id))

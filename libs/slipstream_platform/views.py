@@ -63,6 +63,7 @@ def run_view(row: asyncpg.Record, attempts: list[asyncpg.Record]) -> Run:
         depth=row["depth"],
         parent_run_id=row["parent_run_id"],
         root_run_id=row["root_run_id"],
+        batch_id=row["batch_id"],
         is_queued=flags["is_queued"],
         is_executing=flags["is_executing"],
         is_waiting=flags["is_waiting"],

@@ -63,6 +63,74 @@ class TriggerRequest(_Body, forbid_unknown_fields=True):
     options: TriggerOptions | None = None
 
 
+class BatchItem(_Body, forbid_unknown_fields=True):
+    """One item of `POST /api/v1/tasks/{taskId}/batch`: a payload and its own options."""
+
+    payload: Any = None
+    context: Any = None
+    options: TriggerOptions | None = None
+
+
+class BatchTaskItem(_Body, forbid_unknown_fields=True):
+    """One item of `POST /api/v1/tasks/batch`: the task to run, a payload and its own options."""
+
+    task: str
+    payload: Any = None
+    context: Any = None
+    options: TriggerOptions | None = None
+
+
+class BatchOptions(_Body, forbid_unknown_fields=True):
+    """Options of a whole batch: an idempotency key makes a repeated batch return the first."""
+
+    idempotency_key: str | None = None
+    idempotency_key_ttl: str | None = msgspec.field(default=None, name="idempotencyKeyTTL")
+
+
+class BatchTriggerRequest(_Body, forbid_unknown_fields=True):
+    """Body of `POST /api/v1/tasks/{taskId}/batch`: 1 to 1,000 items of that task."""
+
+    items: list[BatchItem]
+    options: BatchOptions | None = None
+
+
+class BatchTriggerTasksRequest(_Body, forbid_unknown_fields=True):
+    """Body of `POST /api/v1/tasks/batch`: 1 to 1,000 items, each naming its task."""
+
+    items: list[BatchTaskItem]
+    options: BatchOptions | None = None
+
+
+class BatchRunHandle(_Body):
+    """One run of a batch, in the order of the items."""
+
+    id: str
+    task_identifier: str
+    is_cached: bool = False
+
+
+class BatchTriggerResponse(_Body):
+    """Answer to a batch trigger (202): the batch and one run per item, in the order of the items."""
+
+    id: str
+    is_cached: bool
+    runs: list[BatchRunHandle]
+
+
+class Batch(_Body):
+    """`GET /api/v2/batches/{batchId}`. `status`: PROCESSING while any run is unfinished, then
+    COMPLETED (every run completed), ABORTED (every run canceled) or PARTIAL_FAILED."""
+
+    id: str
+    status: Literal["PENDING", "PROCESSING", "COMPLETED", "PARTIAL_FAILED", "ABORTED"]
+    idempotency_key: str | None
+    run_count: int
+    # The runs' ids in the order of the items.
+    runs: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
 class RescheduleRequest(_Body, forbid_unknown_fields=True):
     """Body of `POST /api/v1/runs/{runId}/reschedule`: a duration or an ISO 8601 time."""
 
@@ -134,6 +202,8 @@ class Run(_Body):
     depth: int = 0
     parent_run_id: str | None = None
     root_run_id: str | None = None
+    # The batch that created the run, if one did.
+    batch_id: str | None = None
     duration_ms: int = 0
     max_duration: int | None = None
     machine: str | None = None

@@ -14,6 +14,10 @@ import msgspec
 
 from slipstream_proto.events import CancelRun, QueueSignal, RunUpdated
 from slipstream_proto.http import (
+    Batch,
+    BatchTriggerRequest,
+    BatchTriggerResponse,
+    BatchTriggerTasksRequest,
     CreateScheduleRequest,
     EnvironmentLimits,
     EnvironmentLimitsUpdate,
@@ -53,11 +57,13 @@ def _json(ref: dict[str, Any], description: str) -> dict[str, Any]:
 def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1 for the HTTP API."""
     (trigger_req, trigger_resp, run, error, reference, logs, reschedule, reset, schedule, create_schedule,
-     update_schedule, schedule_page, zones, queue_list, env_limits, env_update), components = (
+     update_schedule, schedule_page, zones, queue_list, env_limits, env_update, batch_req, batch_tasks_req,
+     batch_resp, batch), components = (
         _components(
             [TriggerRequest, TriggerResponse, Run, ErrorBody, RunReference, RunLogs, RescheduleRequest,
              ResetIdempotencyKeyRequest, Schedule, CreateScheduleRequest, UpdateScheduleRequest, SchedulePage,
-             Timezones, QueueList, EnvironmentLimits, EnvironmentLimitsUpdate],
+             Timezones, QueueList, EnvironmentLimits, EnvironmentLimitsUpdate, BatchTriggerRequest,
+             BatchTriggerTasksRequest, BatchTriggerResponse, Batch],
             ref_template=REF,
         )
     )
@@ -76,8 +82,9 @@ def openapi_document() -> dict[str, Any]:
     schedule_id = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
 
     def op(summary: str, operation: str, ok: dict[str, Any], *, body: dict[str, Any] | None = None,
-           params: list[dict[str, Any]] | None = None, fails: tuple[int, ...] = (401,)) -> dict[str, Any]:
-        spec: dict[str, Any] = {"summary": summary, "operationId": operation, "responses": {"200": ok}}
+           params: list[dict[str, Any]] | None = None, fails: tuple[int, ...] = (401,), code: int = 200
+           ) -> dict[str, Any]:
+        spec: dict[str, Any] = {"summary": summary, "operationId": operation, "responses": {str(code): ok}}
         if params:
             spec["parameters"] = params
         if body is not None:
@@ -105,6 +112,24 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": {"required": True, "content": {"application/json": {"schema": trigger_req}}},
                     "responses": {"200": _json(trigger_resp, "The new run"), **errors},
                 }
+            },
+            "/api/v1/tasks/{taskId}/batch": {
+                "post": op("Trigger 1 to 1,000 runs of a task in one request, accepted or refused whole"
+                           " (a refused item is named by its index)", "batchTriggerTask",
+                           _json(batch_resp, "The batch, with one run per item in the order of the items"),
+                           body=batch_req, code=202, fails=(400, 401, 413, 422),
+                           params=[{"name": "taskId", "in": "path", "required": True,
+                                    "schema": {"type": "string"}}]),
+            },
+            "/api/v1/tasks/batch": {
+                "post": op("Trigger 1 to 1,000 runs of several tasks in one request, accepted or refused whole",
+                           "batchTrigger", _json(batch_resp, "The batch, with one run per item in order"),
+                           body=batch_tasks_req, code=202, fails=(400, 401, 413, 422)),
+            },
+            "/api/v2/batches/{batchId}": {
+                "get": op("Retrieve a batch with its status and runs", "retrieveBatch", _json(batch, "The batch"),
+                          params=[{"name": "batchId", "in": "path", "required": True,
+                                   "schema": {"type": "string"}}], fails=(401, 404)),
             },
             "/api/v3/runs/{runId}": {
                 "get": {

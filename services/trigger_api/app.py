@@ -33,6 +33,7 @@ from slipstream_proto import (
 from slipstream_proto.events import dispatch_subject
 from slipstream_proto.openapi import openapi_document
 
+from trigger_api.batches_routes import add_routes as add_batch_routes
 from trigger_api.queues_routes import add_routes as add_queue_routes
 from trigger_api.schedules_routes import add_routes as add_schedule_routes
 
@@ -199,3 +200,4 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
     service.app.router.add_get("/openapi.json", openapi_json)
     add_schedule_routes(service, authenticate)
     add_queue_routes(service, authenticate)
+    add_batch_routes(service, authenticate)

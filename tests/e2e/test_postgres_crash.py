@@ -21,7 +21,8 @@ from tests.e2e.conftest import FAST_SWEEPS
 pytestmark = pytest.mark.e2e
 
 RUNS = 240
-# Workers are not declared stopped during the short outages; a DEQUEUED run (none is expected: takes claim and start in one transaction) is requeued quickly.
+# Workers are not declared stopped during the short outages; a DEQUEUED run is requeued quickly
+# (none is expected: a take claims and starts in one transaction).
 SWEEPS = {**FAST_SWEEPS, "SLIPSTREAM_WORKER_TIMEOUT": "60", "SLIPSTREAM_DEQUEUED_TIMEOUT": "3"}
 
 

@@ -28,6 +28,7 @@ def clean_registry() -> Iterator[None]:
 def test_the_sdk_public_surface() -> None:
     assert sorted(slipstream.__all__) == [
         "AbortTaskRunError",
+        "BatchHandle",
         "LocalKey",
         "Queue",
         "RetryOptions",
@@ -39,6 +40,7 @@ def test_the_sdk_public_surface() -> None:
         "TaskResult",
         "TaskRunResult",
         "aclose",
+        "batch",
         "configure",
         "errors",
         "idempotency_keys",

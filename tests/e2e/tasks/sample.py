@@ -54,3 +54,9 @@ async def sleepy(payload: dict, ctx: TaskContext) -> dict:
 async def parent(payload: dict, ctx: TaskContext) -> dict:
     child = await tasks.trigger("echo", {"from": ctx.run.id})
     return {"child": child.id}
+
+
+@task(id="fan-out")
+async def fan_out(payload: dict, ctx: TaskContext) -> dict:
+    handle = await echo.batch_trigger([{"payload": {"i": i}} for i in range(payload["n"])])
+    return {"batch": handle.batch_id, "children": [r.id for r in handle.runs]}

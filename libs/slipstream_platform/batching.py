@@ -1,0 +1,176 @@
+"""Batches: many triggers in one request, accepted or refused whole, in one transaction.
+
+The items without an idempotency or debounce key (most batches) are created with one INSERT
+(`runs.insert_many`); an item with a key goes through `trigger_run`, so two items with the
+same key resolve to the same run, and a key that stands for a run already returns it. The
+batch record keeps the runs in the order of the items. A batch idempotency key makes a
+repeated batch return the first one; a repeated request id (the SDK retrying after a network
+error) returns the batch it made.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+from slipstream_proto import TriggerOptions
+
+from slipstream_platform.ids import new_id
+from slipstream_platform.store import batches as batch_store
+from slipstream_platform.store import idempotency, workers
+from slipstream_platform.store import runs as run_store
+from slipstream_platform.store.runs import Transition
+from slipstream_platform.triggering import (
+    IDEMPOTENCY_KEY_TTL_SECONDS,
+    RESERVED_KEY_PREFIX,
+    Parent,
+    RunPlan,
+    TriggerRejected,
+    TriggerResult,
+    duration_seconds,
+    new_run,
+    plan_run,
+    trigger_run,
+)
+
+MAX_ITEMS = 1000
+
+# A JSON \u0000 escape (not an escaped backslash followed by "u0000"): Postgres's jsonb refuses it.
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+class BatchItem(msgspec.Struct, frozen=True):
+    """One item of a batch: the task to run, its payload and its options."""
+
+    task_identifier: str
+    payload: Any
+    options: TriggerOptions | None
+
+
+class BatchResult(msgspec.Struct, frozen=True):
+    """The batch a request stands for, with one result per item in the order of the items."""
+
+    batch_id: str
+    is_cached: bool
+    runs: list[TriggerResult]
+    task_identifiers: list[str]
+
+    @property
+    def transitions(self) -> list[Transition]:
+        return [r.transition for r in self.runs if r.transition is not None]
+
+
+def plan_batch(items: list[BatchItem], *, environment_type: str, now: datetime) -> list[RunPlan]:
+    """Check every item; TriggerRejected names the first bad item by its index."""
+    if not items:
+        raise TriggerRejected(400, "a batch needs at least one item in `items`")
+    if len(items) > MAX_ITEMS:
+        raise TriggerRejected(400, f"a batch may hold at most {MAX_ITEMS:,} items, got {len(items):,}:"
+                                   " send the rest in another batch")
+    plans = []
+    for index, item in enumerate(items):
+        try:
+            plan = plan_run(item.task_identifier, item.payload, item.options, environment_type=environment_type,
+                            now=now)
+            _check_storable(plan)
+        except TriggerRejected as exc:
+            raise TriggerRejected(exc.status, f"items[{index}]: {exc.message}") from None
+        plans.append(plan)
+    return plans
+
+
+def _check_storable(plan: RunPlan) -> None:
+    """Refuse what Postgres cannot store, before the batch's one INSERT would fail as a whole."""
+    for field, text in (("payload", plan.payload_json), ("options.metadata", plan.metadata_json)):
+        if text is not None and _JSON_NUL.search(text):
+            raise TriggerRejected(422, f"{field} contains a NUL character (\\u0000), which cannot be stored")
+    texts = {"options.queue.name": plan.queue, "options.concurrencyKey": plan.concurrency_key,
+             "options.idempotencyKey": plan.idempotency_key,
+             "options.debounce.key": plan.debounce.key if plan.debounce else None}
+    texts |= {f"options.tags[{i}]": tag for i, tag in enumerate(plan.tags)}
+    for field, value in texts.items():
+        if value is not None and "\x00" in value:
+            raise TriggerRejected(422, f"{field} contains a NUL character, which cannot be stored")
+
+
+def batch_key_ttl(key: str | None, ttl: str | None) -> int:
+    """Seconds a batch idempotency key stands for its batch; TriggerRejected if the key is bad."""
+    if key is not None:
+        if not 0 < len(key) <= 2048 or "\x00" in key:
+            raise TriggerRejected(422, "options.idempotencyKey must be 1-2048 characters, without NUL")
+        if key.startswith(RESERVED_KEY_PREFIX):
+            raise TriggerRejected(422, f"idempotencyKeys starting with {RESERVED_KEY_PREFIX!r} are reserved")
+    if ttl is None:
+        return IDEMPOTENCY_KEY_TTL_SECONDS
+    return duration_seconds("options.idempotencyKeyTTL", ttl)
+
+
+async def trigger_batch(
+    conn: asyncpg.Connection,
+    plans: list[RunPlan],
+    *,
+    environment_id: str,
+    task_identifier: str | None,
+    parent: Parent | None,
+    traceparent: str | None,
+    request_id: str | None = None,
+    idempotency_key: str | None = None,
+    idempotency_ttl_seconds: int = IDEMPOTENCY_KEY_TTL_SECONDS,
+) -> BatchResult:
+    """Create the batch and its runs in one transaction, or return the batch this request (or
+    its idempotency key) made already."""
+    async with conn.transaction():
+        if request_id is not None:
+            existing = await batch_store.by_request_id(conn, environment_id, request_id)
+            if existing is not None:
+                return await _cached(conn, existing)
+        if idempotency_key is not None:
+            await idempotency.lock(conn, environment_id, "batch", idempotency_key)
+            existing = await batch_store.by_idempotency_key(conn, environment_id, idempotency_key)
+            if existing is not None:
+                return await _cached(conn, existing)
+            await batch_store.release_expired_key(conn, environment_id, idempotency_key)
+        batch_id = new_id("batch")
+        results: list[TriggerResult | None] = [None] * len(plans)
+        plain = [i for i, plan in enumerate(plans) if plan.idempotency_key is None and plan.debounce is None]
+        try:
+            created = await run_store.insert_many(conn, [
+                new_run(plans[i], environment_id=environment_id,
+                        status="DELAYED" if plans[i].delayed_until is not None else None,
+                        parent=parent, traceparent=traceparent, batch_id=batch_id)
+                for i in plain])
+        except (asyncpg.exceptions.UntranslatableCharacterError, asyncpg.exceptions.DataError) as exc:
+            raise TriggerRejected(422, f"an item cannot be stored: {exc}") from None
+        for i, transition in zip(plain, created, strict=True):
+            results[i] = TriggerResult(transition.run_id, False, transition)
+        served: dict[str, bool] = {}
+        for i, plan in enumerate(plans):
+            if results[i] is not None:
+                continue
+            if plan.task_identifier not in served:
+                served[plan.task_identifier] = await workers.serves_task(conn, environment_id, plan.task_identifier)
+            try:
+                results[i] = await trigger_run(conn, plan, environment_id=environment_id,
+                                               served=served[plan.task_identifier], parent=parent,
+                                               traceparent=traceparent, batch_id=batch_id)
+            except TriggerRejected as exc:
+                raise TriggerRejected(exc.status, f"items[{i}]: {exc.message}") from None
+        runs = [r for r in results if r is not None]
+        expires = (datetime.now(UTC) + timedelta(seconds=idempotency_ttl_seconds)
+                   if idempotency_key is not None else None)
+        await batch_store.insert(conn, id=batch_id, environment_id=environment_id, task_identifier=task_identifier,
+                                 run_ids=[r.run_id for r in runs], parent_run_id=parent.id if parent else None,
+                                 idempotency_key=idempotency_key, idempotency_expires_at=expires,
+                                 request_id=request_id)
+    return BatchResult(batch_id, False, runs, [plan.task_identifier for plan in plans])
+
+
+async def _cached(conn: asyncpg.Connection, batch: batch_store.BatchRecord) -> BatchResult:
+    """The answer for a batch made already: its runs, each cached."""
+    tasks = {r["id"]: r["task_identifier"] for r in await conn.fetch(
+        "SELECT id, task_identifier FROM runs WHERE id = ANY($1::text[])", batch.run_ids)}
+    return BatchResult(batch.id, True, [TriggerResult(run_id, True, None) for run_id in batch.run_ids],
+                       [tasks.get(run_id, batch.task_identifier or "") for run_id in batch.run_ids])

@@ -1,0 +1,102 @@
+"""Batches: the record of one request that triggered many runs, and its status from its runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+from slipstream_proto.statuses import FINAL_STATUSES
+
+from slipstream_platform.store.runs import Conn
+
+
+class BatchRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A batch as stored, with its runs' ids in the order of its items."""
+
+    id: str
+    environment_id: str
+    task_identifier: str | None
+    run_ids: list[str]
+    idempotency_key: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class BatchView(msgspec.Struct, frozen=True, kw_only=True):
+    """A batch with its status, read from its runs."""
+
+    batch: BatchRecord
+    status: str
+    # How many of its runs are in each status.
+    counts: dict[str, int]
+
+
+_COLUMNS = "id, environment_id, task_identifier, run_ids, idempotency_key, created_at, updated_at"
+
+
+def _record(row: object) -> BatchRecord:
+    return msgspec.convert(dict(row), BatchRecord)  # type: ignore[call-overload]
+
+
+async def insert(conn: Conn, *, id: str, environment_id: str, task_identifier: str | None, run_ids: list[str],
+                 parent_run_id: str | None, idempotency_key: str | None, idempotency_expires_at: datetime | None,
+                 request_id: str | None) -> BatchRecord:
+    """Store a new batch (in the transaction that created its runs)."""
+    row = await conn.fetchrow(
+        "INSERT INTO batches (id, environment_id, task_identifier, run_ids, parent_run_id, idempotency_key,"
+        " idempotency_expires_at, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        f" RETURNING {_COLUMNS}",
+        id, environment_id, task_identifier, run_ids, parent_run_id, idempotency_key, idempotency_expires_at,
+        request_id,
+    )
+    return _record(row)
+
+
+async def by_request_id(conn: Conn, environment_id: str, request_id: str) -> BatchRecord | None:
+    """The batch a request id made already (a retried request)."""
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM batches WHERE environment_id = $1 AND request_id = $2",
+                              environment_id, request_id)
+    return _record(row) if row else None
+
+
+async def by_idempotency_key(conn: Conn, environment_id: str, key: str) -> BatchRecord | None:
+    """The batch a live batch idempotency key stands for."""
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM batches WHERE environment_id = $1 AND idempotency_key = $2"
+        " AND idempotency_expires_at > now()", environment_id, key)
+    return _record(row) if row else None
+
+
+async def release_expired_key(conn: Conn, environment_id: str, key: str) -> None:
+    """Let an expired batch idempotency key be used again (the old batch keeps its runs)."""
+    await conn.execute("UPDATE batches SET idempotency_key = NULL, updated_at = now()"
+                       " WHERE environment_id = $1 AND idempotency_key = $2 AND idempotency_expires_at <= now()",
+                       environment_id, key)
+
+
+def status_of(counts: dict[str, int], run_count: int) -> str:
+    """PROCESSING while any run is unfinished; then COMPLETED if every run completed, ABORTED if
+    every run was canceled, else PARTIAL_FAILED."""
+    finished = sum(n for status, n in counts.items() if status in FINAL_STATUSES)
+    if finished < run_count:
+        return "PROCESSING"
+    if counts.get("COMPLETED", 0) == run_count:
+        return "COMPLETED"
+    if counts.get("CANCELED", 0) == run_count:
+        return "ABORTED"
+    return "PARTIAL_FAILED"
+
+
+async def get(conn: Conn, environment_id: str, batch_id: str) -> BatchView | None:
+    """A batch of the environment with its status (None: no such batch)."""
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM batches WHERE environment_id = $1 AND id = $2",
+                              environment_id, batch_id)
+    if row is None:
+        return None
+    batch = _record(row)
+    # An item that stood for an existing run counts that run once per item.
+    rows = await conn.fetch(
+        "SELECT r.status, count(*) AS n FROM unnest($1::text[]) AS i(id) JOIN runs r ON r.id = i.id"
+        " GROUP BY r.status", batch.run_ids)
+    counts = {r["status"]: int(r["n"]) for r in rows}
+    return BatchView(batch=batch, status=status_of(counts, len(batch.run_ids)), counts=counts)

@@ -1,0 +1,201 @@
+"""Batches through the whole platform: HTTP and SDK, accepted or refused whole, in item order."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from slipstream import batch, tasks
+from slipstream.errors import BatchItemError, NotFoundError, UnprocessableEntityError
+
+from tests.conftest import eventually
+from tests.e2e.conftest import Platform
+from tests.e2e.tasks.sample import always_fails, echo
+from tests.e2e.tasks.schemas import typed_function
+from tests.e2e.test_runs import finished, get_run
+
+pytestmark = pytest.mark.e2e
+
+
+async def post(http: aiohttp.ClientSession, path: str, body: Any, **headers: str) -> tuple[int, dict[str, Any]]:
+    async with http.post(path, json=body, headers=headers) as response:
+        return response.status, await response.json()
+
+
+async def get_batch(http: aiohttp.ClientSession, batch_id: str) -> dict[str, Any]:
+    async with http.get(f"/api/v2/batches/{batch_id}") as response:
+        assert response.status == 200, await response.text()
+        return dict(await response.json())
+
+
+async def batch_done(http: aiohttp.ClientSession, batch_id: str) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        b = await get_batch(http, batch_id)
+        return b if b["status"] != "PROCESSING" else None
+
+    return await eventually(probe, timeout=30, message=f"batch {batch_id} did not finish")
+
+
+async def test_a_batch_of_one_task_runs_every_item_in_order(http: aiohttp.ClientSession) -> None:
+    items = [{"payload": {"n": 0}}, {"payload": {"n": 1}, "options": {"tags": ["second"], "maxAttempts": 2}},
+             {"payload": {"n": 2}, "options": {"concurrencyKey": "tenant-1"}}]
+    status, answer = await post(http, "/api/v1/tasks/echo/batch", {"items": items})
+    assert status == 202, answer
+    assert answer["id"].startswith("batch_") and answer["isCached"] is False
+    assert [r["taskIdentifier"] for r in answer["runs"]] == ["echo"] * 3
+    assert not any(r["isCached"] for r in answer["runs"])
+    runs = [await finished(http, r["id"]) for r in answer["runs"]]
+    assert [r["payload"] for r in runs] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert [r["status"] for r in runs] == ["COMPLETED"] * 3
+    assert all(r["batchId"] == answer["id"] for r in runs)
+    assert runs[1]["tags"] == ["second"] and runs[2]["concurrencyKey"] == "tenant-1"
+    b = await batch_done(http, answer["id"])
+    assert b["status"] == "COMPLETED" and b["runCount"] == 3
+    assert b["runs"] == [r["id"] for r in answer["runs"]]
+
+
+async def test_a_batch_of_several_tasks_reports_a_partial_failure(http: aiohttp.ClientSession) -> None:
+    items = [{"task": "echo", "payload": 1}, {"task": "always-fails", "payload": None,
+                                               "options": {"maxAttempts": 1}}, {"task": "echo-sync", "payload": 3}]
+    status, answer = await post(http, "/api/v1/tasks/batch", {"items": items})
+    assert status == 202, answer
+    assert [r["taskIdentifier"] for r in answer["runs"]] == ["echo", "always-fails", "echo-sync"]
+    b = await batch_done(http, answer["id"])
+    assert b["status"] == "PARTIAL_FAILED"
+    assert [(await get_run(http, run_id))["status"] for run_id in b["runs"]] == ["COMPLETED", "FAILED", "COMPLETED"]
+
+
+async def run_count(platform: Platform) -> int:
+    conn = await asyncpg.connect(platform.local.database_url)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM runs"))
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"items": []}, 400, "at least one item"),
+        ({"items": [{"payload": i} for i in range(1001)]}, 400, "at most 1,000 items"),
+        ({"items": [{"payload": 1}, {"payload": 2, "options": {"ttl": True}}]}, 400, "items[1].options.ttl"),
+        ({"items": [{"payload": 1}, {"payload": 2}, {"payload": 3, "options": {"maxAttempts": 0}}]}, 422,
+         "items[2]: maxAttempts must be at least 1"),
+        ({"items": [{"payload": 1}, {"payload": "a\u0000b"}]}, 422, "items[1]: payload contains a NUL"),
+        ({"items": [{"payload": 1, "options": {"tags": ["ok", "x\u0000"]}}]}, 422, "items[0]: options.tags[1]"),
+        ({"items": [{"payload": 1}], "options": {"idempotencyKey": ""}}, 422, "options.idempotencyKey"),
+        ({"items": [{"payload": 1, "surprise": True}]}, 400, "surprise"),
+        ({}, 400, "missing required field `items`"),
+    ],
+    ids=["empty", "too-many", "bad-type", "bad-rule", "nul-payload", "nul-tag", "bad-batch-key", "unknown-field",
+         "no-items"],
+)
+async def test_a_bad_batch_is_refused_whole_naming_the_item(
+    platform: Platform, http: aiohttp.ClientSession, body: dict[str, Any], status: int, message: str
+) -> None:
+    before = await run_count(platform)
+    got, answer = await post(http, "/api/v1/tasks/echo/batch", body)
+    assert got == status and message in answer["error"], answer
+    assert await run_count(platform) == before
+
+
+async def test_a_bad_task_id_in_a_batch_of_tasks_names_the_item(http: aiohttp.ClientSession) -> None:
+    got, answer = await post(http, "/api/v1/tasks/batch", {"items": [{"task": "echo"}, {"task": "no good"}]})
+    assert got == 400 and "items[1]: task id 'no good' is not valid" in answer["error"], answer
+
+
+async def test_idempotency_keys_inside_and_around_a_batch(http: aiohttp.ClientSession) -> None:
+    key = f"k-{uuid.uuid4().hex}"
+    items = [{"payload": 1, "options": {"idempotencyKey": key}}, {"payload": 2},
+             {"payload": 3, "options": {"idempotencyKey": key}}]
+    status, answer = await post(http, "/api/v1/tasks/echo/batch", {"items": items})
+    assert status == 202, answer
+    first, plain, same = answer["runs"]
+    # Two items with one key stand for one run; the first made it.
+    assert same["id"] == first["id"] and same["isCached"] and not first["isCached"] and plain["id"] != first["id"]
+    # A key of a run made before returns it in a later batch too.
+    again = {"items": [{"payload": 9, "options": {"idempotencyKey": key}}]}
+    _, later = await post(http, "/api/v1/tasks/echo/batch", again)
+    assert later["runs"][0] == {"id": first["id"], "taskIdentifier": "echo", "isCached": True}
+    # A batch key: the same batch again is the first batch.
+    batch_key = f"b-{uuid.uuid4().hex}"
+    body = {"items": [{"payload": "x"}], "options": {"idempotencyKey": batch_key}}
+    _, one = await post(http, "/api/v1/tasks/echo/batch", body)
+    _, two = await post(http, "/api/v1/tasks/echo/batch", body)
+    assert two["id"] == one["id"] and two["isCached"] and not one["isCached"]
+    assert [r["id"] for r in two["runs"]] == [r["id"] for r in one["runs"]] and all(r["isCached"] for r in two["runs"])
+    assert (await get_batch(http, one["id"]))["idempotencyKey"] == batch_key
+
+
+async def test_a_repeated_request_id_returns_the_batch_it_made(http: aiohttp.ClientSession) -> None:
+    request_id = uuid.uuid4().hex
+    body = {"items": [{"payload": 1}, {"payload": 2}]}
+    _, one = await post(http, "/api/v1/tasks/echo/batch", body, **{"x-slipstream-request-id": request_id})
+    _, two = await post(http, "/api/v1/tasks/echo/batch", body, **{"x-slipstream-request-id": request_id})
+    assert two["id"] == one["id"] and [r["id"] for r in two["runs"]] == [r["id"] for r in one["runs"]]
+
+
+async def test_an_unknown_batch_is_a_404(http: aiohttp.ClientSession) -> None:
+    async with http.get("/api/v2/batches/batch_nope") as response:
+        assert response.status == 404 and "Batch not found" in (await response.json())["error"]
+
+
+async def test_the_sdk_batch_functions(http: aiohttp.ClientSession, sdk: None) -> None:
+    handle = await echo.batch_trigger([{"payload": {"i": 0}}, {"payload": {"i": 1}, "options": {"tags": "t"}}])
+    assert len(handle.runs) == 2 and all(r.task_identifier == "echo" for r in handle.runs)
+    by_id = await tasks.batch_trigger("echo-sync", ({"payload": i} for i in range(3)))
+    mixed = await batch.trigger([{"id": "echo", "payload": "a"}, {"id": "echo-sync", "payload": "b"}])
+    by_task = await batch.trigger_by_task([{"task": echo, "payload": "c"},
+                                           {"task": always_fails, "options": {"max_attempts": 1}}])
+    assert [r.task_identifier for r in mixed.runs] == ["echo", "echo-sync"]
+    assert [r.task_identifier for r in by_task.runs] == ["echo", "always-fails"]
+    for h, status in ((handle, "COMPLETED"), (by_id, "COMPLETED"), (mixed, "COMPLETED"),
+                      (by_task, "PARTIAL_FAILED")):
+        b = await batch_done(http, h.batch_id)
+        assert b["status"] == status and b["runs"] == [r.id for r in h.runs]
+    retrieved = await batch.retrieve(handle.batch_id)
+    assert retrieved.status == "COMPLETED" and retrieved.runs == [r.id for r in handle.runs]
+    again = await echo.batch_trigger([{"payload": 1}], idempotency_key=f"sdk-{handle.batch_id}")
+    cached = await echo.batch_trigger([{"payload": 1}], idempotency_key=f"sdk-{handle.batch_id}")
+    assert cached.is_cached and cached.batch_id == again.batch_id
+    with pytest.raises(NotFoundError):
+        await batch.retrieve("batch_nope")
+
+
+async def test_the_sdk_refuses_bad_items_before_sending(sdk: None) -> None:
+    with pytest.raises(BatchItemError, match="at least one item"):
+        await echo.batch_trigger([])
+    with pytest.raises(BatchItemError, match=r"items\[1\] must be a dict"):
+        await echo.batch_trigger([{"payload": 1}, 2])  # type: ignore[list-item]
+    with pytest.raises(BatchItemError, match=r"items\[0\] has unknown key\(s\) paylod"):
+        await echo.batch_trigger([{"paylod": 1}])  # type: ignore[typeddict-unknown-key]
+    with pytest.raises(BatchItemError, match=r"items\[0\].options: unknown trigger option"):
+        await echo.batch_trigger([{"payload": 1, "options": {"retries": 2}}])  # type: ignore[typeddict-unknown-key]
+    with pytest.raises(BatchItemError, match="at most 1,000"):
+        await echo.batch_trigger([{"payload": i} for i in range(1001)])
+    with pytest.raises(BatchItemError, match=r"items\[0\].task must be a task"):
+        await batch.trigger_by_task([{"task": "echo"}])
+    with pytest.raises(BatchItemError, match=r"items\[0\].id must be a task id"):
+        await batch.trigger([{"payload": 1}])
+    with pytest.raises(BatchItemError, match="not dict"):
+        await echo.batch_trigger({"payload": 1})  # type: ignore[arg-type]
+    # A schema task checks every payload first.
+    with pytest.raises(ValueError, match="3 is not an even number"):
+        await typed_function.batch_trigger([{"payload": 2}, {"payload": 3}])
+    # The server names the item it refuses.
+    with pytest.raises(UnprocessableEntityError, match=r"items\[1\]: maxAttempts"):
+        await echo.batch_trigger([{"payload": 1}, {"payload": 2, "options": {"max_attempts": 0}}])
+
+
+async def test_a_batch_triggered_inside_a_task_makes_its_children(http: aiohttp.ClientSession) -> None:
+    status, answer = await post(http, "/api/v1/tasks/fan-out/trigger", {"payload": {"n": 3}})
+    assert status == 200, answer
+    parent = await finished(http, answer["id"])
+    assert parent["status"] == "COMPLETED", parent
+    children = [await finished(http, run_id) for run_id in parent["output"]["children"]]
+    assert [c["payload"] for c in children] == [{"i": 0}, {"i": 1}, {"i": 2}]
+    assert all(c["parentRunId"] == parent["id"] and c["depth"] == 1 for c in children)
+    assert all(c["batchId"] == parent["output"]["batch"] for c in children)
