@@ -14,7 +14,7 @@ from slipstream_proto import Run, RunStatus
 from slipstream import batch, errors, idempotency_keys, queues, retry, runs, schedules, tasks, wait
 from slipstream._client import aclose
 from slipstream._config import configure
-from slipstream._context import TaskContext, TaskResult, TaskRunResult
+from slipstream._context import BatchResult, TaskContext, TaskResult, TaskRunResult
 from slipstream._locals import LocalKey, locals
 from slipstream._logger import logger
 from slipstream._retry import RetryOptions
@@ -24,6 +24,7 @@ from slipstream.errors import AbortTaskRunError
 __all__ = [
     "AbortTaskRunError",
     "BatchHandle",
+    "BatchResult",
     "LocalKey",
     "Queue",
     "RetryOptions",

@@ -1,4 +1,6 @@
-"""Batch triggers: many runs in one request (`POST /api/v1/tasks/{id}/batch`, `/api/v1/tasks/batch`)."""
+"""Batch triggers: many runs in one request (`POST /api/v1/tasks/{id}/batch`, `/api/v1/tasks/batch`),
+and inside a task, a batch the parent waits for (a BATCH waitpoint: the supervisor creates the
+batch in the transaction that suspends the parent)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from slipstream_proto import (
     BatchItem as WireItem,
 )
@@ -19,6 +22,7 @@ from slipstream_proto import (
 )
 
 from slipstream import _client
+from slipstream._context import BatchResult
 from slipstream._task import BatchHandle, BatchKwargs, RunHandle, trigger_options, with_parent
 from slipstream.errors import BatchItemError
 
@@ -26,12 +30,22 @@ if TYPE_CHECKING:
     from slipstream._task import Task
 
 MAX_ITEMS = 1000
+_ITEM = '{"payload": ..., "options": {...}}'
+_json = msgspec.json.Encoder()
 
 
-def _items(items: Iterable[Any], keys: frozenset[str], what: str) -> list[Mapping[str, Any]]:
+class Item(msgspec.Struct, frozen=True):
+    """A checked item: the task to run, its payload and its wire options."""
+
+    task_identifier: str
+    payload: Any
+    options: TriggerOptions
+
+
+def _listed(items: Iterable[Any], keys: frozenset[str], shape: str) -> list[Mapping[str, Any]]:
     """The items as a list of mappings with only `keys`; BatchItemError names a bad one."""
     if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
-        raise BatchItemError(f"a batch takes a list (or another iterable) of items like {what}, "
+        raise BatchItemError(f"a batch takes a list (or another iterable) of items like {shape}, "
                              f"not {type(items).__name__}")
     listed = list(items)
     if not listed:
@@ -41,11 +55,11 @@ def _items(items: Iterable[Any], keys: frozenset[str], what: str) -> list[Mappin
                              " in another batch")
     for index, item in enumerate(listed):
         if not isinstance(item, Mapping):
-            raise BatchItemError(f"items[{index}] must be a dict like {what}, not {type(item).__name__}")
+            raise BatchItemError(f"items[{index}] must be a dict like {shape}, not {type(item).__name__}")
         unknown = set(item) - keys
         if unknown:
             raise BatchItemError(f"items[{index}] has unknown key(s) {', '.join(sorted(map(str, unknown)))};"
-                                 f" an item is like {what}")
+                                 f" an item is like {shape}")
     return listed
 
 
@@ -59,51 +73,27 @@ def _options(index: int, item: Mapping[str, Any]) -> TriggerOptions:
         raise BatchItemError(f"items[{index}].options: {exc}") from None
 
 
-def _batch_options(options: BatchKwargs) -> BatchOptions | None:
-    unknown = set(options) - set(BatchKwargs.__annotations__)
-    if unknown:
-        raise TypeError(f"unknown batch option(s) {', '.join(sorted(unknown))}; known: "
-                        + ", ".join(BatchKwargs.__annotations__))
-    return BatchOptions(**options) if options else None
-
-
-def _handle(response: BatchTriggerResponse) -> BatchHandle:
-    return BatchHandle(response.id, [RunHandle(r.id, r.is_cached, r.task_identifier) for r in response.runs],
-                       response.is_cached)
-
-
-async def batch_of_task(task: Task[Any, Any], items: Iterable[Any], options: BatchKwargs) -> BatchHandle:
-    """`Task.batch_trigger`: every item a run of `task` (its payload checked by a schema task)."""
-    listed = _items(items, frozenset({"payload", "options"}), '{"payload": ..., "options": {...}}')
-    wire = []
-    for index, item in enumerate(listed):
-        if task.parse is not None:
+def items_of_task(task: Task[Any, Any] | str, items: Iterable[Any]) -> list[Item]:
+    """Items of one task (a Task validates each payload with its schema; a task id does not)."""
+    checked = []
+    for index, item in enumerate(_listed(items, frozenset({"payload", "options"}), _ITEM)):
+        if not isinstance(task, str) and task.parse is not None:
             task.parse(item.get("payload"))
-        wire.append(WireItem(payload=item.get("payload"), options=_options(index, item)))
-    return await _send(f"/api/v1/tasks/{task.id}/batch", BatchTriggerRequest(items=wire,
-                                                                             options=_batch_options(options)))
+        checked.append(Item(task if isinstance(task, str) else task.id, item.get("payload"), _options(index, item)))
+    return checked
 
 
-async def batch_of_task_id(task_id: str, items: Iterable[Any], options: BatchKwargs) -> BatchHandle:
-    """`tasks.batch_trigger("task-id", items)`: no client-side validation of the payloads."""
-    listed = _items(items, frozenset({"payload", "options"}), '{"payload": ..., "options": {...}}')
-    wire = [WireItem(payload=item.get("payload"), options=_options(i, item)) for i, item in enumerate(listed)]
-    return await _send(f"/api/v1/tasks/{task_id}/batch", BatchTriggerRequest(items=wire,
-                                                                             options=_batch_options(options)))
+def items_of_tasks(items: Iterable[Any], *, by_task: bool) -> list[Item]:
+    """Items naming their task: by id ("id") or as a Task ("task", payloads validated by schema tasks)."""
+    from slipstream._task import Task
 
-
-async def batch_of_tasks(items: Iterable[Any], options: BatchKwargs, *, by_task: bool) -> BatchHandle:
-    """`batch.trigger` (items name a task id in "id") and `batch.trigger_by_task` (a Task in "task")."""
     key = "task" if by_task else "id"
     shape = ('{"task": my_task, "payload": ..., "options": {...}}' if by_task
              else '{"id": "task-id", "payload": ..., "options": {...}}')
-    listed = _items(items, frozenset({key, "payload", "options"}), shape)
-    wire = []
-    for index, item in enumerate(listed):
+    checked = []
+    for index, item in enumerate(_listed(items, frozenset({key, "payload", "options"}), shape)):
         target = item.get(key)
         if by_task:
-            from slipstream._task import Task
-
             if not isinstance(target, Task):
                 raise BatchItemError(f"items[{index}].task must be a task (a @task function), not {target!r}")
             if target.parse is not None:
@@ -113,10 +103,39 @@ async def batch_of_tasks(items: Iterable[Any], options: BatchKwargs, *, by_task:
             if not isinstance(target, str) or not target:
                 raise BatchItemError(f"items[{index}].id must be a task id, not {target!r}")
             task_id = target
-        wire.append(BatchTaskItem(task=task_id, payload=item.get("payload"), options=_options(index, item)))
-    return await _send("/api/v1/tasks/batch", BatchTriggerTasksRequest(items=wire, options=_batch_options(options)))
+        checked.append(Item(task_id, item.get("payload"), _options(index, item)))
+    return checked
 
 
-async def _send(path: str, body: BatchTriggerRequest | BatchTriggerTasksRequest) -> BatchHandle:
+def _batch_options(options: BatchKwargs) -> BatchOptions | None:
+    unknown = set(options) - set(BatchKwargs.__annotations__)
+    if unknown:
+        raise TypeError(f"unknown batch option(s) {', '.join(sorted(unknown))}; known: "
+                        + ", ".join(BatchKwargs.__annotations__))
+    return BatchOptions(**options) if options else None
+
+
+async def send(items: list[Item], options: BatchKwargs, *, task_id: str | None) -> BatchHandle:
+    """Trigger the batch over HTTP: of one task (`task_id`), or of the tasks each item names."""
+    batch_options = _batch_options(options)
+    body: BatchTriggerRequest | BatchTriggerTasksRequest
+    if task_id is not None:
+        path = f"/api/v1/tasks/{task_id}/batch"
+        body = BatchTriggerRequest(items=[WireItem(payload=i.payload, options=i.options) for i in items],
+                                   options=batch_options)
+    else:
+        path = "/api/v1/tasks/batch"
+        body = BatchTriggerTasksRequest(items=[BatchTaskItem(task=i.task_identifier, payload=i.payload,
+                                                             options=i.options) for i in items],
+                                        options=batch_options)
     response = await _client.request("POST", path, BatchTriggerResponse, body, request_id=uuid.uuid4().hex)
-    return _handle(response)
+    return BatchHandle(response.id, [RunHandle(r.id, r.is_cached, r.task_identifier) for r in response.runs],
+                       response.is_cached)
+
+
+async def wait_for(items: list[Item]) -> BatchResult:
+    """Inside a task: trigger the batch and suspend until every run is final (the slot is freed)."""
+    from slipstream._waits import waitpoint
+
+    entry = await waitpoint("BATCH", items_json=_json.encode(items).decode())
+    return msgspec.json.decode(entry.result_json or "{}", type=BatchResult)

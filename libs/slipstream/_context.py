@@ -111,19 +111,31 @@ class TaskResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TaskRunResult(msgspec.Struct, frozen=True, kw_only=True):
-    """What `trigger_and_wait` returns: the child run's outcome."""
+    """What `trigger_and_wait` returns (and each of a batch's `runs`): the child run's outcome.
+    A failed child never raises by itself: check `ok`, or call `unwrap()`."""
 
     id: str
     ok: bool
     status: str
+    task_identifier: str | None = None
     output: Any = None
     error: dict[str, Any] | None = None
 
     def unwrap(self) -> Any:
-        """The output, or SubtaskUnwrapError if the child run did not complete."""
+        """The output, or SubtaskUnwrapError (with the child's run_id, task_id and cause) if the
+        child run did not complete."""
         if self.ok:
             return self.output
         from slipstream.errors import SubtaskUnwrapError
 
         message = (self.error or {}).get("message", self.status)
-        raise SubtaskUnwrapError(f"child run {self.id} ended {self.status}: {message}")
+        raise SubtaskUnwrapError(f"child run {self.id} ({self.task_identifier}) ended {self.status}: {message}",
+                                 run_id=self.id, task_id=self.task_identifier, cause=self.error)
+
+
+class BatchResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What the batch `..._and_wait` functions return: the batch's id and one result per item,
+    in the order of the items."""
+
+    id: str
+    runs: list[TaskRunResult]

@@ -18,7 +18,7 @@ from slipstream_proto import DebounceOption, QueueOption, TriggerOptions, Trigge
 from slipstream_proto.machines import MACHINE_PRESETS
 
 from slipstream import _client
-from slipstream._context import TaskContext, TaskRunResult
+from slipstream._context import BatchResult, TaskContext, TaskRunResult
 from slipstream._retry import RetryOptions, validate_retry
 from slipstream._schema import json_schema_for, parser_for
 from slipstream.errors import TaskOptionError, TaskRunError
@@ -373,9 +373,18 @@ class Task(Generic[P, R]):
 
         A schema task validates every payload first.
         """
-        from slipstream._batch import batch_of_task
+        from slipstream._batch import items_of_task, send
 
-        return await batch_of_task(self, items, options)
+        return await send(items_of_task(self, items), options, task_id=self.id)
+
+    async def batch_trigger_and_wait(self, items: Iterable[BatchItem[P]]) -> BatchResult:
+        """Inside a task: run one child of this task per item and wait, without holding a slot,
+        until every child is final. Returns a BatchResult whose `runs` are the children's
+        results in the order of the items (a failed child does not raise by itself).
+        """
+        from slipstream._batch import items_of_task, wait_for
+
+        return await wait_for(items_of_task(self, items))
 
 
 _DEPRECATED_HOOKS = {

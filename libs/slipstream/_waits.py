@@ -63,7 +63,11 @@ async def waitpoint(request_type: str, **fields: Any) -> ipc.JournalEntry:
     """Pass a waitpoint: its journal entry if it completed before, else suspend the run."""
     state = current_replay.get()
     if state is None:
-        raise TaskRunError("waits (wait.for_, trigger_and_wait) can only be used inside a running task")
+        instead = {"RUN": "trigger() and runs.retrieve()",
+                   "BATCH": "batch_trigger() (or batch.trigger()) and batch.retrieve()"}.get(
+            request_type, "asyncio.sleep()")
+        raise TaskRunError(f"waits (wait.for_, trigger_and_wait, batch_trigger_and_wait) can only be used inside a"
+                           f" running task; outside one, use {instead}")
     seq = state.next_seq
     state.next_seq += 1
     entry = state.journal.get(seq)

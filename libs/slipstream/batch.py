@@ -21,22 +21,36 @@ from typing import Any, Unpack
 from slipstream_proto import Batch
 
 from slipstream import _client
-from slipstream._batch import batch_of_tasks
+from slipstream._batch import items_of_tasks, send, wait_for
+from slipstream._context import BatchResult
 from slipstream._task import BatchHandle, BatchKwargs
 
-__all__ = ["Batch", "BatchHandle", "retrieve", "trigger", "trigger_by_task"]
+__all__ = ["Batch", "BatchHandle", "BatchResult", "retrieve", "trigger", "trigger_and_wait", "trigger_by_task",
+           "trigger_by_task_and_wait"]
 
 
 async def trigger(items: Iterable[dict[str, Any]], **options: Unpack[BatchKwargs]) -> BatchHandle:
     """Start one run per item `{"id": "task-id", "payload": ..., "options": {...}}`; return the
     batch's handle, whose `runs` (each with its `task_identifier`) are in the order of the items."""
-    return await batch_of_tasks(items, options, by_task=False)
+    return await send(items_of_tasks(items, by_task=False), options, task_id=None)
 
 
 async def trigger_by_task(items: Iterable[dict[str, Any]], **options: Unpack[BatchKwargs]) -> BatchHandle:
     """Start one run per item `{"task": my_task, "payload": ..., "options": {...}}`; each payload
     is validated first when its task is a schema task."""
-    return await batch_of_tasks(items, options, by_task=True)
+    return await send(items_of_tasks(items, by_task=True), options, task_id=None)
+
+
+async def trigger_and_wait(items: Iterable[dict[str, Any]]) -> BatchResult:
+    """Inside a task: `trigger`, then wait without holding a slot until every run is final.
+    The result's `runs` are in the order of the items, each with `ok`, `id`,
+    `task_identifier` and `output` or `error`."""
+    return await wait_for(items_of_tasks(items, by_task=False))
+
+
+async def trigger_by_task_and_wait(items: Iterable[dict[str, Any]]) -> BatchResult:
+    """Inside a task: `trigger_by_task`, then wait until every run is final (see `trigger_and_wait`)."""
+    return await wait_for(items_of_tasks(items, by_task=True))
 
 
 async def retrieve(batch_id: str) -> Batch:

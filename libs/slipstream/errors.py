@@ -2,6 +2,7 @@
 
     SlipstreamError
      +-- TaskOptionError        a @task option is wrong (raised when the module is imported)
+     +-- BatchItemError         a batch or one of its items (named by index) is wrong; nothing sent
      +-- ConfigurationError     SLIPSTREAM_API_URL / SLIPSTREAM_SECRET_KEY missing or bad
      +-- ApiConnectionError     the API could not be reached
      +-- ApiError               the API answered with an error status
@@ -19,6 +20,8 @@
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class SlipstreamError(Exception):
@@ -83,7 +86,16 @@ class TaskPayloadParsedError(TaskRunError):
 
 
 class SubtaskUnwrapError(TaskRunError):
-    """`unwrap()` of a `trigger_and_wait` result whose child run failed or was canceled."""
+    """`unwrap()` of a `trigger_and_wait` result whose child run failed or was canceled:
+    `run_id` and `task_id` name the child, `cause` is its error (a dict with `message`,
+    `name`, `stackTrace`), or None if it ended without one (canceled, expired)."""
+
+    def __init__(self, message: str, *, run_id: str = "", task_id: str | None = None,
+                 cause: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.task_id = task_id
+        self.cause = cause
 
 
 class MaxDurationExceededError(TaskRunError):

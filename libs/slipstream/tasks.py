@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Unpack
 
-from slipstream._context import TaskRunResult
+from slipstream._context import BatchResult, TaskRunResult
 from slipstream._hooks import (
     catch_error,
     cleanup,
@@ -33,6 +33,7 @@ from slipstream._task import (
 
 __all__ = [
     "batch_trigger",
+    "batch_trigger_and_wait",
     "catch_error",
     "cleanup",
     "init",
@@ -58,9 +59,17 @@ async def trigger(task_id: str, payload: Any = None, **options: Unpack[TriggerKw
 async def batch_trigger(task_id: str, items: Iterable[dict[str, Any]], **options: Unpack[BatchKwargs]) -> BatchHandle:
     """Start one run of `task_id` per item `{"payload": ..., "options": {...}}` (up to 1,000, in
     one request accepted or refused whole); return the batch's handle."""
-    from slipstream._batch import batch_of_task_id
+    from slipstream._batch import items_of_task, send
 
-    return await batch_of_task_id(task_id, items, options)
+    return await send(items_of_task(task_id, items), options, task_id=task_id)
+
+
+async def batch_trigger_and_wait(task_id: str, items: Iterable[dict[str, Any]]) -> BatchResult:
+    """Inside a task: run one child of `task_id` per item and wait for them all (see
+    `Task.batch_trigger_and_wait`)."""
+    from slipstream._batch import items_of_task, wait_for
+
+    return await wait_for(items_of_task(task_id, items))
 
 
 async def trigger_and_wait(task_id: str, payload: Any = None, **options: Unpack[TriggerKwargs]) -> TaskRunResult:

@@ -162,7 +162,9 @@ async def trigger_batch(
         expires = (datetime.now(UTC) + timedelta(seconds=idempotency_ttl_seconds)
                    if idempotency_key is not None else None)
         await batch_store.insert(conn, id=batch_id, environment_id=environment_id, task_identifier=task_identifier,
-                                 run_ids=[r.run_id for r in runs], parent_run_id=parent.id if parent else None,
+                                 run_ids=[r.run_id for r in runs],
+                                 cached_run_ids=sorted({r.run_id for r in runs if r.is_cached}),
+                                 parent_run_id=parent.id if parent else None,
                                  idempotency_key=idempotency_key, idempotency_expires_at=expires,
                                  request_id=request_id)
     return BatchResult(batch_id, False, runs, [plan.task_identifier for plan in plans])

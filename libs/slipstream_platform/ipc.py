@@ -63,7 +63,9 @@ class JournalEntry(msgspec.Struct, kw_only=True):
 
 
 class WaitRequest(msgspec.Struct, kw_only=True):
-    """Where an attempt suspends: a time (DURATION) or a child run to trigger and wait for (RUN)."""
+    """Where an attempt suspends: a time (DURATION), a child run to trigger and wait for (RUN),
+    or a batch of child runs to trigger and wait for (BATCH: `items_json` is a JSON list of
+    `{"task", "payload", "options"}`)."""
 
     seq: int
     type: str
@@ -71,6 +73,7 @@ class WaitRequest(msgspec.Struct, kw_only=True):
     task_id: str | None = None
     payload_json: str | None = None
     options_json: str | None = None
+    items_json: str | None = None
 
 
 class LogLine(msgspec.Struct, tag="log", kw_only=True):

@@ -55,7 +55,9 @@ def system_failure(exc: BaseException) -> str:
 
 
 def trigger_failed(task_id: str | None, reason: str) -> str:
-    return _json("TriggerError", f"trigger_and_wait({task_id!r}): {reason}")
+    """A child run (task_id) or a batch of them (None) that trigger_and_wait could not create."""
+    where = f"trigger_and_wait({task_id!r})" if task_id is not None else "batch_trigger_and_wait"
+    return _json("TriggerError", f"{where}: {reason}")
 
 
 STALLED = _json("TaskRunStalledError", "the worker running this attempt stopped sending heartbeats"

@@ -24,6 +24,7 @@ import msgspec
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from slipstream_platform import ipc, lifecycle, telemetry
+from slipstream_platform.batching import BatchItem, plan_batch, trigger_batch
 from slipstream_platform.db import UNAVAILABLE
 from slipstream_platform.definitions import QueueDefinition, TaskDefinition, encode_tasks
 from slipstream_platform.errors import SettingsError
@@ -367,7 +368,17 @@ class Supervisor:
         changed: list[Transition] = []
         try:
             async with self.service.pool.acquire() as conn, conn.transaction():
-                child_id = None
+                child_id = batch_id = None
+                if wait.type == "BATCH":
+                    assert wait.items_json is not None
+                    items = msgspec.json.decode(wait.items_json, type=list[BatchItem])
+                    plans = plan_batch(items, environment_type=self.environment.type, now=datetime.now(UTC))
+                    made = await trigger_batch(conn, plans, environment_id=self.environment.id,
+                                               task_identifier=None,
+                                               parent=Parent(started.run_id, started.root_run_id, started.depth),
+                                               traceparent=started.traceparent)
+                    batch_id = made.batch_id
+                    changed += made.transitions
                 if wait.type == "RUN":
                     assert wait.task_id is not None
                     options = msgspec.json.decode(wait.options_json or "{}", type=TriggerOptions)
@@ -384,7 +395,7 @@ class Supervisor:
                 await waitpoint_store.create(
                     conn, run_id=started.run_id, seq=wait.seq, type=wait.type,
                     resume_at=datetime.fromtimestamp(wait.resume_at, UTC) if wait.resume_at is not None else None,
-                    child_run_id=child_id,
+                    child_run_id=child_id, batch_id=batch_id,
                 )
                 waiting = await attempts.suspend(conn, run_id=started.run_id, attempt_number=started.attempt_number)
                 if waiting is None:

@@ -199,3 +199,56 @@ async def test_a_batch_triggered_inside_a_task_makes_its_children(http: aiohttp.
     assert [c["payload"] for c in children] == [{"i": 0}, {"i": 1}, {"i": 2}]
     assert all(c["parentRunId"] == parent["id"] and c["depth"] == 1 for c in children)
     assert all(c["batchId"] == parent["output"]["batch"] for c in children)
+
+
+async def test_a_parent_waits_for_its_batches_and_gets_every_result_in_order(http: aiohttp.ClientSession) -> None:
+    status, answer = await post(http, "/api/v1/tasks/waits-for-batch/trigger", {"payload": {"n": 4}})
+    assert status == 200, answer
+    parent = await finished(http, answer["id"], timeout=60)
+    assert parent["status"] == "COMPLETED", parent
+    out = parent["output"]
+    assert out["first"] == [{"ok": True, "task": "echo", "payload": {"i": i}} for i in range(4)]
+    assert out["mixed"] == [{"ok": True, "task": "echo", "status": "COMPLETED", "error": None},
+                            {"ok": False, "task": "always-fails", "status": "FAILED", "error": "ValueError"}]
+    assert out["by_id"] == [{"sync": True, "payload": 7}]
+    # One attempt, resumed after each batch (the children ran while it waited without a slot).
+    assert out["attempt"] == 1 and parent["attemptCount"] == 1
+
+
+async def test_waiting_for_a_batch_outside_a_task_says_what_to_use(sdk: None) -> None:
+    from slipstream.errors import TaskRunError
+
+    with pytest.raises(TaskRunError, match=r"outside one, use batch_trigger\(\)"):
+        await echo.batch_trigger_and_wait([{"payload": 1}])
+    with pytest.raises(TaskRunError, match="only be used inside a running task"):
+        await batch.trigger_and_wait([{"id": "echo", "payload": 1}])
+
+
+async def test_a_fan_out_of_1000_children_through_a_limited_queue(platform: Platform,
+                                                                  http: aiohttp.ClientSession) -> None:
+    status, answer = await post(http, "/api/v1/tasks/fan-parent/trigger", {"payload": {"n": 1000}})
+    assert status == 200, answer
+    parent = await finished(http, answer["id"], timeout=180)
+    assert parent["status"] == "COMPLETED", parent
+    assert parent["output"]["ordered"] and parent["output"]["count"] == 1000
+    conn = await asyncpg.connect(platform.local.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT a.started_at, a.completed_at FROM attempts a JOIN runs r ON r.id = a.run_id"
+            " WHERE r.batch_id = $1", parent["output"]["batch"])
+        assert len(rows) == 1000  # one attempt each: nothing ran twice
+        events = sorted([(r["started_at"], 1) for r in rows] + [(r["completed_at"], -1) for r in rows])
+        running = peak = 0
+        for _, delta in events:
+            running += delta
+            peak = max(peak, running)
+        assert peak <= 2, f"{peak} children of a limit-2 queue executed at once"
+    finally:
+        await conn.close()
+
+
+async def test_a_parent_waits_for_children_in_its_own_limit_1_queue(http: aiohttp.ClientSession) -> None:
+    status, answer = await post(http, "/api/v1/tasks/fan-own-parent/trigger", {"payload": None})
+    assert status == 200, answer
+    parent = await finished(http, answer["id"], timeout=60)
+    assert parent["status"] == "COMPLETED" and parent["output"] == [0, 1, 2, 3, 4], parent

@@ -29,6 +29,7 @@ def test_the_sdk_public_surface() -> None:
     assert sorted(slipstream.__all__) == [
         "AbortTaskRunError",
         "BatchHandle",
+        "BatchResult",
         "LocalKey",
         "Queue",
         "RetryOptions",

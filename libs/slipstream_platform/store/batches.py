@@ -39,15 +39,16 @@ def _record(row: object) -> BatchRecord:
 
 
 async def insert(conn: Conn, *, id: str, environment_id: str, task_identifier: str | None, run_ids: list[str],
-                 parent_run_id: str | None, idempotency_key: str | None, idempotency_expires_at: datetime | None,
-                 request_id: str | None) -> BatchRecord:
-    """Store a new batch (in the transaction that created its runs)."""
+                 cached_run_ids: list[str], parent_run_id: str | None, idempotency_key: str | None,
+                 idempotency_expires_at: datetime | None, request_id: str | None) -> BatchRecord:
+    """Store a new batch (in the transaction that created its runs); `cached_run_ids`: the runs
+    its items stood for without creating them."""
     row = await conn.fetchrow(
-        "INSERT INTO batches (id, environment_id, task_identifier, run_ids, parent_run_id, idempotency_key,"
-        " idempotency_expires_at, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        "INSERT INTO batches (id, environment_id, task_identifier, run_ids, cached_run_ids, parent_run_id,"
+        " idempotency_key, idempotency_expires_at, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         f" RETURNING {_COLUMNS}",
-        id, environment_id, task_identifier, run_ids, parent_run_id, idempotency_key, idempotency_expires_at,
-        request_id,
+        id, environment_id, task_identifier, run_ids, cached_run_ids, parent_run_id, idempotency_key,
+        idempotency_expires_at, request_id,
     )
     return _record(row)
 

@@ -56,3 +56,31 @@ async def solo_parent(payload: Any, ctx: TaskContext) -> list[Any]:
     # Its children run on the same queue, whose limit is 1: the parent's wait gives its slot up.
     results = [await shared_a.trigger_and_wait({"n": n}) for n in range(2)]
     return [r.id for r in results if r.ok]
+
+
+@task(id="fan-child", queue={"concurrency_limit": 2})
+async def fan_child(payload: dict, ctx: TaskContext) -> int:
+    return int(payload["i"]) * 2
+
+
+@task(id="fan-parent")
+async def fan_parent(payload: dict, ctx: TaskContext) -> dict:
+    n = payload["n"]
+    result = await fan_child.batch_trigger_and_wait([{"payload": {"i": i}} for i in range(n)])
+    outputs = [r.unwrap() for r in result.runs]
+    return {"ordered": outputs == [2 * i for i in range(n)], "count": len(outputs), "batch": result.id}
+
+
+# A parent and its children on one queue of limit 1: the waiting parent gives its slot up.
+own_queue = queue("fan-own", concurrency_limit=1)
+
+
+@task(id="fan-own-child", queue=own_queue)
+async def fan_own_child(payload: Any, ctx: TaskContext) -> Any:
+    return payload
+
+
+@task(id="fan-own-parent", queue=own_queue)
+async def fan_own_parent(payload: Any, ctx: TaskContext) -> list[Any]:
+    result = await fan_own_child.batch_trigger_and_wait([{"payload": i} for i in range(5)])
+    return [r.output for r in result.runs]

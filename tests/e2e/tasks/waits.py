@@ -60,3 +60,23 @@ async def waits_long(payload: Any, ctx: TaskContext) -> None:
     from tests.e2e.tasks.sample import sleepy
 
     await sleepy.trigger_and_wait({"seconds": 60})
+
+
+@task(id="waits-for-batch", on_wait=on_wait, on_resume=on_resume)
+async def waits_for_batch(payload: dict, ctx: TaskContext) -> dict:
+    from slipstream import batch
+
+    from tests.e2e.tasks.sample import always_fails, echo
+
+    logger.info("before the batch")
+    first = await echo.batch_trigger_and_wait([{"payload": {"i": i}} for i in range(payload.get("n", 3))])
+    mixed = await batch.trigger_by_task_and_wait([
+        {"task": echo, "payload": "x"}, {"task": always_fails, "options": {"max_attempts": 1}}])
+    by_id = await tasks.batch_trigger_and_wait("echo-sync", [{"payload": 7}])
+    return {
+        "first": [{"ok": r.ok, "task": r.task_identifier, "payload": r.unwrap()["payload"]} for r in first.runs],
+        "mixed": [{"ok": r.ok, "task": r.task_identifier, "status": r.status, "error": (r.error or {}).get("name")}
+                  for r in mixed.runs],
+        "by_id": [r.output for r in by_id.runs],
+        "attempt": ctx.run.attempt.number,
+    }
