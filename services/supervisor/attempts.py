@@ -350,9 +350,17 @@ class Supervisor:
                 for _, done in batch:
                     done.set_exception(exc)
                 continue
+            resumed: list[Transition] = []
+            if finished.children:
+                # Their parents need not wait for the scheduler's next tick (which stays the safety net).
+                try:
+                    resumed = await waitpoint_store.resume_parents(self.service.pool, finished.children)
+                except Exception:
+                    log.exception("resuming the parents of %d run(s) failed; the scheduler will",
+                                  len(finished.children))
             # Freed slots matter only if runs wait: then every supervisor of the environment may
-            # take (a retry that is ready at once is QUEUED, which signals by itself).
-            await self.service.bus.announce(finished.changed, "released",
+            # take (a retry that is ready at once, or a resumed parent, is QUEUED: that signals by itself).
+            await self.service.bus.announce(finished.changed + resumed, "released",
                                             [self.environment.id] if finished.waiting else [])
             if finished.waiting:
                 self.backlog = True

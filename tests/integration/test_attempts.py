@@ -177,3 +177,41 @@ async def test_a_group_of_ends_says_whether_runs_wait_for_the_freed_slots(pool: 
     later = await add_run(pool, env_id)
     await pool.execute("UPDATE runs SET available_at = now() + interval '1 hour' WHERE id = $1", later)
     assert not (await run_one()).waiting
+
+
+async def test_the_ends_of_children_resume_their_parents_at_once(pool: asyncpg.Pool, env_id: str) -> None:
+    from slipstream_platform.store import waitpoints
+
+    await add_worker(pool, env_id, "w1", ["t"], 8)
+    defaults = lifecycle.task_defaults([TASK])
+    parent_run, batch_parent = await add_run(pool, env_id), await add_run(pool, env_id)
+    await claims.take(pool, worker_id="w1", environment_id=env_id, tasks=defaults, capacity=8)
+    child = await add_run(pool, env_id, parent_run_id=parent_run)
+    batch_id = "batch_test"
+    kids = [await add_run(pool, env_id, parent_run_id=batch_parent, batch_id=batch_id) for _ in range(2)]
+    await pool.execute("INSERT INTO batches (id, environment_id, run_ids) VALUES ($1, $2, $3)", batch_id, env_id,
+                       kids)
+    await waitpoints.create(pool, run_id=parent_run, seq=0, type="RUN", child_run_id=child)
+    await waitpoints.create(pool, run_id=batch_parent, seq=0, type="BATCH", batch_id=batch_id)
+    for run_id in (parent_run, batch_parent):
+        assert await attempts.suspend(pool, run_id=run_id, attempt_number=1) is not None
+    started = {a.run_id: a for a in (await claims.take(pool, worker_id="w1", environment_id=env_id, tasks=defaults,
+                                                       capacity=8)).started}
+    assert set(started) == {child, *kids}
+
+    def end(run_id: str) -> AttemptEnd:
+        return AttemptEnd(run_id=run_id, attempt_number=1, status="COMPLETED", attempt_status="COMPLETED",
+                          output_json=json.dumps(run_id))
+
+    done = await attempts.finish_each(pool, [end(child), end(kids[0])], unavailable=(OSError,))
+    assert sorted(done.children) == sorted([child, kids[0]])
+    # The child's parent resumes; the batch's parent waits for its other run.
+    assert [t.run_id for t in await waitpoints.resume_parents(pool, done.children)] == [parent_run]
+    done = await attempts.finish_each(pool, [end(kids[1])], unavailable=(OSError,))
+    [resumed] = await waitpoints.resume_parents(pool, done.children)
+    assert (resumed.run_id, resumed.status) == (batch_parent, "QUEUED")
+    result = json.loads(await pool.fetchval("SELECT result FROM waitpoints WHERE run_id = $1", batch_parent))
+    assert result["id"] == batch_id and [r["output"] for r in result["runs"]] == kids
+    assert all(r["ok"] and r["task_identifier"] == "t" for r in result["runs"])
+    # Said once: the scheduler's pass finds nothing left to resume.
+    assert await waitpoints.resume_due(pool) == []

@@ -110,14 +110,15 @@ class AttemptEnd(msgspec.Struct, frozen=True, kw_only=True):
 async def finish(conn: Conn, ends: list[AttemptEnd]) -> list[Transition]:
     """Record how attempts ended (each only if its run is still EXECUTING that attempt), in one
     durable statement; return the runs' status changes."""
-    changed, _ = await _finish(conn, ends)
+    changed, _, _ = await _finish(conn, ends)
     return changed
 
 
-async def _finish(conn: Conn, ends: list[AttemptEnd]) -> tuple[list[Transition], bool]:
-    """`finish`, and whether any run of those environments was QUEUED and ready when it ran."""
+async def _finish(conn: Conn, ends: list[AttemptEnd]) -> tuple[list[Transition], bool, list[str]]:
+    """`finish`; whether any run of those environments was QUEUED and ready when it ran; and
+    the runs that ended for good and have a parent (whose wait may be over)."""
     if not ends:
-        return [], False
+        return [], False, []
     rows = await conn.fetch(
         "WITH e AS (SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],"
         "   $7::timestamptz[], $8::text[]) AS e(run_id, attempt_number, status, attempt_status, output, error,"
@@ -130,7 +131,7 @@ async def _finish(conn: Conn, ends: list[AttemptEnd]) -> tuple[list[Transition],
         "   finished_at = CASE WHEN e.status = 'QUEUED' THEN NULL ELSE now() END"
         "   FROM e WHERE r.id = e.run_id AND r.id = ANY($1::text[]) AND r.status = 'EXECUTING'"
         "   AND r.attempt_count = e.attempt_number"
-        f"   {_RETURNING}),"
+        f"   {_RETURNING}, r.parent_run_id),"
         " a AS (UPDATE attempts t SET status = e.attempt_status, error = e.error::jsonb, completed_at = now()"
         "   FROM e WHERE t.run_id = e.run_id AND t.run_id = ANY($1::text[]) AND t.number = e.attempt_number"
         "   AND e.run_id IN (SELECT id FROM r))"
@@ -145,7 +146,8 @@ async def _finish(conn: Conn, ends: list[AttemptEnd]) -> tuple[list[Transition],
         [e.retry_at for e in ends],
         [e.retry_machine for e in ends],
     )
-    return _transitions(rows), any(r["waiting"] for r in rows)
+    children = [r["id"] for r in rows if r["parent_run_id"] is not None and r["status"] != "QUEUED"]
+    return _transitions(rows), any(r["waiting"] for r in rows), children
 
 
 class Finished(msgspec.Struct, frozen=True):
@@ -155,6 +157,8 @@ class Finished(msgspec.Struct, frozen=True):
     changed: list[Transition]
     failed: dict[str, Exception]
     waiting: bool = False
+    # Runs that ended for good and have a parent: `waitpoints.resume_parents` may resume it.
+    children: list[str] = []
 
 
 async def finish_each(pool: asyncpg.Pool, ends: list[AttemptEnd], unavailable: tuple[type[BaseException], ...]
@@ -163,8 +167,8 @@ async def finish_each(pool: asyncpg.Pool, ends: list[AttemptEnd], unavailable: t
     (one end that cannot be stored, say an output Postgres refuses, must not fail the others).
     Errors in `unavailable` (Postgres away) are raised: the caller retries the whole group."""
     try:
-        changed, waiting = await _finish(pool, ends)
-        return Finished(changed, {}, waiting)
+        changed, waiting, children = await _finish(pool, ends)
+        return Finished(changed, {}, waiting, children)
     except unavailable:
         raise
     except Exception:
@@ -173,9 +177,10 @@ async def finish_each(pool: asyncpg.Pool, ends: list[AttemptEnd], unavailable: t
     changed = []
     failed: dict[str, Exception] = {}
     waiting = False
+    children = []
     for end in ends:
         try:
-            one, more = await _finish(pool, [end])
+            one, more, ended = await _finish(pool, [end])
         except unavailable:
             raise
         except Exception as exc:
@@ -183,7 +188,8 @@ async def finish_each(pool: asyncpg.Pool, ends: list[AttemptEnd], unavailable: t
             continue
         changed += one
         waiting = waiting or more
-    return Finished(changed, failed, waiting)
+        children += ended
+    return Finished(changed, failed, waiting, children)
 
 
 async def suspend(conn: Conn, *, run_id: str, attempt_number: int) -> Transition | None:

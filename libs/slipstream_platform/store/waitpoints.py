@@ -52,20 +52,26 @@ async def journal(conn: Conn, run_id: str) -> list[asyncpg.Record]:
     return rows
 
 
-async def resume_due(conn: Conn, limit: int = 1000) -> list[Transition]:
-    """Complete waitpoints whose time came, whose child run finished or every run of whose batch
-    finished; their runs go WAITING -> QUEUED, to continue where they left off (ahead of newer
-    runs in their queue). A batch's result holds its runs' results in the order of its items."""
-    rows = await conn.fetch(
-        "WITH due AS ("
+def _resume_statement(children: bool) -> str:
+    """The statement of `resume_due`; with `children`, only the waits on the runs in $2."""
+    run_filter = " AND c.id = ANY($2::text[])" if children else ""
+    # The batches of the children first, by primary key (left to the planner, it probed each
+    # batch's 1,000 runs for the children: 20 ms instead of 0.1).
+    batches = ("theirs AS MATERIALIZED (SELECT DISTINCT f.batch_id FROM runs f WHERE f.id = ANY($2::text[])"
+               " AND f.batch_id IS NOT NULL),") if children else ""
+    batch_filter = " AND w.batch_id IN (SELECT batch_id FROM theirs)" if children else ""
+    durations = "" if children else (
         "   (SELECT id FROM waitpoints WHERE status = 'PENDING' AND type = 'DURATION' AND resume_at <= now()"
         "    LIMIT $1)"
-        "   UNION ALL"
+        "   UNION ALL")
+    return (
+        # MATERIALIZED: found once, not once per pending waitpoint.
+        f"WITH {batches} due AS MATERIALIZED ({durations}"
         "   (SELECT w.id FROM waitpoints w JOIN runs c ON c.id = w.child_run_id"
-        f"    WHERE w.status = 'PENDING' AND w.type = 'RUN' AND c.status IN {_FINAL} LIMIT $1)"
+        f"    WHERE w.status = 'PENDING' AND w.type = 'RUN' AND c.status IN {_FINAL}{run_filter} LIMIT $1)"
         "   UNION ALL"
         "   (SELECT w.id FROM waitpoints w JOIN batches b ON b.id = w.batch_id"
-        "    WHERE w.status = 'PENDING' AND w.type = 'BATCH'"
+        f"    WHERE w.status = 'PENDING' AND w.type = 'BATCH'{batch_filter}"
         "    AND NOT EXISTS (SELECT 1 FROM runs c WHERE c.batch_id = b.id AND c.batch_id IS NOT NULL"
         f"      AND c.status NOT IN {_FINAL})"
         "    AND NOT EXISTS (SELECT 1 FROM runs c WHERE c.id = ANY(b.cached_run_ids)"
@@ -84,7 +90,27 @@ async def resume_due(conn: Conn, limit: int = 1000) -> list[Transition]:
         " UPDATE runs r SET status = 'QUEUED', resume_pending = true, worker_id = NULL,"
         "   available_at = now(), updated_at = now()"
         " FROM done WHERE r.id = done.run_id AND r.status = 'WAITING'"
-        " RETURNING r.id, r.environment_id, r.status, r.updated_at",
-        limit,
+        " RETURNING r.id, r.environment_id, r.status, r.updated_at"
     )
-    return _transitions(rows)
+
+
+_RESUME_DUE = _resume_statement(children=False)
+_RESUME_PARENTS = _resume_statement(children=True)
+
+
+async def resume_due(conn: Conn, limit: int = 1000) -> list[Transition]:
+    """Complete waitpoints whose time came, whose child run finished or every run of whose batch
+    finished; their runs go WAITING -> QUEUED, to continue where they left off (ahead of newer
+    runs in their queue). A batch's result holds its runs' results in the order of its items.
+
+    The scheduler calls it every tick; the supervisor calls `resume_parents` right after the
+    ends it records, so a parent does not wait for the tick."""
+    return _transitions(await conn.fetch(_RESUME_DUE, limit))
+
+
+async def resume_parents(conn: Conn, children: list[str]) -> list[Transition]:
+    """`resume_due` for the waits on these runs, which just reached a final status: their
+    parents' RUN waits, and the BATCH waits of their batches if every run of it is final."""
+    if not children:
+        return []
+    return _transitions(await conn.fetch(_RESUME_PARENTS, 1000, children))
