@@ -19,6 +19,7 @@ from slipstream._locals import LocalKey, locals
 from slipstream._logger import logger
 from slipstream._retry import RetryOptions
 from slipstream._task import BatchHandle, Queue, RunHandle, Task, queue, schema_task, task
+from slipstream._waits import step
 from slipstream.errors import AbortTaskRunError
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "runs",
     "schedules",
     "schema_task",
+    "step",
     "task",
     "tasks",
     "wait",

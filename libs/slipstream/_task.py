@@ -172,10 +172,17 @@ class DebounceKwargs(TypedDict, total=False):
     max_delay: str
 
 
+class TriggerQueueKwargs(TypedDict, total=False):
+    """`queue=` of a trigger as a dict: that queue, created with (or given) this limit."""
+
+    name: str
+    concurrency_limit: int
+
+
 class TriggerKwargs(TypedDict, total=False):
     """Options of every trigger function, as the seed's `options` in snake_case."""
 
-    queue: str
+    queue: str | TriggerQueueKwargs
     concurrency_key: str
     delay: str | datetime
     tags: str | list[str]
@@ -222,7 +229,7 @@ def trigger_options(**options: Unpack[TriggerKwargs]) -> TriggerOptions:
         )
     fields: dict[str, Any] = dict(options)
     if "queue" in fields:
-        fields["queue"] = QueueOption(name=fields["queue"])
+        fields["queue"] = _queue_option(fields["queue"])
     if "delay" in fields:
         fields["delay"] = _delay_text(fields["delay"])
     if "debounce" in fields:
@@ -236,6 +243,21 @@ def with_parent(options: TriggerOptions) -> TriggerOptions:
     if parent is not None and options.parent_run_id is None:
         return msgspec.structs.replace(options, parent_run_id=parent)
     return options
+
+
+def _queue_option(queue: object) -> QueueOption:
+    """`queue="name"`, or the seed's `queue={"name": "main-branch", "concurrency_limit": 10}`."""
+    if isinstance(queue, str):
+        return QueueOption(name=queue)
+    if isinstance(queue, Queue):
+        return QueueOption(name=queue.name)
+    if isinstance(queue, dict) and isinstance(queue.get("name"), str) and set(queue) <= {"name", "concurrency_limit"}:
+        limit = queue.get("concurrency_limit")
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+            raise TypeError(f"queue concurrency_limit is a whole number of 0 or more, got {limit!r}")
+        return QueueOption(name=queue["name"], concurrency_limit=limit)
+    raise TypeError(f'queue is a queue name or a dict like {{"name": "main-branch", "concurrency_limit": 10}},'
+                    f" got {queue!r}")
 
 
 def _delay_text(delay: str | datetime | None) -> str | None:

@@ -9,9 +9,11 @@ duration), so code before the last wait runs again and should be safe to repeat.
 from __future__ import annotations
 
 import contextvars
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 from slipstream_platform import ipc
 
 from slipstream.errors import TaskRunError
@@ -83,3 +85,49 @@ async def waitpoint(request_type: str, **fields: Any) -> ipc.JournalEntry:
         state.replaying = False
         await state.on_resume(entry)
     return entry
+
+
+_step_encoder = msgspec.json.Encoder()
+
+
+async def step(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run `fn(*args, **kwargs)` once per run: its result is journaled before `step` returns,
+    so when the run replays (after a wait, or in a retry) `step` returns the journaled result
+    instead of calling `fn` again. The result must be JSON; what `step` returns is its JSON
+    form (a tuple comes back as a list, a datetime as a string), the same every time.
+    """
+    from slipstream import _client
+    from slipstream._task import current_attempt_number, current_run_id
+
+    state = current_replay.get()
+    run_id, attempt = current_run_id.get(), current_attempt_number.get()
+    if state is None or run_id is None or attempt is None:
+        raise TaskRunError("step() can only be used inside a running task; outside one, call the function itself")
+    if not isinstance(name, str) or not 0 < len(name) <= 256:
+        raise TaskRunError(f"a step's name is 1-256 characters, got {name!r}")
+    seq = state.next_seq
+    state.next_seq += 1
+    entry = state.journal.get(seq)
+    if entry is not None:
+        if entry.type != "STEP" or entry.task_id != name:
+            raise NonDeterministicReplayError(
+                f"position {seq} was a {entry.type} ({entry.task_id or 'duration'}) when the run first got there,"
+                f" and is step {name!r} on replay: code before a wait or step must take the same path every time")
+        if seq == state.last:
+            state.replaying = False
+        return msgspec.json.decode(entry.result_json or "null")
+    result = fn(*args, **kwargs)
+    if inspect.isawaitable(result):
+        result = await result
+    try:
+        encoded = _step_encoder.encode(result)
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise TaskRunError(f"step {name!r} returned something that is not JSON ({exc}); return JSON data") from None
+    await _client.request("POST", f"/api/v1/runs/{run_id}/steps", _StepAnswer,
+                          {"seq": seq, "name": name, "attemptNumber": attempt, "result": msgspec.Raw(encoded)},
+                          request_id=f"{run_id}:{attempt}:{seq}")
+    return msgspec.json.decode(encoded)
+
+
+class _StepAnswer(msgspec.Struct):
+    seq: int

@@ -21,6 +21,7 @@ from slipstream_proto import TriggerOptions
 from slipstream_platform.ids import new_id
 from slipstream_platform.store import batches as batch_store
 from slipstream_platform.store import idempotency, workers
+from slipstream_platform.store import queues as queue_store
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store.runs import Transition
 from slipstream_platform.triggering import (
@@ -134,7 +135,16 @@ async def trigger_batch(
                 return await _cached(conn, existing)
             await batch_store.release_expired_key(conn, environment_id, idempotency_key)
         batch_id = new_id("batch")
+        limits: dict[str, int] = {}
+        for i, plan in enumerate(plans):
+            if plan.queue is not None and plan.queue_limit is not None:
+                if limits.setdefault(plan.queue, plan.queue_limit) != plan.queue_limit:
+                    raise TriggerRejected(422, f"items[{i}]: queue {plan.queue!r} is given two concurrencyLimits in"
+                                               " one batch")
+        for name, limit in limits.items():
+            await queue_store.set_limit(conn, environment_id, name, limit)
         results: list[TriggerResult | None] = [None] * len(plans)
+        # (Their queue limits are set above: trigger_run need not set them again.)
         plain = [i for i, plan in enumerate(plans) if plan.idempotency_key is None and plan.debounce is None]
         try:
             created = await run_store.insert_many(conn, [

@@ -18,6 +18,7 @@ from slipstream_proto.machines import MACHINE_PRESETS
 from slipstream_platform.durations import parse_duration, resolve_delay
 from slipstream_platform.errors import PlatformError
 from slipstream_platform.store import idempotency
+from slipstream_platform.store import queues as queue_store
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store.runs import NewRun, Transition
 
@@ -67,6 +68,8 @@ class RunPlan(msgspec.Struct, frozen=True, kw_only=True):
     task_identifier: str
     payload_json: str
     queue: str | None  # None: the task's own queue
+    # The trigger-time form `queue: {name, concurrencyLimit}`: that queue gets this limit.
+    queue_limit: int | None = None
     concurrency_key: str | None
     tags: list[str]
     metadata_json: str | None
@@ -153,8 +156,11 @@ def plan_run(
         raise TriggerRejected(422, f"maxDuration is in seconds and must be at least 1, got {options.max_duration}")
     if options.priority is not None and options.priority < 0:
         raise TriggerRejected(422, f"priority must be 0 or more seconds, got {options.priority}")
-    if options.queue is not None and not options.queue.name:
-        raise TriggerRejected(422, "queue.name must not be empty")
+    if options.queue is not None and not 0 < len(options.queue.name) <= 128:
+        raise TriggerRejected(422, f"queue.name must be 1-128 characters, got {len(options.queue.name)}")
+    if options.queue is not None and options.queue.concurrency_limit is not None \
+            and not 0 <= options.queue.concurrency_limit <= 1_000_000:
+        raise TriggerRejected(422, f"queue.concurrencyLimit must be 0 or more, got {options.queue.concurrency_limit}")
     if options.concurrency_key is not None and not 0 < len(options.concurrency_key) <= 512:
         raise TriggerRejected(422, f"concurrencyKey must be 1-512 characters, got {len(options.concurrency_key)}")
     if options.idempotency_key is not None and not 0 < len(options.idempotency_key) <= 2048:
@@ -190,6 +196,7 @@ def plan_run(
         task_identifier=task_id,
         payload_json=_encoder.encode(payload).decode(),
         queue=options.queue.name if options.queue else None,
+        queue_limit=options.queue.concurrency_limit if options.queue else None,
         concurrency_key=options.concurrency_key,
         tags=tags,
         metadata_json=_encoder.encode(options.metadata).decode() if options.metadata is not None else None,
@@ -229,7 +236,7 @@ async def trigger_run(
     exactly one run exists per live key even with many API replicas.
     """
     key, key_ttl = plan.idempotency_key, plan.idempotency_ttl_seconds
-    if key is None and plan.debounce is None:
+    if key is None and plan.debounce is None and plan.queue_limit is None:
         # A plain trigger is one INSERT; a repeated request id finds the run it made.
         try:
             transition = await create_run(conn, plan, environment_id=environment_id, status=first_status(plan, served),
@@ -247,6 +254,8 @@ async def trigger_run(
         return TriggerResult(transition.run_id, False, transition)
     try:
         async with conn.transaction():
+            if plan.queue is not None and plan.queue_limit is not None:
+                await queue_store.set_limit(conn, environment_id, plan.queue, plan.queue_limit)
             if key is not None:
                 await idempotency.lock(conn, environment_id, plan.task_identifier, "key", key)
                 found = await idempotency.find(conn, environment_id, plan.task_identifier, key)

@@ -19,9 +19,11 @@ class ErrorBody(_Body):
 
 
 class QueueOption(_Body, forbid_unknown_fields=True):
-    """`options.queue`: run on another declared queue."""
+    """`options.queue`: run on another queue; with `concurrencyLimit`, the queue is created
+    with that limit, or its limit becomes it (as the seed's trigger-time queue form)."""
 
     name: str
+    concurrency_limit: int | None = None
 
 
 class DebounceOption(_Body, forbid_unknown_fields=True):
@@ -129,6 +131,16 @@ class Batch(_Body):
     runs: list[str]
     created_at: datetime
     updated_at: datetime
+
+
+class StepRequest(_Body, forbid_unknown_fields=True):
+    """Body of `POST /api/v1/runs/{runId}/steps` (the SDK's `step()`, from inside the run): the
+    result of the step at position `seq` of attempt `attemptNumber`."""
+
+    seq: int
+    name: str
+    attempt_number: int
+    result: Any = None
 
 
 class RescheduleRequest(_Body, forbid_unknown_fields=True):

@@ -30,6 +30,7 @@ from slipstream_proto.http import (
     RunReference,
     Schedule,
     SchedulePage,
+    StepRequest,
     Timezones,
     TriggerRequest,
     TriggerResponse,
@@ -58,12 +59,12 @@ def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1 for the HTTP API."""
     (trigger_req, trigger_resp, run, error, reference, logs, reschedule, reset, schedule, create_schedule,
      update_schedule, schedule_page, zones, queue_list, env_limits, env_update, batch_req, batch_tasks_req,
-     batch_resp, batch), components = (
+     batch_resp, batch, step), components = (
         _components(
             [TriggerRequest, TriggerResponse, Run, ErrorBody, RunReference, RunLogs, RescheduleRequest,
              ResetIdempotencyKeyRequest, Schedule, CreateScheduleRequest, UpdateScheduleRequest, SchedulePage,
              Timezones, QueueList, EnvironmentLimits, EnvironmentLimitsUpdate, BatchTriggerRequest,
-             BatchTriggerTasksRequest, BatchTriggerResponse, Batch],
+             BatchTriggerTasksRequest, BatchTriggerResponse, Batch, StepRequest],
             ref_template=REF,
         )
     )
@@ -90,7 +91,8 @@ def openapi_document() -> dict[str, Any]:
         if body is not None:
             spec["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
         for status in fails:
-            spec["responses"][str(status)] = errors.get(str(status)) or _json(error, "Not found")
+            spec["responses"][str(status)] = errors.get(str(status)) or _json(
+                error, "Conflicts with the state of the run" if status == 409 else "Not found")
         return spec
 
     return {
@@ -156,6 +158,11 @@ def openapi_document() -> dict[str, Any]:
                         "404": _json(error, "Run not found"),
                     },
                 }
+            },
+            "/api/v1/runs/{runId}/steps": {
+                "post": op("Journal the result of a step of an executing attempt (the SDK's step(), from inside"
+                           " the run)", "recordStep", _json({"type": "object"}, "The step's position"),
+                           body=step, params=run_id, fails=(400, 401, 409, 422)),
             },
             "/api/v1/runs/{runId}/reschedule": {
                 "post": op("Move a DELAYED run to another time", "rescheduleRun", _json(run, "The run"),

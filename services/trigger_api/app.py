@@ -16,6 +16,7 @@ from slipstream_platform.settings import TriggerApiSettings
 from slipstream_platform.store import environments, idempotency, workers
 from slipstream_platform.store import logs as log_store
 from slipstream_platform.store import runs as run_store
+from slipstream_platform.store import waitpoints as waitpoint_store
 from slipstream_platform.store.environments import Environment
 from slipstream_platform.triggering import Parent, TriggerRejected, plan_run, trigger_run
 from slipstream_platform.views import load_run
@@ -26,6 +27,7 @@ from slipstream_proto import (
     RunLogLine,
     RunLogs,
     RunReference,
+    StepRequest,
     TriggerOptions,
     TriggerRequest,
     TriggerResponse,
@@ -40,6 +42,7 @@ from trigger_api.schedules_routes import add_routes as add_schedule_routes
 _decoder = msgspec.json.Decoder(TriggerRequest)
 _reschedule_decoder = msgspec.json.Decoder(RescheduleRequest)
 _reset_decoder = msgspec.json.Decoder(ResetIdempotencyKeyRequest)
+_step_decoder = msgspec.json.Decoder(StepRequest)
 _encoder = msgspec.json.Encoder()
 _tracer = telemetry.tracer(__name__)
 
@@ -176,6 +179,21 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
                                   for c in canceled if c.executing_worker_id])
         return json_response(RunReference(id=run_id))
 
+    async def record_step(request: web.Request) -> web.Response:
+        env = await authenticate(request)
+        body = decode_body(await request.read() or b"{}", _step_decoder)
+        if body.seq < 0 or not 0 < len(body.name) <= 256 or "\x00" in body.name:
+            raise HttpError(422, "a step needs a seq of 0 or more and a name of 1-256 characters")
+        try:
+            await waitpoint_store.record_step(service.pool, environment_id=env.id, run_id=request.match_info["run_id"],
+                                              attempt_number=body.attempt_number, seq=body.seq, name=body.name,
+                                              result_json=_encoder.encode(body.result).decode())
+        except waitpoint_store.StepRefused as exc:
+            raise HttpError(409, str(exc)) from None
+        except asyncpg.exceptions.DataError as exc:
+            raise HttpError(422, f"the step's result cannot be stored: {exc}") from None
+        return json_response({"seq": body.seq})
+
     async def run_logs(request: web.Request) -> web.Response:
         env = await authenticate(request)
         run_id = request.match_info["run_id"]
@@ -194,6 +212,7 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
     service.app.router.add_post("/api/v1/tasks/{task_id}/trigger", trigger)
     service.app.router.add_get("/api/v3/runs/{run_id}", retrieve)
     service.app.router.add_get("/api/v1/runs/{run_id}/logs", run_logs)
+    service.app.router.add_post("/api/v1/runs/{run_id}/steps", record_step)
     service.app.router.add_post("/api/v2/runs/{run_id}/cancel", cancel)
     service.app.router.add_post("/api/v1/runs/{run_id}/reschedule", reschedule)
     service.app.router.add_post("/api/v1/idempotencyKeys/{key}/reset", reset_idempotency_key)

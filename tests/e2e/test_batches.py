@@ -89,9 +89,12 @@ async def run_count(platform: Platform) -> int:
         ({"items": [{"payload": 1}], "options": {"idempotencyKey": ""}}, 422, "options.idempotencyKey"),
         ({"items": [{"payload": 1, "surprise": True}]}, 400, "surprise"),
         ({}, 400, "missing required field `items`"),
+        ({"items": [{"options": {"queue": {"name": "q1", "concurrencyLimit": 1}}},
+                    {"options": {"queue": {"name": "q1", "concurrencyLimit": 2}}}]}, 422,
+         "items[1]: queue 'q1' is given two concurrencyLimits"),
     ],
     ids=["empty", "too-many", "bad-type", "bad-rule", "nul-payload", "nul-tag", "bad-batch-key", "unknown-field",
-         "no-items"],
+         "no-items", "two-limits"],
 )
 async def test_a_bad_batch_is_refused_whole_naming_the_item(
     platform: Platform, http: aiohttp.ClientSession, body: dict[str, Any], status: int, message: str

@@ -59,6 +59,27 @@ async def test_a_trigger_can_pick_another_queue(http: aiohttp.ClientSession) -> 
     assert run["status"] == "COMPLETED" and run["queue"] == "one-at-a-time"
 
 
+async def test_a_trigger_can_create_a_queue_with_its_limit(http: aiohttp.ClientSession, sdk: None) -> None:
+    from slipstream import tasks
+
+    body = {"options": {"queue": {"name": "main-branch", "concurrencyLimit": 1}}}
+    runs = await run_all(http, [("echo", body) for _ in range(3)])
+    assert all(r["status"] == "COMPLETED" and r["queue"] == "main-branch" for r in runs)
+    assert most_at_once(runs) == 1
+    # The SDK's spelling; a later limit replaces the earlier one.
+    handle = await tasks.trigger("echo", None, queue={"name": "main-branch", "concurrency_limit": 2})
+    await finished(http, handle.id)
+    async with http.get("/api/v1/queues") as response:
+        states = {q["name"]: q for q in (await response.json())["data"]}
+    assert states["main-branch"]["concurrencyLimit"] == 2
+    for bad, status, message in [({"name": "q", "concurrencyLimit": -1}, 422, "queue.concurrencyLimit"),
+                                 ({"name": "q", "limit": 1}, 400, "limit"), ({"name": ""}, 422, "queue.name")]:
+        async with http.post("/api/v1/tasks/echo/trigger", json={"options": {"queue": bad}}) as response:
+            assert response.status == status and message in (await response.json())["error"]
+    with pytest.raises(TypeError, match="queue is a queue name or a dict"):
+        await tasks.trigger("echo", None, queue={"nom": "x"})  # type: ignore[typeddict-item]
+
+
 async def test_queues_are_registered_with_their_limits(platform: Platform) -> None:
     conn = await asyncpg.connect(platform.local.database_url)
     try:

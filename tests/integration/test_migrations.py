@@ -26,7 +26,7 @@ EXPECTED_COLUMNS = {
     "attempts": {"id", "run_id", "number", "status", "worker_id", "error", "created_at", "started_at",
                  "completed_at"},
     "waitpoints": {"id", "run_id", "seq", "type", "resume_at", "child_run_id", "status", "result", "created_at",
-                   "completed_at", "batch_id"},
+                   "completed_at", "batch_id", "step_name"},
     "idempotency_keys": {"environment_id", "task_identifier", "key", "run_id", "expires_at"},
     "task_definitions": {"environment_id", "task_identifier", "scheduled", "updated_at", "queue"},
     "schedules": {"id", "environment_id", "task_identifier", "type", "cron", "timezone", "external_id",

@@ -53,6 +53,7 @@ def test_the_sdk_public_surface() -> None:
         "runs",
         "schedules",
         "schema_task",
+        "step",
         "task",
         "tasks",
         "wait",

@@ -28,6 +28,15 @@ async def declare(conn: Conn, environment_id: str, queues: list[QueueDefinition]
     )
 
 
+async def set_limit(conn: Conn, environment_id: str, name: str, concurrency_limit: int) -> None:
+    """Create the queue with this concurrency limit, or give it this limit (its other limits stay)."""
+    await conn.execute(
+        "INSERT INTO queues (environment_id, name, concurrency_limit) VALUES ($1, $2, $3)"
+        " ON CONFLICT (environment_id, name) DO UPDATE SET concurrency_limit = EXCLUDED.concurrency_limit,"
+        " updated_at = now()",
+        environment_id, name, concurrency_limit)
+
+
 async def states(conn: Conn, environment_id: str) -> list[QueueState]:
     """Every queue of the environment (declared, or with runs waiting or running), with counts per key."""
     limits = {r["name"]: r for r in await conn.fetch("SELECT * FROM queues WHERE environment_id = $1", environment_id)}

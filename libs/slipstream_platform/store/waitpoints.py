@@ -42,9 +42,10 @@ async def create(
 
 
 async def journal(conn: Conn, run_id: str) -> list[asyncpg.Record]:
-    """The run's completed waitpoints in order, with the child task and result of RUN ones."""
+    """The run's completed waitpoints in order, with the child task and result of RUN ones (and
+    the name and result of STEP ones)."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT w.seq, w.type, c.task_identifier AS task_id, w.result FROM waitpoints w"
+        "SELECT w.seq, w.type, coalesce(c.task_identifier, w.step_name) AS task_id, w.result FROM waitpoints w"
         " LEFT JOIN runs c ON c.id = w.child_run_id"
         " WHERE w.run_id = $1 AND w.status = 'COMPLETED' ORDER BY w.seq",
         run_id,
@@ -96,6 +97,30 @@ def _resume_statement(children: bool) -> str:
 
 _RESUME_DUE = _resume_statement(children=False)
 _RESUME_PARENTS = _resume_statement(children=True)
+
+
+class StepRefused(Exception):
+    """A step cannot be recorded: its run is not executing that attempt, or another step (or
+    wait) holds its position."""
+
+
+async def record_step(conn: Conn, *, environment_id: str, run_id: str, attempt_number: int, seq: int, name: str,
+                      result_json: str) -> None:
+    """Journal a step's result at its position, if the run is executing that attempt (a
+    repeated request for the same step changes nothing)."""
+    row = await conn.fetchrow(
+        "WITH run AS (SELECT id FROM runs WHERE id = $2 AND environment_id = $1 AND status = 'EXECUTING'"
+        "   AND attempt_count = $3),"
+        " added AS (INSERT INTO waitpoints (id, run_id, seq, type, step_name, status, result, completed_at)"
+        "   SELECT $4, run.id, $5, 'STEP', $6, 'COMPLETED', $7::jsonb, now() FROM run"
+        "   ON CONFLICT (run_id, seq) DO NOTHING RETURNING id)"
+        " SELECT EXISTS (SELECT 1 FROM run) AS executing, EXISTS (SELECT 1 FROM added) AS added,"
+        "   (SELECT type = 'STEP' AND step_name = $6 FROM waitpoints WHERE run_id = $2 AND seq = $5) AS same",
+        environment_id, run_id, attempt_number, new_id("waitpoint"), seq, name, result_json)
+    if not row["executing"]:
+        raise StepRefused(f"run {run_id} is not executing attempt {attempt_number}")
+    if not row["added"] and not row["same"]:
+        raise StepRefused(f"position {seq} of run {run_id} holds another step or wait than {name!r}")
 
 
 async def resume_due(conn: Conn, limit: int = 1000) -> list[Transition]:

@@ -80,3 +80,26 @@ async def waits_for_batch(payload: dict, ctx: TaskContext) -> dict:
         "by_id": [r.output for r in by_id.runs],
         "attempt": ctx.run.attempt.number,
     }
+
+
+def charge(path: str, amount: int) -> dict:
+    """A side effect that must happen once: a line in a file."""
+    with open(path, "a") as f:
+        f.write(f"charged {amount}\n")
+    return {"amount": amount, "id": f"ch_{amount}"}
+
+
+@task(id="steps", retry={"max_attempts": 2, "min_timeout_ms": 10, "max_timeout_ms": 20})
+async def steps(payload: dict, ctx: TaskContext) -> dict:
+    from slipstream import step
+
+    charged = await step("charge", charge, payload["path"], payload["amount"])
+    await wait.for_(seconds=0.2)
+
+    async def receipt() -> dict:
+        return {"attempt": ctx.run.attempt.number, "pair": (1, 2)}
+
+    sent = await step("receipt", receipt)
+    if ctx.run.attempt.number == 1 and payload.get("fail"):
+        raise ValueError("failing after the steps, to be retried")
+    return {"charged": charged, "sent": sent, "attempt": ctx.run.attempt.number}
