@@ -38,8 +38,6 @@ IDEMPOTENCY_KEY_TTL_SECONDS = 30 * 24 * 3600
 # Keys the platform makes for itself; users' keys may not start with this.
 RESERVED_KEY_PREFIX = "slipstream:"
 TICK_KEY_PREFIX = RESERVED_KEY_PREFIX + "schedule:"
-# A key whose run ended like this lets a new run start.
-_RESTARTABLE = frozenset({"FAILED", "CRASHED", "TIMED_OUT", "EXPIRED", "CANCELED", "SYSTEM_FAILURE"})
 
 _encoder = msgspec.json.Encoder()
 
@@ -259,7 +257,9 @@ async def trigger_run(
             if key is not None:
                 await idempotency.lock(conn, environment_id, plan.task_identifier, "key", key)
                 found = await idempotency.find(conn, environment_id, plan.task_identifier, key)
-                if found is not None and found["status"] not in _RESTARTABLE:
+                # As the seed: a run that finished, failed or not, stands for the key until the
+                # key expires or is reset (its output or error is the answer).
+                if found is not None:
                     return TriggerResult(found["run_id"], True, None)
             result = None
             if plan.debounce is not None:

@@ -38,12 +38,17 @@ async def test_one_run_per_key_even_under_concurrent_triggers(http: aiohttp.Clie
     assert again == {"id": answers[0]["id"], "isCached": True}
 
 
-async def test_a_failed_run_frees_its_key_and_reset_frees_any(http: aiohttp.ClientSession) -> None:
+async def test_a_failed_run_keeps_its_key_until_reset(http: aiohttp.ClientSession) -> None:
     key = f"k-{uuid.uuid4()}"
     first = await post(http, "always-fails", {"options": {"idempotencyKey": key, "maxAttempts": 1}})
     assert (await finished(http, first["id"]))["status"] == "FAILED"
+    # As the seed: the finished run (and its error) is the answer until the key expires or is reset.
     second = await post(http, "always-fails", {"options": {"idempotencyKey": key, "maxAttempts": 1}})
-    assert second["id"] != first["id"] and not second["isCached"]
+    assert second == {"id": first["id"], "isCached": True}
+    async with http.post(f"/api/v1/idempotencyKeys/{key}/reset", json={"taskIdentifier": "always-fails"}) as response:
+        assert response.status == 200
+    third = await post(http, "always-fails", {"options": {"idempotencyKey": key, "maxAttempts": 1}})
+    assert third["id"] != first["id"] and not third["isCached"]
     ok = await post(http, "echo", {"options": {"idempotencyKey": key}})
     assert (await finished(http, ok["id"]))["status"] == "COMPLETED"
     async with http.post(f"/api/v1/idempotencyKeys/{key}/reset", json={"taskIdentifier": "echo"}) as response:

@@ -10,6 +10,8 @@ from slipstream_platform.embedded import EmbeddedNats
 from slipstream_proto import STREAMS, QueueSignal, RunUpdated, decode_event
 from slipstream_proto.events import queue_signal_subject, run_updated_subject
 
+from tests.conftest import eventually
+
 
 async def test_streams_are_created_idempotently_and_events_round_trip(nats_server: EmbeddedNats) -> None:
     nc = await bus.connect(nats_server.url, "test")
@@ -35,7 +37,11 @@ async def test_streams_are_created_idempotently_and_events_round_trip(nats_serve
         await nc.flush()
         assert await asyncio.wait_for(received.get(), 10) == event
         await sub.unsubscribe()
-        info = await js.stream_info("SLIPSTREAM_QUEUE")
-        assert info.state.messages >= 1
+        # A core publish (notify) reaches the stream asynchronously: the flush does not wait for it.
+
+        async def stored() -> bool:
+            return (await js.stream_info("SLIPSTREAM_QUEUE")).state.messages >= 1
+
+        await eventually(stored, timeout=10, message="the queue signal stored in SLIPSTREAM_QUEUE")
     finally:
         await nc.close()

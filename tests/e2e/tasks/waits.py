@@ -103,3 +103,13 @@ async def steps(payload: dict, ctx: TaskContext) -> dict:
     if ctx.run.attempt.number == 1 and payload.get("fail"):
         raise ValueError("failing after the steps, to be retried")
     return {"charged": charged, "sent": sent, "attempt": ctx.run.attempt.number}
+
+
+@task(id="batch-waiter")
+async def batch_waiter(payload: dict, ctx: TaskContext) -> dict:
+    from tests.e2e.tasks.sample import sleepy
+
+    result = await sleepy.batch_trigger_and_wait(
+        [{"payload": {"seconds": payload.get("seconds", 0.2), "n": i}} for i in range(payload["children"])])
+    return {"children": [r.id for r in result.runs], "ok": [r.ok for r in result.runs],
+            "outputs": [r.output for r in result.runs]}
