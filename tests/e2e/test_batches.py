@@ -255,3 +255,18 @@ async def test_a_parent_waits_for_children_in_its_own_limit_1_queue(http: aiohtt
     assert status == 200, answer
     parent = await finished(http, answer["id"], timeout=60)
     assert parent["status"] == "COMPLETED" and parent["output"] == [0, 1, 2, 3, 4], parent
+
+
+async def test_a_chain_five_deep_ending_in_a_batch(http: aiohttp.ClientSession) -> None:
+    status, answer = await post(http, "/api/v1/tasks/chain/trigger", {"payload": {"depth": 5}})
+    assert status == 200, answer
+    run = await finished(http, answer["id"], timeout=90)
+    assert run["status"] == "COMPLETED", (run["error"], run["attempts"])
+    level, depth, parent = run["output"], 5, None
+    while True:
+        child = await get_run(http, level["run"])
+        assert (level["depth"], child["depth"], child["parentRunId"]) == (depth, 5 - depth, parent)
+        if depth == 0:
+            break
+        level, depth, parent = level["below"], depth - 1, level["run"]
+    assert level["leaves"] == [0, 1, 2]

@@ -113,3 +113,19 @@ async def batch_waiter(payload: dict, ctx: TaskContext) -> dict:
         [{"payload": {"seconds": payload.get("seconds", 0.2), "n": i}} for i in range(payload["children"])])
     return {"children": [r.id for r in result.runs], "ok": [r.ok for r in result.runs],
             "outputs": [r.output for r in result.runs]}
+
+
+@task(id="chain")
+async def chain(payload: dict, ctx: TaskContext) -> dict:
+    """A run that waits for a child of itself, `depth` levels down; the last level fans out."""
+    depth = payload["depth"]
+    if depth == 0:
+        leaves = await echo_leaf.batch_trigger_and_wait([{"payload": i} for i in range(3)])
+        return {"depth": 0, "leaves": [r.output for r in leaves.runs], "run": ctx.run.id}
+    below = await chain.trigger_and_wait({"depth": depth - 1})
+    return {"depth": depth, "below": below.unwrap(), "run": ctx.run.id}
+
+
+@task(id="echo-leaf")
+async def echo_leaf(payload: Any, ctx: TaskContext) -> Any:
+    return payload
