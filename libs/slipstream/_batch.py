@@ -5,20 +5,21 @@ batch in the transaction that suspends the parent)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 from slipstream_proto import (
-    BatchItem as WireItem,
-)
-from slipstream_proto import (
+    BatchAppendRequest,
     BatchOptions,
     BatchTaskItem,
     BatchTriggerRequest,
     BatchTriggerResponse,
     BatchTriggerTasksRequest,
     TriggerOptions,
+)
+from slipstream_proto import (
+    BatchItem as WireItem,
 )
 
 from slipstream import _client
@@ -42,25 +43,36 @@ class Item(msgspec.Struct, frozen=True):
     options: TriggerOptions
 
 
-def _listed(items: Iterable[Any], keys: frozenset[str], shape: str) -> list[Mapping[str, Any]]:
-    """The items as a list of mappings with only `keys`; BatchItemError names a bad one."""
-    if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
-        raise BatchItemError(f"a batch takes a list (or another iterable) of items like {shape}, "
-                             f"not {type(items).__name__}")
-    listed = list(items)
-    if not listed:
-        raise BatchItemError("a batch needs at least one item")
-    if len(listed) > MAX_ITEMS:
-        raise BatchItemError(f"a batch holds at most {MAX_ITEMS:,} items, got {len(listed):,}: trigger the rest"
-                             " in another batch")
-    for index, item in enumerate(listed):
-        if not isinstance(item, Mapping):
-            raise BatchItemError(f"items[{index}] must be a dict like {shape}, not {type(item).__name__}")
-        unknown = set(item) - keys
-        if unknown:
-            raise BatchItemError(f"items[{index}] has unknown key(s) {', '.join(sorted(map(str, unknown)))};"
-                                 f" an item is like {shape}")
-    return listed
+# A batch a parent waits for is created in one transaction by its supervisor: up to this many
+# items (slipstream_platform.batching.MAX_WAIT_ITEMS).
+MAX_WAIT_ITEMS = 10_000
+
+Checker = Callable[[int, Any], Item]
+
+
+def _checked_iterable(items: object, shape: str) -> None:
+    if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, (Iterable, AsyncIterable)):
+        raise BatchItemError(f"a batch takes a list, another iterable or an async iterable of items like {shape},"
+                             f" not {type(items).__name__}")
+
+
+async def _each(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
+def _mapping(index: int, item: object, keys: frozenset[str], shape: str) -> Mapping[str, Any]:
+    if not isinstance(item, Mapping):
+        raise BatchItemError(f"items[{index}] must be a dict like {shape}, not {type(item).__name__}")
+    unknown = set(item) - keys
+    if unknown:
+        raise BatchItemError(f"items[{index}] has unknown key(s) {', '.join(sorted(map(str, unknown)))};"
+                             f" an item is like {shape}")
+    return item
 
 
 def _options(index: int, item: Mapping[str, Any]) -> TriggerOptions:
@@ -73,25 +85,33 @@ def _options(index: int, item: Mapping[str, Any]) -> TriggerOptions:
         raise BatchItemError(f"items[{index}].options: {exc}") from None
 
 
-def items_of_task(task: Task[Any, Any] | str, items: Iterable[Any]) -> list[Item]:
-    """Items of one task (a Task validates each payload with its schema; a task id does not)."""
-    checked = []
-    for index, item in enumerate(_listed(items, frozenset({"payload", "options"}), _ITEM)):
+def of_task(task: Task[Any, Any] | str, items: object) -> Checker:
+    """The check of items of one task (a Task validates each payload with its schema; a task id does not)."""
+    _checked_iterable(items, _ITEM)
+    keys = frozenset({"payload", "options"})
+
+    def check(index: int, raw: object) -> Item:
+        item = _mapping(index, raw, keys, _ITEM)
         if not isinstance(task, str) and task.parse is not None:
             task.parse(item.get("payload"))
-        checked.append(Item(task if isinstance(task, str) else task.id, item.get("payload"), _options(index, item)))
-    return checked
+        return Item(task if isinstance(task, str) else task.id, item.get("payload"), _options(index, item))
+
+    return check
 
 
-def items_of_tasks(items: Iterable[Any], *, by_task: bool) -> list[Item]:
-    """Items naming their task: by id ("id") or as a Task ("task", payloads validated by schema tasks)."""
+def of_tasks(items: object, *, by_task: bool) -> Checker:
+    """The check of items naming their task: by id ("id"), or as a Task ("task", payloads
+    validated by schema tasks)."""
     from slipstream._task import Task
 
     key = "task" if by_task else "id"
     shape = ('{"task": my_task, "payload": ..., "options": {...}}' if by_task
              else '{"id": "task-id", "payload": ..., "options": {...}}')
-    checked = []
-    for index, item in enumerate(_listed(items, frozenset({key, "payload", "options"}), shape)):
+    _checked_iterable(items, shape)
+    keys = frozenset({key, "payload", "options"})
+
+    def check(index: int, raw: object) -> Item:
+        item = _mapping(index, raw, keys, shape)
         target = item.get(key)
         if by_task:
             if not isinstance(target, Task):
@@ -103,21 +123,62 @@ def items_of_tasks(items: Iterable[Any], *, by_task: bool) -> list[Item]:
             if not isinstance(target, str) or not target:
                 raise BatchItemError(f"items[{index}].id must be a task id, not {target!r}")
             task_id = target
-        checked.append(Item(task_id, item.get("payload"), _options(index, item)))
-    return checked
+        return Item(task_id, item.get("payload"), _options(index, item))
+
+    return check
 
 
-def _batch_options(options: BatchKwargs) -> BatchOptions | None:
+async def _chunks(items: Iterable[Any] | AsyncIterable[Any], check: Checker, size: int
+                  ) -> AsyncIterator[tuple[list[Item], bool]]:
+    """The checked items in chunks of `size`, each with whether more follow; the iterable is
+    read as the chunks go (one chunk and one item held at a time)."""
+    chunk: list[Item] = []
+    index = 0
+    async for raw in _each(items):
+        if len(chunk) == size:
+            yield chunk, True
+            chunk = []
+        chunk.append(check(index, raw))
+        index += 1
+    if not chunk:
+        raise BatchItemError("a batch needs at least one item")
+    yield chunk, False
+
+
+def _batch_options(options: BatchKwargs, *, open: bool) -> BatchOptions | None:
     unknown = set(options) - set(BatchKwargs.__annotations__)
     if unknown:
         raise TypeError(f"unknown batch option(s) {', '.join(sorted(unknown))}; known: "
                         + ", ".join(BatchKwargs.__annotations__))
-    return BatchOptions(**options) if options else None
+    return BatchOptions(**options, open=open) if options or open else None
 
 
-async def send(items: list[Item], options: BatchKwargs, *, task_id: str | None) -> BatchHandle:
-    """Trigger the batch over HTTP: of one task (`task_id`), or of the tasks each item names."""
-    batch_options = _batch_options(options)
+async def send(items: Iterable[Any] | AsyncIterable[Any], check: Checker, options: BatchKwargs, *,
+               task_id: str | None) -> BatchHandle:
+    """Trigger the batch over HTTP: of one task (`task_id`), or of the tasks each item names.
+    More than 1,000 items go as several requests into one batch: the first opens it, the
+    last seals it."""
+    _batch_options(options, open=False)  # unknown options fail before anything is read
+    handle: BatchHandle | None = None
+    runs: list[RunHandle] = []
+    async for chunk, more in _chunks(items, check, MAX_ITEMS):
+        if handle is None:
+            handle = await _first(chunk, options, task_id=task_id, more=more)
+            runs += handle.runs
+            if handle.is_cached:
+                return handle  # a batch idempotency key: the batch made before, whole
+            continue
+        body = BatchAppendRequest(items=[BatchTaskItem(task=i.task_identifier, payload=i.payload, options=i.options)
+                                         for i in chunk], seal=not more)
+        response = await _client.request("POST", f"/api/v2/batches/{handle.batch_id}/items", BatchTriggerResponse,
+                                         body, request_id=uuid.uuid4().hex)
+        runs += _handles(response)
+    assert handle is not None
+    return BatchHandle(handle.batch_id, runs, handle.is_cached)
+
+
+async def _first(items: list[Item], options: BatchKwargs, *, task_id: str | None, more: bool) -> BatchHandle:
+    batch_options = _batch_options(options, open=more)
     body: BatchTriggerRequest | BatchTriggerTasksRequest
     if task_id is not None:
         path = f"/api/v1/tasks/{task_id}/batch"
@@ -129,13 +190,22 @@ async def send(items: list[Item], options: BatchKwargs, *, task_id: str | None) 
                                                              options=i.options) for i in items],
                                         options=batch_options)
     response = await _client.request("POST", path, BatchTriggerResponse, body, request_id=uuid.uuid4().hex)
-    return BatchHandle(response.id, [RunHandle(r.id, r.is_cached, r.task_identifier) for r in response.runs],
-                       response.is_cached)
+    return BatchHandle(response.id, _handles(response), response.is_cached)
 
 
-async def wait_for(items: list[Item]) -> BatchResult:
-    """Inside a task: trigger the batch and suspend until every run is final (the slot is freed)."""
+def _handles(response: BatchTriggerResponse) -> list[RunHandle]:
+    return [RunHandle(r.id, r.is_cached, r.task_identifier) for r in response.runs]
+
+
+async def wait_for(items: Iterable[Any] | AsyncIterable[Any], check: Checker) -> BatchResult:
+    """Inside a task: trigger the batch and suspend until every run is final (the slot is freed).
+    The supervisor creates the batch in one transaction: up to 10,000 items."""
     from slipstream._waits import waitpoint
 
-    entry = await waitpoint("BATCH", items_json=_json.encode(items).decode())
+    checked: list[Item] = []
+    async for chunk, _ in _chunks(items, check, MAX_WAIT_ITEMS + 1):
+        checked = chunk
+    if len(checked) > MAX_WAIT_ITEMS:
+        raise BatchItemError(f"a batch a task waits for holds at most {MAX_WAIT_ITEMS:,} items: wait for several")
+    entry = await waitpoint("BATCH", items_json=_json.encode(checked).decode())
     return msgspec.json.decode(entry.result_json or "{}", type=BatchResult)

@@ -7,7 +7,7 @@ import inspect
 import re
 import uuid
 import warnings
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
@@ -388,25 +388,28 @@ class Task(Generic[P, R]):
             self.parse(payload)
         return await trigger_task(self.id, payload, trigger_options(**options))
 
-    async def batch_trigger(self, items: Iterable[BatchItem[P]], **options: Unpack[BatchKwargs]) -> BatchHandle:
-        """Start one run of this task per item (`{"payload": ..., "options": {...}}`), up to
-        1,000 in one request that is accepted or refused whole; return the batch's handle,
-        whose `runs` are in the order of the items.
+    async def batch_trigger(self, items: Iterable[BatchItem[P]] | AsyncIterable[BatchItem[P]],
+                            **options: Unpack[BatchKwargs]) -> BatchHandle:
+        """Start one run of this task per item (`{"payload": ..., "options": {...}}`); return the
+        batch's handle, whose `runs` are in the order of the items. Up to 1,000 items go in one
+        request, accepted or refused whole; more (from any iterable, or an async iterable) go as
+        several requests into one batch, read as they are sent.
 
         A schema task validates every payload first.
         """
-        from slipstream._batch import items_of_task, send
+        from slipstream._batch import of_task, send
 
-        return await send(items_of_task(self, items), options, task_id=self.id)
+        return await send(items, of_task(self, items), options, task_id=self.id)
 
-    async def batch_trigger_and_wait(self, items: Iterable[BatchItem[P]]) -> BatchResult:
+    async def batch_trigger_and_wait(self, items: Iterable[BatchItem[P]] | AsyncIterable[BatchItem[P]]
+                                     ) -> BatchResult:
         """Inside a task: run one child of this task per item and wait, without holding a slot,
         until every child is final. Returns a BatchResult whose `runs` are the children's
         results in the order of the items (a failed child does not raise by itself).
         """
-        from slipstream._batch import items_of_task, wait_for
+        from slipstream._batch import of_task, wait_for
 
-        return await wait_for(items_of_task(self, items))
+        return await wait_for(items, of_task(self, items))
 
 
 _DEPRECATED_HOOKS = {

@@ -9,48 +9,52 @@
     handle = await batch.trigger_by_task([{"task": send_email, "payload": {"to": "..."}}])
     b = await batch.retrieve(handle.batch_id)  # b.status: PROCESSING, COMPLETED, ...
 
-Up to 1,000 items per call, accepted or refused whole. For one task, use
+Up to 1,000 items go in one request, accepted or refused whole; more (from any iterable, or an
+async iterable) go as several requests into one batch. For one task, use
 `my_task.batch_trigger([...])` or `tasks.batch_trigger("task-id", [...])`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterable, Iterable
 from typing import Any, Unpack
 
 from slipstream_proto import Batch
 
 from slipstream import _client
-from slipstream._batch import items_of_tasks, send, wait_for
+from slipstream._batch import of_tasks, send, wait_for
 from slipstream._context import BatchResult
 from slipstream._task import BatchHandle, BatchKwargs
+
+Items = Iterable[dict[str, Any]] | AsyncIterable[dict[str, Any]]
 
 __all__ = ["Batch", "BatchHandle", "BatchResult", "retrieve", "trigger", "trigger_and_wait", "trigger_by_task",
            "trigger_by_task_and_wait"]
 
 
-async def trigger(items: Iterable[dict[str, Any]], **options: Unpack[BatchKwargs]) -> BatchHandle:
+async def trigger(items: Items, **options: Unpack[BatchKwargs]) -> BatchHandle:
     """Start one run per item `{"id": "task-id", "payload": ..., "options": {...}}`; return the
-    batch's handle, whose `runs` (each with its `task_identifier`) are in the order of the items."""
-    return await send(items_of_tasks(items, by_task=False), options, task_id=None)
+    batch's handle, whose `runs` (each with its `task_identifier`) are in the order of the items.
+    More than 1,000 items (from any iterable, or an async iterable) go in several requests."""
+    return await send(items, of_tasks(items, by_task=False), options, task_id=None)
 
 
-async def trigger_by_task(items: Iterable[dict[str, Any]], **options: Unpack[BatchKwargs]) -> BatchHandle:
+async def trigger_by_task(items: Items, **options: Unpack[BatchKwargs]) -> BatchHandle:
     """Start one run per item `{"task": my_task, "payload": ..., "options": {...}}`; each payload
     is validated first when its task is a schema task."""
-    return await send(items_of_tasks(items, by_task=True), options, task_id=None)
+    return await send(items, of_tasks(items, by_task=True), options, task_id=None)
 
 
-async def trigger_and_wait(items: Iterable[dict[str, Any]]) -> BatchResult:
-    """Inside a task: `trigger`, then wait without holding a slot until every run is final.
-    The result's `runs` are in the order of the items, each with `ok`, `id`,
-    `task_identifier` and `output` or `error`."""
-    return await wait_for(items_of_tasks(items, by_task=False))
+async def trigger_and_wait(items: Items) -> BatchResult:
+    """Inside a task: `trigger`, then wait without holding a slot until every run is final
+    (up to 10,000 items). The result's `runs` are in the order of the items, each with `ok`,
+    `id`, `task_identifier` and `output` or `error`."""
+    return await wait_for(items, of_tasks(items, by_task=False))
 
 
-async def trigger_by_task_and_wait(items: Iterable[dict[str, Any]]) -> BatchResult:
+async def trigger_by_task_and_wait(items: Items) -> BatchResult:
     """Inside a task: `trigger_by_task`, then wait until every run is final (see `trigger_and_wait`)."""
-    return await wait_for(items_of_tasks(items, by_task=True))
+    return await wait_for(items, of_tasks(items, by_task=True))
 
 
 async def retrieve(batch_id: str) -> Batch:

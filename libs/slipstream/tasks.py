@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterable, Iterable
 from typing import Any, Unpack
 
 from slipstream._context import BatchResult, TaskRunResult
@@ -56,20 +56,22 @@ async def trigger(task_id: str, payload: Any = None, **options: Unpack[TriggerKw
     return await trigger_task(task_id, payload, trigger_options(**options))
 
 
-async def batch_trigger(task_id: str, items: Iterable[dict[str, Any]], **options: Unpack[BatchKwargs]) -> BatchHandle:
-    """Start one run of `task_id` per item `{"payload": ..., "options": {...}}` (up to 1,000, in
-    one request accepted or refused whole); return the batch's handle."""
-    from slipstream._batch import items_of_task, send
+async def batch_trigger(task_id: str, items: Iterable[dict[str, Any]] | AsyncIterable[dict[str, Any]],
+                        **options: Unpack[BatchKwargs]) -> BatchHandle:
+    """Start one run of `task_id` per item `{"payload": ..., "options": {...}}`; return the
+    batch's handle (see `Task.batch_trigger`: more than 1,000 items go in several requests)."""
+    from slipstream._batch import of_task, send
 
-    return await send(items_of_task(task_id, items), options, task_id=task_id)
+    return await send(items, of_task(task_id, items), options, task_id=task_id)
 
 
-async def batch_trigger_and_wait(task_id: str, items: Iterable[dict[str, Any]]) -> BatchResult:
+async def batch_trigger_and_wait(task_id: str, items: Iterable[dict[str, Any]] | AsyncIterable[dict[str, Any]]
+                                 ) -> BatchResult:
     """Inside a task: run one child of `task_id` per item and wait for them all (see
     `Task.batch_trigger_and_wait`)."""
-    from slipstream._batch import items_of_task, wait_for
+    from slipstream._batch import of_task, wait_for
 
-    return await wait_for(items_of_task(task_id, items))
+    return await wait_for(items, of_task(task_id, items))
 
 
 async def trigger_and_wait(task_id: str, payload: Any = None, **options: Unpack[TriggerKwargs]) -> TaskRunResult:

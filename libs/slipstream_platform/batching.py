@@ -38,6 +38,8 @@ from slipstream_platform.triggering import (
 )
 
 MAX_ITEMS = 1000
+# A batch a parent waits for is created by its supervisor in one transaction: up to this many.
+MAX_WAIT_ITEMS = 10_000
 
 # A JSON \u0000 escape (not an escaped backslash followed by "u0000"): Postgres's jsonb refuses it.
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
@@ -64,13 +66,15 @@ class BatchResult(msgspec.Struct, frozen=True):
         return [r.transition for r in self.runs if r.transition is not None]
 
 
-def plan_batch(items: list[BatchItem], *, environment_type: str, now: datetime) -> list[RunPlan]:
-    """Check every item; TriggerRejected names the first bad item by its index."""
+def plan_batch(items: list[BatchItem], *, environment_type: str, now: datetime, first_index: int = 0,
+               max_items: int = MAX_ITEMS) -> list[RunPlan]:
+    """Check every item; TriggerRejected names the first bad item by its index in the batch
+    (`first_index`: where this chunk of items starts)."""
     if not items:
         raise TriggerRejected(400, "a batch needs at least one item in `items`")
-    if len(items) > MAX_ITEMS:
-        raise TriggerRejected(400, f"a batch may hold at most {MAX_ITEMS:,} items, got {len(items):,}:"
-                                   " send the rest in another batch")
+    if len(items) > max_items:
+        raise TriggerRejected(400, f"a request may hold at most {max_items:,} items, got {len(items):,}: send"
+                                   " the rest in another request (an open batch takes more chunks)")
     plans = []
     for index, item in enumerate(items):
         try:
@@ -78,7 +82,7 @@ def plan_batch(items: list[BatchItem], *, environment_type: str, now: datetime) 
                             now=now)
             _check_storable(plan)
         except TriggerRejected as exc:
-            raise TriggerRejected(exc.status, f"items[{index}]: {exc.message}") from None
+            raise TriggerRejected(exc.status, f"items[{first_index + index}]: {exc.message}") from None
         plans.append(plan)
     return plans
 
@@ -120,9 +124,10 @@ async def trigger_batch(
     request_id: str | None = None,
     idempotency_key: str | None = None,
     idempotency_ttl_seconds: int = IDEMPOTENCY_KEY_TTL_SECONDS,
+    open: bool = False,
 ) -> BatchResult:
     """Create the batch and its runs in one transaction, or return the batch this request (or
-    its idempotency key) made already."""
+    its idempotency key) made already. An `open` batch takes more chunks (`append_batch`)."""
     async with conn.transaction():
         if request_id is not None:
             existing = await batch_store.by_request_id(conn, environment_id, request_id)
@@ -135,40 +140,8 @@ async def trigger_batch(
                 return await _cached(conn, existing)
             await batch_store.release_expired_key(conn, environment_id, idempotency_key)
         batch_id = new_id("batch")
-        limits: dict[str, int] = {}
-        for i, plan in enumerate(plans):
-            if plan.queue is not None and plan.queue_limit is not None:
-                if limits.setdefault(plan.queue, plan.queue_limit) != plan.queue_limit:
-                    raise TriggerRejected(422, f"items[{i}]: queue {plan.queue!r} is given two concurrencyLimits in"
-                                               " one batch")
-        for name, limit in limits.items():
-            await queue_store.set_limit(conn, environment_id, name, limit)
-        results: list[TriggerResult | None] = [None] * len(plans)
-        # (Their queue limits are set above: trigger_run need not set them again.)
-        plain = [i for i, plan in enumerate(plans) if plan.idempotency_key is None and plan.debounce is None]
-        try:
-            created = await run_store.insert_many(conn, [
-                new_run(plans[i], environment_id=environment_id,
-                        status="DELAYED" if plans[i].delayed_until is not None else None,
-                        parent=parent, traceparent=traceparent, batch_id=batch_id)
-                for i in plain])
-        except (asyncpg.exceptions.UntranslatableCharacterError, asyncpg.exceptions.DataError) as exc:
-            raise TriggerRejected(422, f"an item cannot be stored: {exc}") from None
-        for i, transition in zip(plain, created, strict=True):
-            results[i] = TriggerResult(transition.run_id, False, transition)
-        served: dict[str, bool] = {}
-        for i, plan in enumerate(plans):
-            if results[i] is not None:
-                continue
-            if plan.task_identifier not in served:
-                served[plan.task_identifier] = await workers.serves_task(conn, environment_id, plan.task_identifier)
-            try:
-                results[i] = await trigger_run(conn, plan, environment_id=environment_id,
-                                               served=served[plan.task_identifier], parent=parent,
-                                               traceparent=traceparent, batch_id=batch_id)
-            except TriggerRejected as exc:
-                raise TriggerRejected(exc.status, f"items[{i}]: {exc.message}") from None
-        runs = [r for r in results if r is not None]
+        runs = await _create_runs(conn, plans, environment_id=environment_id, parent=parent,
+                                  traceparent=traceparent, batch_id=batch_id, first_index=0)
         expires = (datetime.now(UTC) + timedelta(seconds=idempotency_ttl_seconds)
                    if idempotency_key is not None else None)
         await batch_store.insert(conn, id=batch_id, environment_id=environment_id, task_identifier=task_identifier,
@@ -176,8 +149,90 @@ async def trigger_batch(
                                  cached_run_ids=sorted({r.run_id for r in runs if r.is_cached}),
                                  parent_run_id=parent.id if parent else None,
                                  idempotency_key=idempotency_key, idempotency_expires_at=expires,
-                                 request_id=request_id)
+                                 request_id=request_id, sealed=not open)
     return BatchResult(batch_id, False, runs, [plan.task_identifier for plan in plans])
+
+
+async def append_batch(
+    conn: asyncpg.Connection,
+    plans: list[RunPlan],
+    *,
+    environment_id: str,
+    batch_id: str,
+    seal: bool,
+    traceparent: str | None,
+    request_id: str | None = None,
+) -> BatchResult:
+    """Add a chunk of items to an open batch (its runs after the batch's runs so far), in one
+    transaction; with `seal`, the batch takes no more. A repeated request id returns its chunk."""
+    async with conn.transaction():
+        batch = await batch_store.for_append(conn, environment_id, batch_id)
+        if batch is None:
+            raise TriggerRejected(404, "Batch not found")
+        if request_id is not None:
+            done = await batch_store.chunk(conn, batch_id, request_id)
+            if done is not None:
+                first, count = done
+                cached = await _cached(conn, batch)
+                return BatchResult(batch_id, True, cached.runs[first:first + count],
+                                   cached.task_identifiers[first:first + count])
+        if batch.sealed:
+            raise TriggerRejected(409, f"batch {batch_id} is sealed: its last chunk was sent")
+        for i, plan in enumerate(plans):
+            if batch.task_identifier is not None and plan.task_identifier != batch.task_identifier:
+                raise TriggerRejected(422, f"items[{len(batch.run_ids) + i}]: batch {batch_id} runs"
+                                           f" {batch.task_identifier!r} only, not {plan.task_identifier!r}")
+        parent = None
+        if batch.parent_run_id is not None:
+            row = await run_store.get(conn, environment_id, batch.parent_run_id)
+            parent = Parent.of(row) if row is not None else None
+        first = len(batch.run_ids)
+        runs = await _create_runs(conn, plans, environment_id=environment_id, parent=parent,
+                                  traceparent=traceparent, batch_id=batch_id, first_index=first)
+        await batch_store.append(conn, batch_id, [r.run_id for r in runs],
+                                 sorted({r.run_id for r in runs if r.is_cached}), seal)
+        if request_id is not None:
+            await batch_store.add_chunk(conn, batch_id, request_id, first, len(runs))
+    return BatchResult(batch_id, False, runs, [plan.task_identifier for plan in plans])
+
+
+async def _create_runs(conn: asyncpg.Connection, plans: list[RunPlan], *, environment_id: str, parent: Parent | None,
+                       traceparent: str | None, batch_id: str, first_index: int) -> list[TriggerResult]:
+    """The runs of a batch's items (`first_index`: the position of the first, for errors)."""
+    limits: dict[str, int] = {}
+    for i, plan in enumerate(plans):
+        if plan.queue is not None and plan.queue_limit is not None:
+            if limits.setdefault(plan.queue, plan.queue_limit) != plan.queue_limit:
+                raise TriggerRejected(422, f"items[{first_index + i}]: queue {plan.queue!r} is given two"
+                                           " concurrencyLimits in one batch")
+    for name, limit in limits.items():
+        await queue_store.set_limit(conn, environment_id, name, limit)
+    results: list[TriggerResult | None] = [None] * len(plans)
+    # (Their queue limits are set above: trigger_run need not set them again.)
+    plain = [i for i, plan in enumerate(plans) if plan.idempotency_key is None and plan.debounce is None]
+    try:
+        created = await run_store.insert_many(conn, [
+            new_run(plans[i], environment_id=environment_id,
+                    status="DELAYED" if plans[i].delayed_until is not None else None,
+                    parent=parent, traceparent=traceparent, batch_id=batch_id)
+            for i in plain])
+    except (asyncpg.exceptions.UntranslatableCharacterError, asyncpg.exceptions.DataError) as exc:
+        raise TriggerRejected(422, f"an item cannot be stored: {exc}") from None
+    for i, transition in zip(plain, created, strict=True):
+        results[i] = TriggerResult(transition.run_id, False, transition)
+    served: dict[str, bool] = {}
+    for i, plan in enumerate(plans):
+        if results[i] is not None:
+            continue
+        if plan.task_identifier not in served:
+            served[plan.task_identifier] = await workers.serves_task(conn, environment_id, plan.task_identifier)
+        try:
+            results[i] = await trigger_run(conn, plan, environment_id=environment_id,
+                                           served=served[plan.task_identifier], parent=parent,
+                                           traceparent=traceparent, batch_id=batch_id)
+        except TriggerRejected as exc:
+            raise TriggerRejected(exc.status, f"items[{first_index + i}]: {exc.message}") from None
+    return [r for r in results if r is not None]
 
 
 async def _cached(conn: asyncpg.Connection, batch: batch_store.BatchRecord) -> BatchResult:

@@ -19,6 +19,7 @@ from slipstream_proto.events import (
 )
 from slipstream_proto.http import (
     Batch,
+    BatchAppendRequest,
     BatchItem,
     BatchOptions,
     BatchRunHandle,
@@ -78,6 +79,7 @@ __all__ = [
     "FINAL_STATUSES",
     "STREAMS",
     "Batch",
+    "BatchAppendRequest",
     "BatchItem",
     "BatchOptions",
     "BatchRunHandle",

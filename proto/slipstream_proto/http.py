@@ -83,10 +83,20 @@ class BatchTaskItem(_Body, forbid_unknown_fields=True):
 
 
 class BatchOptions(_Body, forbid_unknown_fields=True):
-    """Options of a whole batch: an idempotency key makes a repeated batch return the first."""
+    """Options of a whole batch: an idempotency key makes a repeated batch return the first;
+    `open` keeps the batch open for more chunks of items (`POST /api/v2/batches/{id}/items`)."""
 
     idempotency_key: str | None = None
     idempotency_key_ttl: str | None = msgspec.field(default=None, name="idempotencyKeyTTL")
+    open: bool = False
+
+
+class BatchAppendRequest(_Body, forbid_unknown_fields=True):
+    """Body of `POST /api/v2/batches/{batchId}/items`: 1 to 1,000 more items of an open batch;
+    `seal` with the last chunk (the batch then takes no more, and leaves PENDING)."""
+
+    items: list[BatchTaskItem]
+    seal: bool = False
 
 
 class BatchTriggerRequest(_Body, forbid_unknown_fields=True):

@@ -15,6 +15,7 @@ import msgspec
 from slipstream_proto.events import CancelRun, QueueSignal, RunUpdated
 from slipstream_proto.http import (
     Batch,
+    BatchAppendRequest,
     BatchTriggerRequest,
     BatchTriggerResponse,
     BatchTriggerTasksRequest,
@@ -59,12 +60,12 @@ def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1 for the HTTP API."""
     (trigger_req, trigger_resp, run, error, reference, logs, reschedule, reset, schedule, create_schedule,
      update_schedule, schedule_page, zones, queue_list, env_limits, env_update, batch_req, batch_tasks_req,
-     batch_resp, batch, step), components = (
+     batch_resp, batch, step, batch_append), components = (
         _components(
             [TriggerRequest, TriggerResponse, Run, ErrorBody, RunReference, RunLogs, RescheduleRequest,
              ResetIdempotencyKeyRequest, Schedule, CreateScheduleRequest, UpdateScheduleRequest, SchedulePage,
              Timezones, QueueList, EnvironmentLimits, EnvironmentLimitsUpdate, BatchTriggerRequest,
-             BatchTriggerTasksRequest, BatchTriggerResponse, Batch, StepRequest],
+             BatchTriggerTasksRequest, BatchTriggerResponse, Batch, StepRequest, BatchAppendRequest],
             ref_template=REF,
         )
     )
@@ -132,6 +133,13 @@ def openapi_document() -> dict[str, Any]:
                 "get": op("Retrieve a batch with its status and runs", "retrieveBatch", _json(batch, "The batch"),
                           params=[{"name": "batchId", "in": "path", "required": True,
                                    "schema": {"type": "string"}}], fails=(401, 404)),
+            },
+            "/api/v2/batches/{batchId}/items": {
+                "post": op("Add 1 to 1,000 items to an open batch (options.open), sealing it with the last",
+                           "appendBatch", _json(batch_resp, "The batch, with the runs of these items in order"),
+                           body=batch_append, code=202, fails=(400, 401, 404, 409, 413, 422),
+                           params=[{"name": "batchId", "in": "path", "required": True,
+                                    "schema": {"type": "string"}}]),
             },
             "/api/v3/runs/{runId}": {
                 "get": {

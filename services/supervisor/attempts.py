@@ -24,7 +24,7 @@ import msgspec
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from slipstream_platform import ipc, lifecycle, telemetry
-from slipstream_platform.batching import BatchItem, plan_batch, trigger_batch
+from slipstream_platform.batching import MAX_WAIT_ITEMS, BatchItem, plan_batch, trigger_batch
 from slipstream_platform.db import UNAVAILABLE
 from slipstream_platform.definitions import QueueDefinition, TaskDefinition, encode_tasks
 from slipstream_platform.errors import SettingsError
@@ -380,7 +380,8 @@ class Supervisor:
                 if wait.type == "BATCH":
                     assert wait.items_json is not None
                     items = msgspec.json.decode(wait.items_json, type=list[BatchItem])
-                    plans = plan_batch(items, environment_type=self.environment.type, now=datetime.now(UTC))
+                    plans = plan_batch(items, environment_type=self.environment.type, now=datetime.now(UTC),
+                                       max_items=MAX_WAIT_ITEMS)
                     made = await trigger_batch(conn, plans, environment_id=self.environment.id,
                                                task_identifier=None,
                                                parent=Parent(started.run_id, started.root_run_id, started.depth),

@@ -9,7 +9,14 @@ from datetime import UTC, datetime
 import msgspec
 from aiohttp import web
 from slipstream_platform import telemetry
-from slipstream_platform.batching import BatchItem, BatchResult, batch_key_ttl, plan_batch, trigger_batch
+from slipstream_platform.batching import (
+    BatchItem,
+    BatchResult,
+    append_batch,
+    batch_key_ttl,
+    plan_batch,
+    trigger_batch,
+)
 from slipstream_platform.http import HttpError, decode_body, json_response
 from slipstream_platform.service import Service
 from slipstream_platform.settings import TriggerApiSettings
@@ -19,6 +26,7 @@ from slipstream_platform.store.environments import Environment
 from slipstream_platform.triggering import Parent, TriggerRejected
 from slipstream_proto import (
     Batch,
+    BatchAppendRequest,
     BatchOptions,
     BatchRunHandle,
     BatchTriggerRequest,
@@ -29,6 +37,7 @@ from slipstream_proto import (
 Authenticate = Callable[[web.Request], Awaitable[Environment]]
 _task_decoder = msgspec.json.Decoder(BatchTriggerRequest)
 _tasks_decoder = msgspec.json.Decoder(BatchTriggerTasksRequest)
+_append_decoder = msgspec.json.Decoder(BatchAppendRequest)
 _tracer = telemetry.tracer(__name__)
 
 
@@ -67,7 +76,7 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate)
                         conn, plans, environment_id=env.id, task_identifier=task_identifier, parent=parent,
                         traceparent=telemetry.traceparent(),
                         request_id=request.headers.get("x-slipstream-request-id"),
-                        idempotency_key=key, idempotency_ttl_seconds=ttl)
+                        idempotency_key=key, idempotency_ttl_seconds=ttl, open=options.open)
                 span.set_attribute("batch", result.batch_id)
         except TriggerRejected as exc:
             raise HttpError(exc.status, exc.message) from None
@@ -87,6 +96,25 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate)
         items = [BatchItem(item.task, item.payload, item.options) for item in body.items]
         return await create(request, env, items, body.options, None)
 
+    async def append(request: web.Request) -> web.Response:
+        env = await authenticate(request)
+        batch_id = request.match_info["batch_id"]
+        body = decode_body(await _read(request), _append_decoder)
+        items = [BatchItem(item.task, item.payload, item.options) for item in body.items]
+        try:
+            async with pool.acquire() as conn:
+                # Where this chunk starts, for the errors that name an item.
+                first = await conn.fetchval("SELECT cardinality(run_ids) FROM batches WHERE id = $1"
+                                            " AND environment_id = $2", batch_id, env.id)
+                plans = plan_batch(items, environment_type=env.type, now=datetime.now(UTC), first_index=first or 0)
+                result = await append_batch(conn, plans, environment_id=env.id, batch_id=batch_id, seal=body.seal,
+                                            traceparent=telemetry.traceparent(),
+                                            request_id=request.headers.get("x-slipstream-request-id"))
+        except TriggerRejected as exc:
+            raise HttpError(exc.status, exc.message) from None
+        await service.bus.announce(result.transitions, "triggered")
+        return json_response(_answer(result), status=202)
+
     async def retrieve(request: web.Request) -> web.Response:
         env = await authenticate(request)
         view = await batch_store.get(pool, env.id, request.match_info["batch_id"])
@@ -100,6 +128,7 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate)
     service.app.router.add_post("/api/v1/tasks/batch", batch_of_tasks)
     service.app.router.add_post("/api/v1/tasks/{task_id}/batch", batch_of_task)
     service.app.router.add_get("/api/v2/batches/{batch_id}", retrieve)
+    service.app.router.add_post("/api/v2/batches/{batch_id}/items", append)
 
 
 async def _read(request: web.Request) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -177,12 +178,12 @@ async def test_the_sdk_refuses_bad_items_before_sending(sdk: None) -> None:
         await echo.batch_trigger([{"paylod": 1}])  # type: ignore[typeddict-unknown-key]
     with pytest.raises(BatchItemError, match=r"items\[0\].options: unknown trigger option"):
         await echo.batch_trigger([{"payload": 1, "options": {"retries": 2}}])  # type: ignore[typeddict-unknown-key]
-    with pytest.raises(BatchItemError, match="at most 1,000"):
-        await echo.batch_trigger([{"payload": i} for i in range(1001)])
     with pytest.raises(BatchItemError, match=r"items\[0\].task must be a task"):
         await batch.trigger_by_task([{"task": "echo"}])
     with pytest.raises(BatchItemError, match=r"items\[0\].id must be a task id"):
         await batch.trigger([{"payload": 1}])
+    with pytest.raises(BatchItemError, match=r"items\[2\] must be a dict"):
+        await echo.batch_trigger(_gen([{"payload": 1}, {"payload": 2}, 3]))
     with pytest.raises(BatchItemError, match="not dict"):
         await echo.batch_trigger({"payload": 1})  # type: ignore[arg-type]
     # A schema task checks every payload first.
@@ -270,3 +271,55 @@ async def test_a_chain_five_deep_ending_in_a_batch(http: aiohttp.ClientSession) 
             break
         level, depth, parent = level["below"], depth - 1, level["run"]
     assert level["leaves"] == [0, 1, 2]
+
+
+async def _gen(items: list[Any]) -> AsyncIterator[Any]:
+    for item in items:
+        yield item
+
+
+async def test_more_than_1000_items_stream_into_one_batch(http: aiohttp.ClientSession, sdk: None) -> None:
+    async def items() -> AsyncIterator[dict[str, Any]]:
+        for i in range(2100):
+            yield {"payload": i, "options": {"delay": "1h"}}  # DELAYED: they stay out of the way
+
+    handle = await echo.batch_trigger(items())
+    assert len(handle.runs) == 2100 and len({r.id for r in handle.runs}) == 2100
+    b = await get_batch(http, handle.batch_id)
+    assert b["runCount"] == 2100 and b["runs"] == [r.id for r in handle.runs] and b["status"] == "PROCESSING"
+    for index in (0, 999, 1000, 2099):
+        assert (await get_run(http, handle.runs[index].id))["payload"] == index
+    # A plain iterable of more than 1,000 works the same, for several tasks too.
+    mixed = await batch.trigger({"id": "echo" if i % 2 else "echo-sync", "payload": i, "options": {"delay": "1h"}}
+                                for i in range(1001))
+    assert [r.task_identifier for r in mixed.runs[:2]] == ["echo-sync", "echo"] and len(mixed.runs) == 1001
+
+
+async def test_an_open_batch_takes_chunks_until_sealed(http: aiohttp.ClientSession) -> None:
+    body = {"items": [{"payload": 0, "options": {"delay": "1h"}}], "options": {"open": True}}
+    status, first = await post(http, "/api/v1/tasks/echo/batch", body)
+    assert status == 202, first
+    batch_id = first["id"]
+    assert (await get_batch(http, batch_id))["status"] == "PENDING"
+    chunk = {"items": [{"task": "echo", "payload": 1, "options": {"delay": "1h"}}]}
+    status, second = await post(http, f"/api/v2/batches/{batch_id}/items", chunk,
+                                **{"x-slipstream-request-id": "chunk-1"})
+    assert status == 202 and second["id"] == batch_id and len(second["runs"]) == 1, second
+    # A retried chunk returns its runs; it adds nothing.
+    _, again = await post(http, f"/api/v2/batches/{batch_id}/items", chunk, **{"x-slipstream-request-id": "chunk-1"})
+    assert [r["id"] for r in again["runs"]] == [r["id"] for r in second["runs"]] and again["isCached"]
+    status, wrong = await post(http, f"/api/v2/batches/{batch_id}/items", {"items": [{"task": "echo-sync"}]})
+    assert status == 422 and "items[2]" in wrong["error"] and "'echo' only" in wrong["error"], wrong
+    status, bad = await post(http, f"/api/v2/batches/{batch_id}/items",
+                             {"items": [{"task": "echo", "options": {"maxAttempts": 0}}]})
+    assert status == 422 and "items[2]: maxAttempts" in bad["error"], bad
+    status, last = await post(http, f"/api/v2/batches/{batch_id}/items",
+                              {"items": [{"task": "echo", "payload": 2, "options": {"delay": "1h"}}], "seal": True})
+    assert status == 202, last
+    b = await get_batch(http, batch_id)
+    assert b["status"] == "PROCESSING" and b["runCount"] == 3
+    assert b["runs"] == [first["runs"][0]["id"], second["runs"][0]["id"], last["runs"][0]["id"]]
+    status, sealed = await post(http, f"/api/v2/batches/{batch_id}/items", chunk)
+    assert status == 409 and "sealed" in sealed["error"]
+    status, missing = await post(http, "/api/v2/batches/batch_nope/items", chunk)
+    assert status == 404
