@@ -61,6 +61,14 @@ async def test_kill_queue_manager_supervisor_and_nats_mid_flight(chaos: tuple[Lo
                 ids += await asyncio.gather(*(trigger(n) for n in range(start, min(start + 25, RUNS))))
 
         await eventually(lambda: _at_least(conn, 40), timeout=60, message="40 runs completed")
+
+        async def both_executing() -> bool:
+            # Supervisors take their own runs (ADR 0009): kill one while both hold runs, so the
+            # killed one leaves attempts for the sweeper to find stalled.
+            busy = await conn.fetchval("SELECT count(DISTINCT worker_id) FROM runs WHERE status = 'EXECUTING'")
+            return bool(busy == 2)
+
+        await eventually(both_executing, timeout=30, interval=0.005, message="both supervisors executing runs")
         local.stop_service("queue_manager", kill=True)
         local.stop_service("supervisor-a", kill=True)
         local.start_service("queue_manager")
@@ -92,7 +100,9 @@ async def test_kill_queue_manager_supervisor_and_nats_mid_flight(chaos: tuple[Lo
         stalled = await conn.fetchval(
             "SELECT count(*) FROM attempts WHERE error->>'name' = 'TaskRunStalledError'"
         )
-        assert stalled >= 1
+        per_worker = await conn.fetch("SELECT worker_id, count(*) AS n, count(*) FILTER (WHERE status <> 'COMPLETED')"
+                                      " AS not_completed FROM attempts GROUP BY 1")
+        assert stalled >= 1, [dict(r) for r in per_worker]
     finally:
         await conn.close()
 
