@@ -323,3 +323,41 @@ async def test_an_open_batch_takes_chunks_until_sealed(http: aiohttp.ClientSessi
     assert status == 409 and "sealed" in sealed["error"]
     status, missing = await post(http, "/api/v2/batches/batch_nope/items", chunk)
     assert status == 404
+
+
+async def test_canceling_a_parent_waiting_on_a_batch_cancels_its_children(platform: Platform,
+                                                                         http: aiohttp.ClientSession) -> None:
+    _, answer = await post(http, "/api/v1/tasks/waits-for-delayed-batch/trigger", {"payload": {}})
+    parent_id = answer["id"]
+
+    async def waiting() -> dict[str, Any] | None:
+        run = await get_run(http, parent_id)
+        return run if run["status"] == "WAITING" else None
+
+    await eventually(waiting, timeout=30, message="the parent waiting on its batch")
+    async with http.post(f"/api/v2/runs/{parent_id}/cancel") as response:
+        assert response.status == 200
+    assert (await finished(http, parent_id))["status"] == "CANCELED"
+    conn = await asyncpg.connect(platform.local.database_url)
+    try:
+        children = [r["id"] for r in await conn.fetch("SELECT id FROM runs WHERE parent_run_id = $1", parent_id)]
+    finally:
+        await conn.close()
+    runs = [await get_run(http, child) for child in children]
+    assert len(runs) == 3 and all(r["status"] == "CANCELED" for r in runs)
+    assert (await get_batch(http, runs[0]["batchId"]))["status"] == "ABORTED"
+
+
+async def test_idempotency_keys_inside_a_batch_a_parent_waits_for(http: aiohttp.ClientSession) -> None:
+    key, old_key = f"w-{uuid.uuid4().hex}", f"old-{uuid.uuid4().hex}"
+    body = {"payload": "before", "options": {"idempotencyKey": old_key}}
+    _, old = await post(http, "/api/v1/tasks/echo/trigger", body)
+    await finished(http, old["id"])
+    _, answer = await post(http, "/api/v1/tasks/waits-with-keys/trigger",
+                           {"payload": {"key": key, "old_key": old_key}})
+    parent = await finished(http, answer["id"], timeout=60)
+    assert parent["status"] == "COMPLETED", parent
+    a, b, c = parent["output"]
+    # Two items with one key: one run; a key of a finished run: that run, which completes the wait.
+    assert a["id"] == b["id"] and a["payload"] == b["payload"] == "a" and a["ok"]
+    assert c == {"id": old["id"], "ok": True, "payload": "before"}

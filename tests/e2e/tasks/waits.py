@@ -129,3 +129,23 @@ async def chain(payload: dict, ctx: TaskContext) -> dict:
 @task(id="echo-leaf")
 async def echo_leaf(payload: Any, ctx: TaskContext) -> Any:
     return payload
+
+
+@task(id="waits-for-delayed-batch")
+async def waits_for_delayed_batch(payload: dict, ctx: TaskContext) -> None:
+    from tests.e2e.tasks.sample import echo
+
+    await echo.batch_trigger_and_wait([{"payload": i, "options": {"delay": "1h"}} for i in range(3)])
+
+
+@task(id="waits-with-keys")
+async def waits_with_keys(payload: dict, ctx: TaskContext) -> list[dict]:
+    from tests.e2e.tasks.sample import echo
+
+    key, old_key = payload["key"], payload["old_key"]
+    result = await echo.batch_trigger_and_wait([
+        {"payload": "a", "options": {"idempotency_key": key}},
+        {"payload": "b", "options": {"idempotency_key": key}},
+        {"payload": "c", "options": {"idempotency_key": old_key}},
+    ])
+    return [{"id": r.id, "ok": r.ok, "payload": (r.output or {}).get("payload")} for r in result.runs]
