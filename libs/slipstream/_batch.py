@@ -203,9 +203,10 @@ async def wait_for(items: Iterable[Any] | AsyncIterable[Any], check: Checker) ->
     from slipstream._waits import waitpoint
 
     checked: list[Item] = []
-    async for chunk, _ in _chunks(items, check, MAX_WAIT_ITEMS + 1):
+    async for chunk, more in _chunks(items, check, MAX_WAIT_ITEMS):
+        if more:
+            raise BatchItemError(f"a batch a task waits for holds at most {MAX_WAIT_ITEMS:,} items: wait for"
+                                 " several")
         checked = chunk
-    if len(checked) > MAX_WAIT_ITEMS:
-        raise BatchItemError(f"a batch a task waits for holds at most {MAX_WAIT_ITEMS:,} items: wait for several")
     entry = await waitpoint("BATCH", items_json=_json.encode(checked).decode())
     return msgspec.json.decode(entry.result_json or "{}", type=BatchResult)

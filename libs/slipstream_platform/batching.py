@@ -130,9 +130,15 @@ async def trigger_batch(
     its idempotency key) made already. An `open` batch takes more chunks (`append_batch`)."""
     async with conn.transaction():
         if request_id is not None:
+            # Two copies of one request at once (a client retrying a slow one) wait for each other.
+            await idempotency.lock(conn, environment_id, "batch-request", request_id)
             existing = await batch_store.by_request_id(conn, environment_id, request_id)
             if existing is not None:
-                return await _cached(conn, existing)
+                # The same request again: the same answer (not a cached batch: a streamed batch's
+                # client goes on sending its next chunk).
+                answer = await _cached(conn, existing)
+                runs = [TriggerResult(run.run_id, run.run_id in existing.cached_run_ids, None) for run in answer.runs]
+                return BatchResult(existing.id, False, runs, answer.task_identifiers)
         if idempotency_key is not None:
             await idempotency.lock(conn, environment_id, "batch", idempotency_key)
             existing = await batch_store.by_idempotency_key(conn, environment_id, idempotency_key)
@@ -205,7 +211,7 @@ async def _create_runs(conn: asyncpg.Connection, plans: list[RunPlan], *, enviro
             if limits.setdefault(plan.queue, plan.queue_limit) != plan.queue_limit:
                 raise TriggerRejected(422, f"items[{first_index + i}]: queue {plan.queue!r} is given two"
                                            " concurrencyLimits in one batch")
-    for name, limit in limits.items():
+    for name, limit in sorted(limits.items()):  # in name order: two batches never lock crosswise
         await queue_store.set_limit(conn, environment_id, name, limit)
     results: list[TriggerResult | None] = [None] * len(plans)
     # (Their queue limits are set above: trigger_run need not set them again.)

@@ -267,8 +267,12 @@ async def trigger_run(
             if result is None:
                 transition = await create_run(conn, plan, environment_id=environment_id,
                                               status=first_status(plan, served), parent=parent,
-                                              traceparent=traceparent, batch_id=batch_id)
-                assert transition is not None  # no request id here: the insert cannot conflict
+                                              traceparent=traceparent, request_id=request_id, batch_id=batch_id)
+                if transition is None:  # a repeated request id: the run it made
+                    assert request_id is not None
+                    existing = await run_store.by_request_id(conn, environment_id, request_id)
+                    assert existing is not None
+                    return TriggerResult(existing, True, None)
                 result = TriggerResult(transition.run_id, False, transition)
             if key is not None:
                 expires = datetime.now(UTC) + timedelta(seconds=key_ttl)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -63,14 +62,14 @@ class Waker:
                 wake_at = float("inf")
                 await self.signal_all()
             try:
-                ready_at = await claims.next_available_at(self.service.pool)
+                wait = await claims.seconds_until_available(self.service.pool)
             except Exception:
                 log.exception("reading when runs become ready failed")
                 next_read = loop.time() + interval
                 continue
             next_read = loop.time() + interval
-            if ready_at is not None:
-                wake_at = loop.time() + max(0.0, (ready_at - datetime.now(UTC)).total_seconds())
+            if wait is not None:
+                wake_at = loop.time() + max(0.0, wait)
 
     async def signal_all(self) -> None:
         """Wake the supervisors of every environment with a live worker."""

@@ -226,6 +226,8 @@ async def test_waiting_for_a_batch_outside_a_task_says_what_to_use(sdk: None) ->
         await echo.batch_trigger_and_wait([{"payload": 1}])
     with pytest.raises(TaskRunError, match="only be used inside a running task"):
         await batch.trigger_and_wait([{"id": "echo", "payload": 1}])
+    with pytest.raises(BatchItemError, match="at most 10,000 items"):
+        await echo.batch_trigger_and_wait([{"payload": i} for i in range(10_001)])
 
 
 async def test_a_fan_out_of_1000_children_through_a_limited_queue(platform: Platform,
@@ -297,9 +299,14 @@ async def test_more_than_1000_items_stream_into_one_batch(http: aiohttp.ClientSe
 
 async def test_an_open_batch_takes_chunks_until_sealed(http: aiohttp.ClientSession) -> None:
     body = {"items": [{"payload": 0, "options": {"delay": "1h"}}], "options": {"open": True}}
-    status, first = await post(http, "/api/v1/tasks/echo/batch", body)
+    opening = {"x-slipstream-request-id": uuid.uuid4().hex}
+    status, first = await post(http, "/api/v1/tasks/echo/batch", body, **opening)
     assert status == 202, first
     batch_id = first["id"]
+    # The opening request sent again (its answer was lost) is the same answer, not a cached
+    # batch: the client goes on sending chunks.
+    _, repeated = await post(http, "/api/v1/tasks/echo/batch", body, **opening)
+    assert repeated == first
     assert (await get_batch(http, batch_id))["status"] == "PENDING"
     chunk = {"items": [{"task": "echo", "payload": 1, "options": {"delay": "1h"}}]}
     status, second = await post(http, f"/api/v2/batches/{batch_id}/items", chunk,

@@ -72,6 +72,13 @@ async def test_a_trigger_can_create_a_queue_with_its_limit(http: aiohttp.ClientS
     async with http.get("/api/v1/queues") as response:
         states = {q["name"]: q for q in (await response.json())["data"]}
     assert states["main-branch"]["concurrencyLimit"] == 2
+    # A repeated request (the SDK retrying) finds the run it made, with the queue form too.
+    headers = {"x-slipstream-request-id": f"queue-form-{handle.id}"}
+    ids = []
+    for _ in range(2):
+        async with http.post("/api/v1/tasks/echo/trigger", json=body, headers=headers) as response:
+            ids.append((await response.json())["id"])
+    assert ids[0] == ids[1]
     for bad, status, message in [({"name": "q", "concurrencyLimit": -1}, 422, "queue.concurrencyLimit"),
                                  ({"name": "q", "limit": 1}, 400, "limit"), ({"name": ""}, 422, "queue.name")]:
         async with http.post("/api/v1/tasks/echo/trigger", json={"options": {"queue": bad}}) as response:

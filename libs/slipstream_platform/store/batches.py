@@ -23,6 +23,8 @@ class BatchRecord(msgspec.Struct, frozen=True, kw_only=True):
     # False while more chunks of items may come (a streamed batch).
     sealed: bool = True
     parent_run_id: str | None = None
+    # The runs its items stood for without creating them (an idempotency key's run).
+    cached_run_ids: list[str] = []
 
 
 class BatchView(msgspec.Struct, frozen=True, kw_only=True):
@@ -35,7 +37,7 @@ class BatchView(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _COLUMNS = ("id, environment_id, task_identifier, run_ids, idempotency_key, created_at, updated_at, sealed,"
-            " parent_run_id")
+            " parent_run_id, cached_run_ids")
 
 # An open batch that gets no chunk for this long is ABORTED: its client stopped sending.
 ABANDONED_SECONDS = 600

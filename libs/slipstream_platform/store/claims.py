@@ -101,6 +101,14 @@ def _claimed(row: asyncpg.Record) -> ClaimedRun:
                       rated=row["rated"])
 
 
+async def seconds_until_available(conn: Conn) -> float | None:
+    """`next_available_at` as seconds from now on Postgres's own clock (so a local clock that
+    differs from Postgres's neither wakes early in a loop nor late)."""
+    value = await conn.fetchval("SELECT extract(epoch FROM ($1::timestamptz - clock_timestamp()))::float8",
+                                await next_available_at(conn))
+    return None if value is None else float(value)
+
+
 async def next_available_at(conn: Conn) -> datetime | None:
     """When the earliest QUEUED run that is backing off becomes ready, or the earliest start
     counted by a rate limit leaves its window, whichever is first."""
