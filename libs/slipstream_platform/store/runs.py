@@ -308,6 +308,16 @@ async def requeue_dequeued(
     return _transitions(rows)
 
 
+# An attempt that was lost: its run goes QUEUED for the next attempt if any is left, else ends
+# SYSTEM_FAILURE, with the error $1 and the stretch it executed counted.
+_RETRY_OR_FAIL = (
+    " status = CASE WHEN r.attempt_count < coalesce(r.max_attempts, 1) THEN 'QUEUED' ELSE 'SYSTEM_FAILURE' END,"
+    " finished_at = CASE WHEN r.attempt_count < coalesce(r.max_attempts, 1) THEN NULL ELSE now() END,"
+    " error = $1::jsonb, worker_id = NULL, available_at = now(), updated_at = now(),"
+    f" {END_STRETCH}"
+)
+
+
 async def recover_from_stopped_workers(conn: asyncpg.Connection) -> list[Transition]:
     """Runs left on workers that stopped: never started -> QUEUED; executing -> retried.
 
@@ -319,13 +329,7 @@ async def recover_from_stopped_workers(conn: asyncpg.Connection) -> list[Transit
         f" AND r.status = 'DEQUEUED' {_RETURNING}"
     )
     executing = await conn.fetch(
-        "WITH r AS (UPDATE runs r SET"
-        "   status = CASE WHEN r.attempt_count < coalesce(r.max_attempts, 1)"
-        "     THEN 'QUEUED' ELSE 'SYSTEM_FAILURE' END,"
-        "   finished_at = CASE WHEN r.attempt_count < coalesce(r.max_attempts, 1)"
-        "     THEN NULL ELSE now() END,"
-        "   error = $1::jsonb, worker_id = NULL, available_at = now(), updated_at = now(),"
-        f"   {END_STRETCH}"
+        "WITH r AS (UPDATE runs r SET" + _RETRY_OR_FAIL +
         "   FROM workers w WHERE w.id = r.worker_id AND w.stopped_at IS NOT NULL"
         f"   AND r.status = 'EXECUTING' {_RETURNING}, r.attempt_count),"
         " a AS (UPDATE attempts t SET status = 'FAILED', error = $1::jsonb, completed_at = now()"
@@ -344,13 +348,7 @@ async def recover_orphans(
     recorded): retried at once if attempts are left, else SYSTEM_FAILURE. Runs in `keep`,
     and runs changed within `older_than_seconds`, are left alone."""
     rows = await conn.fetch(
-        "WITH r AS (UPDATE runs r SET"
-        "   status = CASE WHEN r.attempt_count < coalesce(r.max_attempts, 1)"
-        "     THEN 'QUEUED' ELSE 'SYSTEM_FAILURE' END,"
-        "   finished_at = CASE WHEN r.attempt_count < coalesce(r.max_attempts, 1)"
-        "     THEN NULL ELSE now() END,"
-        "   error = $1::jsonb, worker_id = NULL, available_at = now(), updated_at = now(),"
-        f"   {END_STRETCH}"
+        "WITH r AS (UPDATE runs r SET" + _RETRY_OR_FAIL +
         "   WHERE r.worker_id = $2 AND r.status = 'EXECUTING' AND NOT (r.id = ANY($3::text[]))"
         f"   AND r.updated_at < now() - make_interval(secs => $4) {_RETURNING}, r.attempt_count),"
         " a AS (UPDATE attempts t SET status = 'FAILED', error = $1::jsonb, completed_at = now()"
