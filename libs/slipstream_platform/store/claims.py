@@ -111,10 +111,12 @@ async def seconds_until_available(conn: Conn) -> float | None:
 
 async def next_available_at(conn: Conn) -> datetime | None:
     """When the earliest QUEUED run that is backing off becomes ready, or the earliest start
-    counted by a rate limit leaves its window, whichever is first."""
+    counted by a rate limit leaves its window, whichever is first. Only a retry backs off, so
+    only runs that had an attempt are read (the index `runs_backing_off`, migration 0020)."""
     value: datetime | None = await conn.fetchval(
         "SELECT least("
-        " (SELECT min(available_at) FROM runs WHERE status = 'QUEUED' AND available_at > now()),"
+        " (SELECT min(available_at) FROM runs"
+        "   WHERE status = 'QUEUED' AND attempt_count > 0 AND available_at > now()),"
         " (SELECT min(s.started_at + make_interval(secs => p.period)) FROM queue_starts s"
         "   JOIN queues q ON q.environment_id = s.environment_id AND q.name = s.queue"
         "   CROSS JOIN LATERAL (VALUES (q.rate_period), (q.per_key_rate_period)) AS p(period)"
