@@ -16,7 +16,7 @@ from slipstream_platform.definitions import QueueDefinition
 from slipstream_platform.store import claims, environments
 from slipstream_platform.store import queues as queue_store
 
-from tests.integration.test_store import add_run, add_worker, claim
+from tests.integration.test_store import add_run, add_worker, claim, runs_index_entries_read
 
 PERIOD = 60.0
 
@@ -115,14 +115,6 @@ async def test_a_queue_at_its_cap_leaves_the_turns_to_other_queues(pool: asyncpg
     # task/t has room for one run: its other two keys must not use up the claim's two turns.
     taken = await claim(pool, env_id, "w1", ["t", "u"], 2)
     assert len(taken) == 2 and other in taken
-
-
-async def runs_index_entries_read(conn: asyncpg.Connection) -> int:
-    """Index entries of `runs` read so far (this session's counts are flushed first)."""
-    await conn.execute("SELECT pg_stat_force_next_flush()")  # flushed before the statement returns
-    await conn.execute("SELECT pg_stat_clear_snapshot()")
-    read: int = await conn.fetchval("SELECT sum(idx_tup_read) FROM pg_stat_user_indexes WHERE relname = 'runs'")
-    return read
 
 
 @pytest.mark.parametrize("spread", ["queues", "keys"])

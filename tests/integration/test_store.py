@@ -41,6 +41,14 @@ async def start(pool: asyncpg.Pool, run_id: str, worker_id: str, default_max: in
     return started[0] if started else None
 
 
+async def runs_index_entries_read(conn: asyncpg.Connection) -> int:
+    """Index entries of `runs` read so far (this session's counts are flushed first)."""
+    await conn.execute("SELECT pg_stat_force_next_flush()")  # flushed before the statement returns
+    await conn.execute("SELECT pg_stat_clear_snapshot()")
+    read: int = await conn.fetchval("SELECT sum(idx_tup_read) FROM pg_stat_user_indexes WHERE relname = 'runs'")
+    return read
+
+
 async def end(pool: asyncpg.Pool, run_id: str, number: int, status: str, **fields: Any) -> Transition | None:
     """Record one attempt's end (attempt status from the run's: COMPLETED, CRASHED or FAILED)."""
     attempt_status = status if status in ("COMPLETED", "CRASHED") else "FAILED"
@@ -174,6 +182,23 @@ async def test_due_delayed_runs_are_queued(pool: asyncpg.Pool, env_id: str) -> N
     changed = {t.run_id: t.status for t in await run_store.promote_due_delayed(pool)}
     assert changed == {due: "QUEUED", unserved: "PENDING_VERSION"}
     assert await status(pool, later) == "DELAYED"
+
+
+async def test_the_next_due_time_reads_one_entry_after_a_burst_of_delayed_runs(pool: asyncpg.Pool, env_id: str) -> None:
+    # Statistics taken while no run was delayed, then 5,000 delayed runs (migration 0021).
+    for _ in range(20):
+        await add_run(pool, env_id, status="COMPLETED")
+    await pool.execute("ANALYZE runs")
+    first = datetime.now(UTC) + timedelta(minutes=5)
+    await pool.execute(
+        "INSERT INTO runs (id, environment_id, task_identifier, status, payload, queue, delayed_until)"
+        " SELECT 'run_delayed_' || i, $1, 't', 'DELAYED', '{}'::jsonb, 'task/t', $2::timestamptz + i * interval '1 ms'"
+        " FROM generate_series(0, 4999) AS i", env_id, first)
+    async with pool.acquire() as conn:
+        before = await runs_index_entries_read(conn)
+        assert await run_store.next_due(conn) == first
+        read = await runs_index_entries_read(conn) - before
+    assert read < 50, f"next_due read {read} index entries"
 
 
 async def test_stale_dequeued_runs_are_requeued(pool: asyncpg.Pool, env_id: str) -> None:

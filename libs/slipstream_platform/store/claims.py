@@ -115,8 +115,8 @@ async def next_available_at(conn: Conn) -> datetime | None:
     only runs that had an attempt are read (the index `runs_backing_off`, migration 0020)."""
     value: datetime | None = await conn.fetchval(
         "SELECT least("
-        " (SELECT min(available_at) FROM runs"
-        "   WHERE status = 'QUEUED' AND attempt_count > 0 AND available_at > now()),"
+        " (SELECT available_at FROM runs WHERE status = 'QUEUED' AND attempt_count > 0 AND available_at > now()"
+        "   ORDER BY available_at LIMIT 1),"
         " (SELECT min(s.started_at + make_interval(secs => p.period)) FROM queue_starts s"
         "   JOIN queues q ON q.environment_id = s.environment_id AND q.name = s.queue"
         "   CROSS JOIN LATERAL (VALUES (q.rate_period), (q.per_key_rate_period)) AS p(period)"
