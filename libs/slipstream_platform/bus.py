@@ -8,9 +8,9 @@ step was not taken (see docs/adr/0002-state-derived-outbox.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
-from typing import Literal
 
 import nats
 from nats.aio.client import Client as NATS
@@ -18,14 +18,12 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import APIError, BadRequestError
+from nats.js.errors import APIError, BadRequestError, NotFoundError
 from slipstream_proto import STREAMS, QueueSignal, RunUpdated, StreamSpec, encode_event
-from slipstream_proto.events import Event, queue_signal_subject, run_updated_subject
+from slipstream_proto.events import RETIRED_STREAMS, Event, QueueReason, queue_signal_subject, run_updated_subject
 
 from slipstream_platform import telemetry
 from slipstream_platform.store.runs import Transition
-
-QueueReason = Literal["triggered", "released", "worker", "requeued", "delay", "rated", "ready"]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +52,10 @@ def _stream_config(spec: StreamSpec) -> StreamConfig:
 
 
 async def ensure_streams(js: JetStreamContext) -> None:
-    """Create the platform's streams, or bring their config up to date."""
+    """Create the platform's streams, or bring their config up to date; delete retired ones."""
+    for name in RETIRED_STREAMS:
+        with contextlib.suppress(NotFoundError):
+            await js.delete_stream(name)
     for spec in STREAMS:
         config = _stream_config(spec)
         try:
@@ -130,6 +131,6 @@ class Bus:
             if t.status == "QUEUED":
                 wake.add(t.environment_id)
         if reason is not None:
-            items += [(queue_signal_subject(env), QueueSignal(environment_id=env, reason=reason))
+            items += [(queue_signal_subject(env, reason), QueueSignal(environment_id=env, reason=reason))
                       for env in sorted(wake)]
         await self.notify(items)

@@ -19,16 +19,24 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", rename=
     """Base of every JetStream message."""
 
 
+QueueReason = Literal["triggered", "released", "worker", "requeued", "delay", "rated", "ready"]
+
+# The reasons after which a queued run may wait for time (a retry's back-off, a rate window):
+# the queue-manager hears only these, and re-reads when the earliest such wait ends.
+TIMED_REASONS: tuple[QueueReason, ...] = ("released", "requeued", "rated")
+
+
 class QueueSignal(Event, tag="queue.signal", frozen=True, kw_only=True):
     """Wakes the supervisors of an environment: runs became ready, or capacity was freed.
 
     A signal carries no state: supervisors take from Postgres, so a lost or repeated signal
-    is harmless (their periodic take covers a lost one). The queue-manager reads them too, to
-    learn when back-offs and rate windows end.
+    is harmless (their periodic take covers a lost one). It travels on core NATS, on a subject
+    that names its reason, and is kept nowhere. The queue-manager hears the `TIMED_REASONS`
+    too, to learn when back-offs and rate windows end.
     """
 
     environment_id: str
-    reason: Literal["triggered", "released", "worker", "requeued", "delay", "rated", "ready"]
+    reason: QueueReason
 
 
 class CancelRun(Event, tag="run.cancel", frozen=True, kw_only=True):
@@ -64,9 +72,19 @@ def decode_event(data: bytes) -> AnyEvent:
     return event
 
 
-def queue_signal_subject(environment_id: str) -> str:
-    """Subject of the queue signals of one environment."""
-    return f"{SUBJECT_PREFIX}.queue.{environment_id}"
+def queue_signal_subject(environment_id: str, reason: QueueReason) -> str:
+    """Subject of one environment's queue signals for one reason."""
+    return f"{SUBJECT_PREFIX}.queue.{environment_id}.{reason}"
+
+
+def queue_signals_of(environment_id: str) -> str:
+    """Subject filter of every queue signal of one environment (what its supervisors hear)."""
+    return f"{SUBJECT_PREFIX}.queue.{environment_id}.*"
+
+
+def queue_signals_for(reason: QueueReason) -> str:
+    """Subject filter of one reason's queue signals, in every environment."""
+    return f"{SUBJECT_PREFIX}.queue.*.{reason}"
 
 
 def dispatch_subject(worker_id: str) -> str:
@@ -91,16 +109,6 @@ class StreamSpec(msgspec.Struct, frozen=True, kw_only=True):
     storage: Literal["file", "memory"] = "file"
 
 
-# Signals are wake-ups: kept briefly in memory, read without acks (a lost one costs one
-# periodic pass).
-QUEUE_STREAM = StreamSpec(
-    name="SLIPSTREAM_QUEUE",
-    subjects=(f"{SUBJECT_PREFIX}.queue.>",),
-    retention="limits",
-    max_age_seconds=60,
-    duplicate_window_seconds=10,
-    storage="memory",
-)
 DISPATCH_STREAM = StreamSpec(
     name="SLIPSTREAM_DISPATCH",
     subjects=(f"{SUBJECT_PREFIX}.dispatch.>",),
@@ -117,7 +125,11 @@ UPDATES_STREAM = StreamSpec(
     duplicate_window_seconds=10,
     storage="memory",
 )
-STREAMS: tuple[StreamSpec, ...] = (QUEUE_STREAM, DISPATCH_STREAM, UPDATES_STREAM)
+STREAMS: tuple[StreamSpec, ...] = (DISPATCH_STREAM, UPDATES_STREAM)
+# Streams of earlier versions, deleted where they exist: SLIPSTREAM_QUEUE held every queue
+# signal for a minute (in memory) and fed the queue-manager's consumer; signals now travel
+# on core NATS only.
+RETIRED_STREAMS: tuple[str, ...] = ("SLIPSTREAM_QUEUE",)
 
-# The one durable consumer that all queue-manager replicas share.
-QUEUE_MANAGER_CONSUMER = "queue-manager"
+# The queue group that all queue-manager replicas share: each timed signal reaches one.
+QUEUE_MANAGER_GROUP = "queue-manager"

@@ -3,10 +3,11 @@
 Supervisors take their own runs when a signal says some may be ready (ADR 0009). A run that
 waits for time sends no signal when its time comes: a retry's back-off ends, or a rate
 limit's window lets another start in. The queue-manager reads when the earliest of those
-moments is (`claims.next_available_at`), again after every burst of signals (a retry or a
-rate-limited start is announced with one) and every sweep interval, and at that moment
-signals every environment with a live worker. Replicas share one consumer of the signals;
-a signal sent twice costs a take that finds nothing.
+moments is (`claims.next_available_at`), again after every burst of the signals that may
+leave a run waiting for time (`TIMED_REASONS`: a retry or a rate-limited start is announced
+with one) and every sweep interval, and at that moment signals every environment with a live
+worker. Replicas share the signals through one NATS queue group; a signal sent twice costs a
+take that finds nothing. Triggers' signals never reach it.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ import contextlib
 import logging
 
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from slipstream_platform.service import Service
 from slipstream_platform.settings import QueueManagerSettings
 from slipstream_platform.store import claims, workers
 from slipstream_proto import QueueSignal, decode_event
-from slipstream_proto.events import QUEUE_MANAGER_CONSUMER, QUEUE_STREAM, queue_signal_subject
+from slipstream_proto.events import QUEUE_MANAGER_GROUP, TIMED_REASONS, queue_signal_subject, queue_signals_for
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class Waker:
         except Exception:
             log.exception("bad message on %s", msg.subject)
             return
-        if isinstance(event, QueueSignal) and event.reason != "ready":
+        if isinstance(event, QueueSignal):
             self.changed.set()
 
     async def run(self) -> None:
@@ -79,21 +79,14 @@ class Waker:
             log.exception("reading live workers failed")
             return
         envs = sorted({w.environment_id for w in live})
-        await self.service.bus.notify([(queue_signal_subject(env), QueueSignal(environment_id=env, reason="ready"))
-                                       for env in envs])
+        await self.service.bus.notify([(queue_signal_subject(env, "ready"),
+                                        QueueSignal(environment_id=env, reason="ready")) for env in envs])
 
 
 async def setup(service: Service[QueueManagerSettings]) -> None:
-    """Read queue signals (one durable consumer shared by all replicas) and wake on time."""
+    """Hear the timed signals (one queue group shared by all replicas) and wake on time."""
     waker = Waker(service)
-    sub = await service.bus.js.subscribe(
-        f"{QUEUE_STREAM.subjects[0]}",
-        queue=QUEUE_MANAGER_CONSUMER,
-        durable=QUEUE_MANAGER_CONSUMER,
-        stream=QUEUE_STREAM.name,
-        cb=waker.on_signal,
-        manual_ack=True,
-        config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.NEW),
-    )
-    service.on_shutdown.append(sub.unsubscribe)
+    for reason in TIMED_REASONS:
+        sub = await service.bus.nc.subscribe(queue_signals_for(reason), queue=QUEUE_MANAGER_GROUP, cb=waker.on_signal)
+        service.on_shutdown.append(sub.unsubscribe)
     service.spawn(waker.run(), "wakeups")

@@ -40,7 +40,7 @@ from slipstream_platform.store.attempts import AttemptEnd, StartedAttempt
 from slipstream_platform.store.runs import Transition
 from slipstream_platform.triggering import Parent, TriggerRejected, plan_run, trigger_run
 from slipstream_proto import CancelRun, QueueSignal, TriggerOptions, decode_event
-from slipstream_proto.events import DISPATCH_STREAM, dispatch_subject, queue_signal_subject
+from slipstream_proto.events import DISPATCH_STREAM, dispatch_subject, queue_signals_of
 from slipstream_proto.machines import MACHINE_PRESETS
 
 from supervisor.processes import WorkerProcess, child_environment
@@ -543,7 +543,7 @@ async def setup(service: Service[SupervisorSettings]) -> None:
         raise SettingsError("SLIPSTREAM_SECRET_KEY does not belong to any environment")
     supervisor = Supervisor(service, environment)
     await supervisor.start_processes()
-    signals = await service.bus.nc.subscribe(queue_signal_subject(environment.id), cb=supervisor.on_signal)
+    signals = await service.bus.nc.subscribe(queue_signals_of(environment.id), cb=supervisor.on_signal)
     sub = await service.bus.js.subscribe(
         dispatch_subject(supervisor.worker_id),
         durable=supervisor.worker_id,

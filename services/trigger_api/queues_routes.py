@@ -27,7 +27,7 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate)
 
     async def wake(env: Environment) -> None:
         signal = QueueSignal(environment_id=env.id, reason="released")
-        await service.bus.notify([(queue_signal_subject(env.id), signal)])
+        await service.bus.notify([(queue_signal_subject(env.id, signal.reason), signal)])
 
     async def listing(request: web.Request) -> web.Response:
         env = await authenticate(request)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+from nats.js.api import StreamConfig
+from nats.js.errors import NotFoundError
 from slipstream_platform import bus
 from slipstream_platform.embedded import EmbeddedNats
 from slipstream_proto import STREAMS, QueueSignal, RunUpdated, decode_event
-from slipstream_proto.events import queue_signal_subject, run_updated_subject
-
-from tests.conftest import eventually
+from slipstream_proto.events import queue_signal_subject, queue_signals_for, queue_signals_of, run_updated_subject
 
 
 async def test_streams_are_created_idempotently_and_events_round_trip(nats_server: EmbeddedNats) -> None:
@@ -33,15 +33,50 @@ async def test_streams_are_created_idempotently_and_events_round_trip(nats_serve
         event = RunUpdated(run_id="run_1", environment_id="env_bus", status="QUEUED",
                            updated_at=datetime(2026, 1, 1, tzinfo=UTC))
         await b.publish(run_updated_subject("env_bus", "run_1"), event)
-        await b.notify([(queue_signal_subject("env_bus"), QueueSignal(environment_id="env_bus", reason="triggered"))])
         await nc.flush()
         assert await asyncio.wait_for(received.get(), 10) == event
         await sub.unsubscribe()
-        # A core publish (notify) reaches the stream asynchronously: the flush does not wait for it.
+    finally:
+        await nc.close()
 
-        async def stored() -> bool:
-            return (await js.stream_info("SLIPSTREAM_QUEUE")).state.messages >= 1
 
-        await eventually(stored, timeout=10, message="the queue signal stored in SLIPSTREAM_QUEUE")
+async def test_queue_signals_reach_their_environment_and_their_reason(nats_server: EmbeddedNats) -> None:
+    nc = await bus.connect(nats_server.url, "test")
+    try:
+        env_heard: asyncio.Queue[object] = asyncio.Queue()
+        timed_heard: asyncio.Queue[object] = asyncio.Queue()
+
+        def into(heard: asyncio.Queue[object]):  # type: ignore[no-untyped-def]
+            async def on_message(msg) -> None:  # type: ignore[no-untyped-def]
+                heard.put_nowait(decode_event(msg.data))
+            return on_message
+
+        subs = [await nc.subscribe(queue_signals_of("env_a"), cb=into(env_heard)),
+                await nc.subscribe(queue_signals_for("released"), queue="qm", cb=into(timed_heard))]
+        await nc.flush()
+        signals = [QueueSignal(environment_id=env, reason=reason)  # type: ignore[arg-type]
+                   for env, reason in [("env_a", "triggered"), ("env_b", "released"), ("env_a", "released")]]
+        await bus.Bus(nc).notify([(queue_signal_subject(s.environment_id, s.reason), s) for s in signals])
+        await nc.flush()
+        # The environment's supervisors hear all of its signals; the queue-manager only the timed ones.
+        assert [await asyncio.wait_for(env_heard.get(), 10) for _ in range(2)] == [signals[0], signals[2]]
+        assert [await asyncio.wait_for(timed_heard.get(), 10) for _ in range(2)] == [signals[1], signals[2]]
+        for sub in subs:
+            await sub.unsubscribe()
+    finally:
+        await nc.close()
+
+
+async def test_retired_streams_are_deleted(nats_server: EmbeddedNats) -> None:
+    nc = await bus.connect(nats_server.url, "test")
+    try:
+        js = nc.jetstream()
+        await js.add_stream(StreamConfig(name="SLIPSTREAM_QUEUE", subjects=["slipstream.queue.>"]))
+        await bus.ensure_streams(js)
+        try:
+            await js.stream_info("SLIPSTREAM_QUEUE")
+            raise AssertionError("SLIPSTREAM_QUEUE still exists")
+        except NotFoundError:
+            pass
     finally:
         await nc.close()

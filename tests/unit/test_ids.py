@@ -51,3 +51,27 @@ def test_ids_from_later_milliseconds_sort_after_earlier_ones(monkeypatch: pytest
 
 def test_ids_are_unique() -> None:
     assert len({new_id("run") for _ in range(10_000)}) == 10_000
+
+
+def _reference(prefix: str, value: int) -> str:
+    """The digits one at a time, least significant first (how ids were first made)."""
+    chars = []
+    for _ in range(26):
+        chars.append(ALPHABET[value & 31])
+        value >>= 5
+    return f"{prefix}_{''.join(reversed(chars))}"
+
+
+def test_the_digits_are_the_value_in_base32(monkeypatch: pytest.MonkeyPatch) -> None:
+    for noise in [bytes(10), b"\xff" * 10, bytes(range(10)), bytes(range(246, 256))]:
+        monkeypatch.setattr(ids.os, "urandom", lambda n, noise=noise: noise * (n // 10))
+        for ms in [0, 1, 1_714_564_800_000, 2**48 - 1]:
+            _at(monkeypatch, ms)
+            expected = _reference("run", (ms << 80) | int.from_bytes(noise, "big"))
+            assert new_id("run") == expected
+            assert ids.new_ids("run", 3) == [expected] * 3
+
+
+def test_ids_made_together_differ() -> None:
+    made = ids.new_ids("attempt", 16)
+    assert len(set(made)) == 16 and all(m.startswith("attempt_") and len(m) == 34 for m in made)

@@ -15,7 +15,7 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
-from slipstream_platform.ids import new_id
+from slipstream_platform.ids import new_ids
 from slipstream_platform.store.attempts import StartedAttempt, started_of
 from slipstream_platform.store.runs import Conn, Transition
 
@@ -90,7 +90,7 @@ async def take(conn: Conn, *, worker_id: str, environment_id: str, tasks: TaskDe
     """
     rows = await conn.fetch("SELECT * FROM slipstream_take($1, $2, $3, $4, $5, $6, $7, $8)", worker_id,
                             environment_id, tasks.task_ids, capacity, tasks.max_attempts, tasks.max_durations,
-                            tasks.machines, [new_id("attempt") for _ in range(capacity)])
+                            tasks.machines, new_ids("attempt", capacity))
     return Take([started_of(r) for r in rows], any(r["rated"] for r in rows), bool(rows) and rows[0]["more"])
 
 
