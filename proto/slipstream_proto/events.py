@@ -115,21 +115,12 @@ DISPATCH_STREAM = StreamSpec(
     retention="workqueue",
     max_age_seconds=3600,
 )
-# Status changes, for whoever follows them live (realtime subscribes to the runs it watches);
-# in memory for a minute: Postgres has the runs.
-UPDATES_STREAM = StreamSpec(
-    name="SLIPSTREAM_UPDATES",
-    subjects=(f"{SUBJECT_PREFIX}.updates.>",),
-    retention="limits",
-    max_age_seconds=60,
-    duplicate_window_seconds=10,
-    storage="memory",
-)
-STREAMS: tuple[StreamSpec, ...] = (DISPATCH_STREAM, UPDATES_STREAM)
-# Streams of earlier versions, deleted where they exist: SLIPSTREAM_QUEUE held every queue
-# signal for a minute (in memory) and fed the queue-manager's consumer; signals now travel
-# on core NATS only.
-RETIRED_STREAMS: tuple[str, ...] = ("SLIPSTREAM_QUEUE",)
+STREAMS: tuple[StreamSpec, ...] = (DISPATCH_STREAM,)
+# Streams of earlier versions, deleted where they exist. SLIPSTREAM_QUEUE held every queue
+# signal for a minute (in memory) and fed the queue-manager's consumer; SLIPSTREAM_UPDATES
+# held every status change for a minute, read by nobody (realtime subscribes to the runs it
+# watches, live). Signals and status changes now travel on core NATS only.
+RETIRED_STREAMS: tuple[str, ...] = ("SLIPSTREAM_QUEUE", "SLIPSTREAM_UPDATES")
 
 # The queue group that all queue-manager replicas share: each timed signal reaches one.
 QUEUE_MANAGER_GROUP = "queue-manager"

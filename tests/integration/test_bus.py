@@ -9,8 +9,14 @@ from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 from slipstream_platform import bus
 from slipstream_platform.embedded import EmbeddedNats
-from slipstream_proto import STREAMS, QueueSignal, RunUpdated, decode_event
-from slipstream_proto.events import queue_signal_subject, queue_signals_for, queue_signals_of, run_updated_subject
+from slipstream_proto import STREAMS, CancelRun, QueueSignal, RunUpdated, decode_event
+from slipstream_proto.events import (
+    dispatch_subject,
+    queue_signal_subject,
+    queue_signals_for,
+    queue_signals_of,
+    run_updated_subject,
+)
 
 
 async def test_streams_are_created_idempotently_and_events_round_trip(nats_server: EmbeddedNats) -> None:
@@ -28,14 +34,22 @@ async def test_streams_are_created_idempotently_and_events_round_trip(nats_serve
             received.put_nowait(decode_event(msg.data))
             await msg.ack()
 
-        sub = await js.subscribe("slipstream.updates.env_bus.>", cb=on_message, manual_ack=True)
+        # A cancel goes into the dispatch stream (kept on disk) and reaches the worker's consumer.
+        sub = await js.subscribe(dispatch_subject("worker_1"), cb=on_message, manual_ack=True)
         b = bus.Bus(nc)
+        cancel = CancelRun(run_id="run_1", worker_id="worker_1")
+        await b.publish(dispatch_subject("worker_1"), cancel)
+        assert await asyncio.wait_for(received.get(), 10) == cancel
+        await sub.unsubscribe()
+        # A status change is a core publish, to whoever watches that run at that moment.
+        watch = await nc.subscribe(run_updated_subject("env_bus", "run_1"), cb=on_message)
+        await nc.flush()
         event = RunUpdated(run_id="run_1", environment_id="env_bus", status="QUEUED",
                            updated_at=datetime(2026, 1, 1, tzinfo=UTC))
-        await b.publish(run_updated_subject("env_bus", "run_1"), event)
+        await b.notify([(run_updated_subject("env_bus", "run_1"), event)])
         await nc.flush()
         assert await asyncio.wait_for(received.get(), 10) == event
-        await sub.unsubscribe()
+        await watch.unsubscribe()
     finally:
         await nc.close()
 
@@ -72,11 +86,13 @@ async def test_retired_streams_are_deleted(nats_server: EmbeddedNats) -> None:
     try:
         js = nc.jetstream()
         await js.add_stream(StreamConfig(name="SLIPSTREAM_QUEUE", subjects=["slipstream.queue.>"]))
+        await js.add_stream(StreamConfig(name="SLIPSTREAM_UPDATES", subjects=["slipstream.updates.>"]))
         await bus.ensure_streams(js)
-        try:
-            await js.stream_info("SLIPSTREAM_QUEUE")
-            raise AssertionError("SLIPSTREAM_QUEUE still exists")
-        except NotFoundError:
-            pass
+        for name in ("SLIPSTREAM_QUEUE", "SLIPSTREAM_UPDATES"):
+            try:
+                await js.stream_info(name)
+                raise AssertionError(f"{name} still exists")
+            except NotFoundError:
+                pass
     finally:
         await nc.close()
