@@ -1,19 +1,32 @@
-"""Reading runs: `await runs.retrieve(id)` and `async for run in runs.subscribe_to_run(id)`."""
+"""Reading runs: `await runs.retrieve(id)`, `await runs.list(...)` (or `async for run in
+runs.list(...)`) and `async for run in runs.subscribe_to_run(id)`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import builtins
+from collections.abc import AsyncIterator, Generator, Iterable
 from datetime import datetime
-from urllib.parse import quote
+from typing import Any
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import msgspec
-from slipstream_proto import RealtimeError, RealtimeMessage, RealtimeRun, Run, RunLogLine, RunLogs, RunReference
+from slipstream_proto import (
+    ListedRun,
+    RealtimeError,
+    RealtimeMessage,
+    RealtimeRun,
+    Run,
+    RunList,
+    RunLogLine,
+    RunLogs,
+    RunReference,
+)
 
 from slipstream import _client, _config
 from slipstream.errors import ApiConnectionError, api_error
 
-__all__ = ["cancel", "logs", "reschedule", "retrieve", "subscribe_to_run"]
+__all__ = ["RunPage", "RunListing", "cancel", "list", "logs", "reschedule", "retrieve", "subscribe_to_run"]
 
 _message_decoder = msgspec.json.Decoder(RealtimeMessage)
 
@@ -21,6 +34,115 @@ _message_decoder = msgspec.json.Decoder(RealtimeMessage)
 async def retrieve(run_id: str) -> Run:
     """The run with its status, payload, output, error and attempts."""
     return await _client.request("GET", f"/api/v3/runs/{quote(run_id, safe='')}", Run)
+
+
+class RunPage:
+    """One page of `runs.list`, newest first: `data`, and the pages beside it."""
+
+    def __init__(self, query: dict[str, str], answer: RunList) -> None:
+        self._query = query
+        self.data: builtins.list[ListedRun] = answer.data
+        self.next_cursor = answer.pagination.next
+        self.previous_cursor = answer.pagination.previous
+
+    def has_next_page(self) -> bool:
+        """Whether older runs follow this page."""
+        return self.next_cursor is not None
+
+    def has_previous_page(self) -> bool:
+        """Whether newer runs come before this page."""
+        return self.previous_cursor is not None
+
+    async def get_next_page(self) -> RunPage:
+        """The page of the runs just older than this one's (ValueError if there is none)."""
+        if self.next_cursor is None:
+            raise ValueError("this is the last page of runs: check has_next_page() first")
+        return await _page({**self._query, "page[after]": self.next_cursor})
+
+    async def get_previous_page(self) -> RunPage:
+        """The page of the runs just newer than this one's (ValueError if there is none)."""
+        if self.previous_cursor is None:
+            raise ValueError("this is the first page of runs: check has_previous_page() first")
+        return await _page({**self._query, "page[before]": self.previous_cursor})
+
+
+class RunListing:
+    """What `runs.list` returns: await it for the first page, or `async for` over every run
+    of every page, fetched a page at a time."""
+
+    def __init__(self, query: dict[str, str]) -> None:
+        self._query = query
+
+    def __await__(self) -> Generator[Any, None, RunPage]:
+        return _page(self._query).__await__()
+
+    async def __aiter__(self) -> AsyncIterator[ListedRun]:
+        page = await _page(self._query)
+        while True:
+            for run in page.data:
+                yield run
+            if not page.has_next_page():
+                return
+            page = await page.get_next_page()
+
+
+async def _page(query: dict[str, str]) -> RunPage:
+    answer = await _client.request("GET", f"/api/v1/runs?{urlencode(query)}", RunList)
+    return RunPage({k: v for k, v in query.items() if k not in ("page[after]", "page[before]")}, answer)
+
+
+def _listed(values: str | Iterable[str] | None) -> str | None:
+    if values is None:
+        return None
+    return values if isinstance(values, str) else ",".join(values)
+
+
+def _epoch_ms(at: datetime | None) -> str | None:
+    return None if at is None else str(int(at.timestamp() * 1000))
+
+
+def list(  # noqa: A001 - the seed's name
+    *,
+    status: str | Iterable[str] | None = None,
+    task_identifier: str | Iterable[str] | None = None,
+    version: str | Iterable[str] | None = None,
+    tag: str | Iterable[str] | None = None,
+    queue: str | Iterable[str] | None = None,
+    batch: str | None = None,
+    schedule: str | None = None,
+    is_test: bool | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    period: str | None = None,
+    limit: int = 25,
+    after: str | None = None,
+    before: str | None = None,
+) -> RunListing:
+    """Runs of this environment, newest first, `limit` (1-100) a page.
+
+    `status`, `task_identifier`, `version`, `tag` (runs with any of the tags) and `queue` take
+    one value or several; `created_from` / `created_to` bound the creation time, `period` ("1h",
+    "7d") the age. `after` / `before` start from a run id (a page's cursors). A bad value is a
+    `BadRequestError` naming the filter. `await runs.list(...)` is the first page (`data`,
+    `has_next_page()`, `get_next_page()`); `async for run in runs.list(...)` reads every page.
+    """
+    query = {
+        "filter[status]": _listed(status),
+        "filter[taskIdentifier]": _listed(task_identifier),
+        "filter[version]": _listed(version),
+        "filter[tag]": _listed(tag),
+        "filter[queue]": _listed(queue),
+        "filter[batch]": batch,
+        "filter[schedule]": schedule,
+        "filter[isTest]": None if is_test is None else ("true" if is_test else "false"),
+        "filter[createdAt][from]": _epoch_ms(created_from),
+        "filter[createdAt][to]": _epoch_ms(created_to),
+        "filter[createdAt][period]": period,
+        "page[size]": str(limit),
+        "page[after]": after,
+        "page[before]": before,
+    }
+    return RunListing({k: v for k, v in query.items() if v is not None})
 
 
 async def cancel(run_id: str) -> RunReference:
@@ -40,7 +162,7 @@ async def reschedule(run_id: str, *, delay: str | datetime) -> Run:
     )
 
 
-async def logs(run_id: str) -> list[RunLogLine]:
+async def logs(run_id: str) -> builtins.list[RunLogLine]:
     """The lines `logger` wrote in the run's attempts, oldest first."""
     answer = await _client.request("GET", f"/api/v1/runs/{quote(run_id, safe='')}/logs", RunLogs)
     return answer.data

@@ -77,7 +77,8 @@ def _tick_plan(schedule: asyncpg.Record, tick: datetime, upcoming: list[datetime
     plan = plan_run(schedule["task_identifier"], payload_of(schedule, tick, upcoming), TriggerOptions(),
                     environment_type=schedule["environment_type"], now=now)
     # One run per tick: a key users cannot make (the reserved prefix).
-    return msgspec.structs.replace(plan, idempotency_key=f"{TICK_KEY_PREFIX}{schedule['id']}:{tick.isoformat()}")
+    return msgspec.structs.replace(plan, idempotency_key=f"{TICK_KEY_PREFIX}{schedule['id']}:{tick.isoformat()}",
+                                   schedule_id=schedule["id"])
 
 
 async def fire_due(conn: asyncpg.Connection, now: datetime, limit: int = 1000) -> list[Transition]:

@@ -80,6 +80,7 @@ class RunPlan(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_key: str | None = None
     idempotency_ttl_seconds: int = IDEMPOTENCY_KEY_TTL_SECONDS
     debounce: DebouncePlan | None = None
+    schedule_id: str | None = None  # a schedule's tick: the schedule
 
 
 class Parent(msgspec.Struct, frozen=True):
@@ -340,6 +341,7 @@ def new_run(
         ),
         request_id=request_id,
         batch_id=batch_id,
+        schedule_id=plan.schedule_id,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 import msgspec
-from slipstream_proto import Run, RunAttempt, RunError, Schedule, ScheduleEnvironment, ScheduleGenerator
+from slipstream_proto import ListedRun, Run, RunAttempt, RunError, Schedule, ScheduleEnvironment, ScheduleGenerator
 
 from slipstream_platform.statemachine import status_flags
 from slipstream_platform.store import runs as run_store
@@ -72,6 +72,38 @@ def run_view(row: asyncpg.Record, attempts: list[asyncpg.Record]) -> Run:
         is_failed=flags["is_failed"],
         is_cancelled=flags["is_cancelled"],
         is_canceled=flags["is_canceled"],
+    )
+
+
+def listed_run(row: asyncpg.Record) -> ListedRun:
+    """A run as `GET /api/v1/runs` lists it (a row of `store.run_lists.page`)."""
+    started, finished = row["started_at"], row["finished_at"]
+    flags = status_flags(row["status"])
+    return ListedRun(
+        id=row["id"],
+        task_identifier=row["task_identifier"],
+        status=row["status"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        started_at=started,
+        finished_at=finished,
+        delayed_until=row["delayed_until"],
+        expired_at=row["expired_at"],
+        ttl=f"{row['ttl_seconds']}s" if row["ttl_seconds"] else None,
+        tags=list(row["tags"]),
+        metadata=_raw(row["metadata"]),  # type: ignore[arg-type]
+        version=row["version"],
+        queue=row["queue"],
+        idempotency_key=row["idempotency_key"],
+        depth=row["depth"],
+        batch_id=row["batch_id"],
+        schedule_id=row["schedule_id"],
+        parent_run_id=row["parent_run_id"],
+        root_run_id=row["root_run_id"],
+        attempt_count=row["attempt_count"],
+        machine=row["machine"],
+        duration_ms=int((finished - started).total_seconds() * 1000) if started and finished else 0,
+        **flags,
     )
 
 

@@ -241,6 +241,58 @@ class Run(_Body):
     is_canceled: bool = False
 
 
+class ListedRun(_Body):
+    """A run as `GET /api/v1/runs` lists it: the run without payload, output, error and attempts
+    (retrieve the run for those)."""
+
+    id: str
+    task_identifier: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    delayed_until: datetime | None = None
+    expired_at: datetime | None = None
+    ttl: str | None = None
+    tags: list[str] = []
+    metadata: dict[str, Any] | None = None
+    version: str | None = None
+    queue: str | None = None
+    idempotency_key: str | None = None
+    is_test: bool = False
+    depth: int = 0
+    batch_id: str | None = None
+    schedule_id: str | None = None
+    parent_run_id: str | None = None
+    root_run_id: str | None = None
+    attempt_count: int = 0
+    machine: str | None = None
+    duration_ms: int = 0
+    is_queued: bool = False
+    is_executing: bool = False
+    is_waiting: bool = False
+    is_completed: bool = False
+    is_success: bool = False
+    is_failed: bool = False
+    is_cancelled: bool = False
+    is_canceled: bool = False
+
+
+class RunListPagination(_Body):
+    """The cursors of the pages beside this one: `page[after]=next`, `page[before]=previous`."""
+
+    next: str | None = None
+    previous: str | None = None
+
+
+class RunList(_Body):
+    """`GET /api/v1/runs`: a page of runs, newest first."""
+
+    data: list[ListedRun]
+    pagination: RunListPagination
+
+
 class RunLogLine(_Body):
     """One `logger` line of a run."""
 

@@ -27,6 +27,7 @@ from slipstream_proto.http import (
     RescheduleRequest,
     ResetIdempotencyKeyRequest,
     Run,
+    RunList,
     RunLogs,
     RunReference,
     Schedule,
@@ -56,16 +57,40 @@ def _json(ref: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": ref}}}
 
 
+def _listing_params() -> list[dict[str, Any]]:
+    """The query parameters of `GET /api/v1/runs`."""
+    def param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+    text, whole = {"type": "string"}, {"type": "integer"}
+    return [
+        param("page[size]", "Runs a page, 1-100 (25)", {"type": "integer", "minimum": 1, "maximum": 100}),
+        param("page[after]", "The page of runs older than this run (a page's pagination.next)", text),
+        param("page[before]", "The page of runs newer than this run (a page's pagination.previous)", text),
+        param("filter[status]", "Statuses, comma-separated; an unknown one is a 400", text),
+        param("filter[taskIdentifier]", "Task identifiers, comma-separated (20 at most)", text),
+        param("filter[version]", "Worker versions, comma-separated", text),
+        param("filter[tag]", "Tags, comma-separated: runs with any of them", text),
+        param("filter[queue]", "Queue names, comma-separated", text),
+        param("filter[batch]", "The batch that created the runs", text),
+        param("filter[schedule]", "The schedule whose ticks created the runs", text),
+        param("filter[isTest]", "true or false (no run is a test run yet)", {"type": "boolean"}),
+        param("filter[createdAt][from]", "Created at or after, milliseconds since the epoch", whole),
+        param("filter[createdAt][to]", "Created at or before, milliseconds since the epoch", whole),
+        param("filter[createdAt][period]", "Created within this duration of now (\"1h\", \"7d\")", text),
+    ]
+
+
 def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1 for the HTTP API."""
     (trigger_req, trigger_resp, run, error, reference, logs, reschedule, reset, schedule, create_schedule,
      update_schedule, schedule_page, zones, queue_list, env_limits, env_update, batch_req, batch_tasks_req,
-     batch_resp, batch, step, batch_append), components = (
+     batch_resp, batch, step, batch_append, run_list), components = (
         _components(
             [TriggerRequest, TriggerResponse, Run, ErrorBody, RunReference, RunLogs, RescheduleRequest,
              ResetIdempotencyKeyRequest, Schedule, CreateScheduleRequest, UpdateScheduleRequest, SchedulePage,
              Timezones, QueueList, EnvironmentLimits, EnvironmentLimitsUpdate, BatchTriggerRequest,
-             BatchTriggerTasksRequest, BatchTriggerResponse, Batch, StepRequest, BatchAppendRequest],
+             BatchTriggerTasksRequest, BatchTriggerResponse, Batch, StepRequest, BatchAppendRequest, RunList],
             ref_template=REF,
         )
     )
@@ -140,6 +165,11 @@ def openapi_document() -> dict[str, Any]:
                            body=batch_append, code=202, fails=(400, 401, 404, 409, 413, 422),
                            params=[{"name": "batchId", "in": "path", "required": True,
                                     "schema": {"type": "string"}}]),
+            },
+            "/api/v1/runs": {
+                "get": op("List runs, newest first, a page at a time (keyset cursors: runs created meanwhile"
+                          " never shift a page)", "listRuns", _json(run_list, "A page of runs"),
+                          params=_listing_params(), fails=(400, 401)),
             },
             "/api/v3/runs/{runId}": {
                 "get": {

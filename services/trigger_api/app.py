@@ -37,6 +37,7 @@ from slipstream_proto.openapi import openapi_document
 
 from trigger_api.batches_routes import add_routes as add_batch_routes
 from trigger_api.queues_routes import add_routes as add_queue_routes
+from trigger_api.runs_routes import add_routes as add_run_routes
 from trigger_api.schedules_routes import add_routes as add_schedule_routes
 
 _decoder = msgspec.json.Decoder(TriggerRequest)
@@ -220,3 +221,4 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
     add_schedule_routes(service, authenticate)
     add_queue_routes(service, authenticate)
     add_batch_routes(service, authenticate)
+    add_run_routes(service, authenticate)

@@ -34,10 +34,11 @@ async def test_racing_replicas_create_one_run_per_tick(pool: asyncpg.Pool) -> No
     env_id, schedule_id = await make_schedule(pool, "0 * * * *", tick)
     created = await asyncio.gather(*(fire(pool, tick + timedelta(seconds=1)) for _ in range(5)))
     assert sum(created) == 1
-    runs = await pool.fetch("SELECT payload FROM runs WHERE environment_id = $1", env_id)
+    runs = await pool.fetch("SELECT payload, schedule_id FROM runs WHERE environment_id = $1", env_id)
     assert len(runs) == 1
     payload = json.loads(runs[0]["payload"])
     assert payload["scheduleId"] == schedule_id and payload["timestamp"] == tick.isoformat()
+    assert runs[0]["schedule_id"] == schedule_id  # what filter[schedule] lists by
     assert payload["lastTimestamp"] is None and payload["externalId"] == "tenant-1"
     assert len(payload["upcoming"]) == 5 and payload["type"] == "IMPERATIVE"
     row = await pool.fetchrow("SELECT last_run_at, next_run_at FROM schedules WHERE id = $1", schedule_id)

@@ -91,6 +91,7 @@ class NewRun(msgspec.Struct, frozen=True, kw_only=True):
     debounce_deadline: datetime | None = None
     request_id: str | None = None
     batch_id: str | None = None
+    schedule_id: str | None = None  # the schedule whose tick created the run
     id: str = msgspec.field(default_factory=lambda: new_id("run"))
 
 
@@ -98,7 +99,7 @@ _INSERT = (
     "INSERT INTO runs AS r (id, environment_id, task_identifier, status, payload, queue,"
     " concurrency_key, tags, metadata, max_attempts, priority_ms, delayed_until, traceparent,"
     " max_duration, parent_run_id, root_run_id, depth, machine, ttl_seconds, expires_at,"
-    " idempotency_key, debounce_key, debounce_deadline, request_id, batch_id, queue_ts)"
+    " idempotency_key, debounce_key, debounce_deadline, request_id, batch_id, queue_ts, schedule_id)"
 )
 _ON_REQUEST_ID = " ON CONFLICT (environment_id, request_id) WHERE request_id IS NOT NULL DO NOTHING "
 
@@ -113,11 +114,12 @@ async def insert(conn: Conn, run: NewRun) -> Transition | None:
         "   AND d.task_identifier = $3), 'task/' || $3),"
         " $7, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, $16, $17, $18,"
         " $19::int, CASE WHEN $4 <> 'DELAYED' THEN now() + make_interval(secs => $19::int) END, $20, $21, $22,"
-        " $23, $24, now() - make_interval(secs => $11::bigint / 1000.0))" + _ON_REQUEST_ID + _RETURNING,
+        " $23, $24, now() - make_interval(secs => $11::bigint / 1000.0), $25)" + _ON_REQUEST_ID + _RETURNING,
         run.id, run.environment_id, run.task_identifier, run.status, run.payload_json, run.queue,
         run.concurrency_key, run.tags, run.metadata_json, run.max_attempts, run.priority_ms, run.delayed_until,
         run.traceparent, run.max_duration, run.parent_run_id, run.root_run_id, run.depth, run.machine,
         run.ttl_seconds, run.idempotency_key, run.debounce_key, run.debounce_deadline, run.request_id, run.batch_id,
+        run.schedule_id,
     )
     return _transitions([row])[0] if row else None
 
@@ -155,7 +157,7 @@ async def insert_many(conn: Conn, runs: list[NewRun]) -> list[Transition]:
         "   v.machine, v.ttl_seconds,"
         "   CASE WHEN s.status <> 'DELAYED' THEN now() + make_interval(secs => v.ttl_seconds) END,"
         "   v.idempotency_key, v.debounce_key, v.debounce_deadline, v.request_id, v.batch_id,"
-        "   now() - make_interval(secs => v.priority_ms / 1000.0)"
+        "   now() - make_interval(secs => v.priority_ms / 1000.0), v.schedule_id"
         " FROM v JOIN t ON t.environment_id = v.environment_id AND t.task_identifier = v.task_identifier"
         " CROSS JOIN LATERAL (SELECT coalesce(v.status, CASE WHEN t.served THEN 'QUEUED' ELSE 'PENDING_VERSION' END)"
         "   AS status) AS s"

@@ -1,0 +1,126 @@
+"""`GET /api/v1/runs`: pages of runs, newest first, with the seed's filters and cursors."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+
+from aiohttp import web
+from slipstream_platform.durations import parse_duration
+from slipstream_platform.http import HttpError, json_response
+from slipstream_platform.service import Service
+from slipstream_platform.settings import TriggerApiSettings
+from slipstream_platform.store import run_lists
+from slipstream_platform.store.environments import Environment
+from slipstream_platform.views import listed_run
+from slipstream_proto import RunList, RunListPagination, RunStatus
+
+Authenticate = Callable[[web.Request], Awaitable[Environment]]
+
+DEFAULT_PAGE_SIZE = 25
+MAX_PAGE_SIZE = 100
+# Each task identifier is one ordered read of its index; other lists are checked on the rows.
+MAX_TASKS = 20
+MAX_VALUES = 100
+
+_LISTS = {"filter[status]", "filter[taskIdentifier]", "filter[version]", "filter[tag]", "filter[queue]"}
+_SINGLE = {"filter[batch]", "filter[schedule]", "filter[isTest]", "filter[createdAt][from]",
+           "filter[createdAt][to]", "filter[createdAt][period]", "page[size]", "page[after]", "page[before]"}
+_STATUSES = {s.value for s in RunStatus}
+
+
+def _values(query: Mapping[str, str], name: str, most: int = MAX_VALUES) -> list[str]:
+    text = query.get(name)
+    if text is None:
+        return []
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    if not values:
+        raise HttpError(400, f"{name} is empty: give one value or a comma-separated list")
+    if len(values) > most:
+        raise HttpError(400, f"{name} has {len(values)} values; at most {most}")
+    return values
+
+
+def _epoch_ms(query: Mapping[str, str], name: str) -> datetime | None:
+    text = query.get(name)
+    if text is None:
+        return None
+    try:
+        return datetime.fromtimestamp(int(text) / 1000, UTC)
+    except (ValueError, OverflowError, OSError):
+        raise HttpError(400, f"{name} must be a time in milliseconds since the epoch, not {text[:40]!r}") from None
+
+
+def parse_listing(query: Mapping[str, str], now: datetime) -> tuple[run_lists.RunFilter, int, str | None, str | None,
+                                                                   bool]:
+    """The filter, page size and cursors of a listing request; whether it can match test runs
+    only (`filter[isTest]=true`: Slipstream makes no test runs yet). 400 names what is wrong."""
+    for name, value in query.items():
+        if name not in _LISTS and name not in _SINGLE:
+            if name.startswith(("filter[", "page[")):
+                raise HttpError(400, f"unknown query parameter {name[:60]!r}: the filters are "
+                                     + ", ".join(sorted(_LISTS | _SINGLE)))
+            continue
+        if "\x00" in value:
+            raise HttpError(400, f"{name} contains a NUL character")
+    statuses = _values(query, "filter[status]")
+    for status in statuses:
+        if status not in _STATUSES:
+            raise HttpError(400, f"filter[status]: {status[:40]!r} is not a run status (one of "
+                                 + ", ".join(sorted(_STATUSES)) + ")")
+    size_text = query.get("page[size]", str(DEFAULT_PAGE_SIZE))
+    try:
+        size = int(size_text)
+    except ValueError:
+        raise HttpError(400, f"page[size] must be a whole number from 1 to {MAX_PAGE_SIZE}") from None
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise HttpError(400, f"page[size] must be from 1 to {MAX_PAGE_SIZE}, not {size}")
+    after, before = query.get("page[after]"), query.get("page[before]")
+    if after is not None and before is not None:
+        raise HttpError(400, "give page[after] or page[before], not both")
+    is_test = query.get("filter[isTest]")
+    if is_test not in (None, "true", "false"):
+        raise HttpError(400, f"filter[isTest] must be true or false, not {is_test[:20]!r}")
+    created_from = _epoch_ms(query, "filter[createdAt][from]")
+    created_to = _epoch_ms(query, "filter[createdAt][to]")
+    period = query.get("filter[createdAt][period]")
+    if period is not None:
+        try:
+            since = now - parse_duration(period)
+        except ValueError as exc:
+            raise HttpError(400, f"filter[createdAt][period]: {exc}") from None
+        created_from = max(created_from, since) if created_from else since
+    where = run_lists.RunFilter(
+        statuses=statuses,
+        task_identifiers=_values(query, "filter[taskIdentifier]", MAX_TASKS),
+        versions=_values(query, "filter[version]"),
+        tags=_values(query, "filter[tag]"),
+        queues=_values(query, "filter[queue]"),
+        batch_id=query.get("filter[batch]"),
+        schedule_id=query.get("filter[schedule]"),
+        created_from=created_from,
+        created_to=created_to,
+    )
+    return where, size, after, before, is_test == "true"
+
+
+def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate) -> None:
+    """Register the listing route."""
+
+    async def listing(request: web.Request) -> web.Response:
+        env = await authenticate(request)
+        for name in request.query:
+            if len(request.query.getall(name)) > 1:
+                raise HttpError(400, f"{name[:60]} is given twice")
+        where, size, after, before, test_only = parse_listing(request.query, datetime.now(UTC))
+        if test_only:
+            return json_response(RunList(data=[], pagination=RunListPagination()))
+        try:
+            found = await run_lists.page(service.pool, env.id, where, size=size, after=after, before=before)
+        except run_lists.CursorNotFound as exc:
+            which = "page[after]" if after else "page[before]"
+            raise HttpError(400, f"{which}: {str(exc)[:80]!r} is not a run of this environment") from None
+        return json_response(RunList(data=[listed_run(r) for r in found.rows],
+                                     pagination=RunListPagination(next=found.next, previous=found.previous)))
+
+    service.app.router.add_get("/api/v1/runs", listing)
