@@ -4,6 +4,7 @@ runs.list(...)`) and `async for run in runs.subscribe_to_run(id)`."""
 from __future__ import annotations
 
 import builtins
+import uuid
 from collections.abc import AsyncIterator, Generator, Iterable
 from datetime import datetime
 from typing import Any
@@ -21,12 +22,14 @@ from slipstream_proto import (
     RunLogLine,
     RunLogs,
     RunReference,
+    RunTags,
 )
 
 from slipstream import _client, _config
 from slipstream.errors import ApiConnectionError, api_error
 
-__all__ = ["RunPage", "RunListing", "cancel", "list", "logs", "reschedule", "retrieve", "subscribe_to_run"]
+__all__ = ["RunListing", "RunPage", "add_tags", "cancel", "list", "logs", "replay", "reschedule", "retrieve",
+           "subscribe_to_run"]
 
 _message_decoder = msgspec.json.Decoder(RealtimeMessage)
 
@@ -143,6 +146,22 @@ def list(  # noqa: A001 - the seed's name
         "page[before]": before,
     }
     return RunListing({k: v for k, v in query.items() if v is not None})
+
+
+async def replay(run_id: str) -> RunReference:
+    """Trigger the run again: a new run of its task with its payload, tags, metadata, queue,
+    concurrency key and limits, queued now, with `replayed_from_run_id` pointing back (retried
+    on network errors without making a second run)."""
+    return await _client.request("POST", f"/api/v1/runs/{quote(run_id, safe='')}/replay", RunReference,
+                                 {}, request_id=uuid.uuid4().hex)
+
+
+async def add_tags(run_id: str, tags: str | Iterable[str]) -> builtins.list[str]:
+    """Add tags to a run (10 at most in all, 1-128 characters each; ones it has are skipped);
+    its tags after. `UnprocessableEntityError` if it would have more than 10."""
+    body = {"tags": tags if isinstance(tags, str) else builtins.list(tags)}
+    answer = await _client.request("POST", f"/api/v1/runs/{quote(run_id, safe='')}/tags", RunTags, body)
+    return answer.tags
 
 
 async def cancel(run_id: str) -> RunReference:

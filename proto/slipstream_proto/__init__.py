@@ -18,6 +18,7 @@ from slipstream_proto.events import (
     encode_event,
 )
 from slipstream_proto.http import (
+    AddTagsRequest,
     Batch,
     BatchAppendRequest,
     BatchItem,
@@ -48,6 +49,7 @@ from slipstream_proto.http import (
     RunLogLine,
     RunLogs,
     RunReference,
+    RunTags,
     Schedule,
     ScheduleEnvironment,
     ScheduleGenerator,
@@ -105,6 +107,8 @@ __all__ = [
     "RunLogLine",
     "ListedRun",
     "RunList",
+    "RunTags",
+    "AddTagsRequest",
     "RunListPagination",
     "RunLogs",
     "RunReference",

@@ -226,6 +226,8 @@ class Run(_Body):
     root_run_id: str | None = None
     # The batch that created the run, if one did.
     batch_id: str | None = None
+    # The run this run replays (POST /api/v1/runs/{runId}/replay), if it is a replay.
+    replayed_from_run_id: str | None = None
     duration_ms: int = 0
     max_duration: int | None = None
     machine: str | None = None
@@ -264,6 +266,7 @@ class ListedRun(_Body):
     depth: int = 0
     batch_id: str | None = None
     schedule_id: str | None = None
+    replayed_from_run_id: str | None = None
     parent_run_id: str | None = None
     root_run_id: str | None = None
     attempt_count: int = 0
@@ -291,6 +294,18 @@ class RunList(_Body):
 
     data: list[ListedRun]
     pagination: RunListPagination
+
+
+class AddTagsRequest(_Body, forbid_unknown_fields=True):
+    """Body of `POST /api/v1/runs/{runId}/tags`: a tag or a list; a run keeps 10 at most."""
+
+    tags: str | list[str]
+
+
+class RunTags(_Body):
+    """Answer to adding tags: the run's tags after."""
+
+    tags: list[str]
 
 
 class RunLogLine(_Body):

@@ -14,6 +14,7 @@ import msgspec
 
 from slipstream_proto.events import CancelRun, QueueSignal, RunUpdated
 from slipstream_proto.http import (
+    AddTagsRequest,
     Batch,
     BatchAppendRequest,
     BatchTriggerRequest,
@@ -30,6 +31,7 @@ from slipstream_proto.http import (
     RunList,
     RunLogs,
     RunReference,
+    RunTags,
     Schedule,
     SchedulePage,
     StepRequest,
@@ -85,12 +87,13 @@ def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1 for the HTTP API."""
     (trigger_req, trigger_resp, run, error, reference, logs, reschedule, reset, schedule, create_schedule,
      update_schedule, schedule_page, zones, queue_list, env_limits, env_update, batch_req, batch_tasks_req,
-     batch_resp, batch, step, batch_append, run_list), components = (
+     batch_resp, batch, step, batch_append, run_list, tags_req, run_tags), components = (
         _components(
             [TriggerRequest, TriggerResponse, Run, ErrorBody, RunReference, RunLogs, RescheduleRequest,
              ResetIdempotencyKeyRequest, Schedule, CreateScheduleRequest, UpdateScheduleRequest, SchedulePage,
              Timezones, QueueList, EnvironmentLimits, EnvironmentLimitsUpdate, BatchTriggerRequest,
-             BatchTriggerTasksRequest, BatchTriggerResponse, Batch, StepRequest, BatchAppendRequest, RunList],
+             BatchTriggerTasksRequest, BatchTriggerResponse, Batch, StepRequest, BatchAppendRequest, RunList,
+             AddTagsRequest, RunTags],
             ref_template=REF,
         )
     )
@@ -170,6 +173,16 @@ def openapi_document() -> dict[str, Any]:
                 "get": op("List runs, newest first, a page at a time (keyset cursors: runs created meanwhile"
                           " never shift a page)", "listRuns", _json(run_list, "A page of runs"),
                           params=_listing_params(), fails=(400, 401)),
+            },
+            "/api/v1/runs/{runId}/replay": {
+                "post": op("Replay a run: a new run of its task with its payload, tags, metadata, queue and limits,"
+                           " queued now and linked by replayedFromRunId", "replayRun",
+                           _json(reference, "The new run's id"), params=run_id, fails=(401, 404)),
+            },
+            "/api/v1/runs/{runId}/tags": {
+                "post": op("Add tags to a run (10 at most in all, each 1-128 characters; ones it has are skipped)",
+                           "addRunTags", _json(run_tags, "The run's tags after"), body=tags_req, params=run_id,
+                           fails=(400, 401, 404, 422)),
             },
             "/api/v3/runs/{runId}": {
                 "get": {

@@ -1,19 +1,23 @@
-"""`GET /api/v1/runs`: pages of runs, newest first, with the seed's filters and cursors."""
+"""Runs as a collection: `GET /api/v1/runs` (pages newest first, with the seed's filters and
+cursors), `POST /api/v1/runs/{runId}/replay` and `POST /api/v1/runs/{runId}/tags`."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 
+import msgspec
 from aiohttp import web
 from slipstream_platform.durations import parse_duration
-from slipstream_platform.http import HttpError, json_response
+from slipstream_platform.http import HttpError, decode_body, json_response
+from slipstream_platform.ids import new_id
 from slipstream_platform.service import Service
 from slipstream_platform.settings import TriggerApiSettings
 from slipstream_platform.store import run_lists
+from slipstream_platform.store import runs as run_store
 from slipstream_platform.store.environments import Environment
 from slipstream_platform.views import listed_run
-from slipstream_proto import RunList, RunListPagination, RunStatus
+from slipstream_proto import AddTagsRequest, RunList, RunListPagination, RunReference, RunStatus, RunTags
 
 Authenticate = Callable[[web.Request], Awaitable[Environment]]
 
@@ -27,6 +31,7 @@ _LISTS = {"filter[status]", "filter[taskIdentifier]", "filter[version]", "filter
 _SINGLE = {"filter[batch]", "filter[schedule]", "filter[isTest]", "filter[createdAt][from]",
            "filter[createdAt][to]", "filter[createdAt][period]", "page[size]", "page[after]", "page[before]"}
 _STATUSES = {s.value for s in RunStatus}
+_tags_decoder = msgspec.json.Decoder(AddTagsRequest)
 
 
 def _values(query: Mapping[str, str], name: str, most: int = MAX_VALUES) -> list[str]:
@@ -105,7 +110,7 @@ def parse_listing(query: Mapping[str, str], now: datetime) -> tuple[run_lists.Ru
 
 
 def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate) -> None:
-    """Register the listing route."""
+    """Register the listing, replay and tag routes."""
 
     async def listing(request: web.Request) -> web.Response:
         env = await authenticate(request)
@@ -123,4 +128,38 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate)
         return json_response(RunList(data=[listed_run(r) for r in found.rows],
                                      pagination=RunListPagination(next=found.next, previous=found.previous)))
 
+    async def replay(request: web.Request) -> web.Response:
+        env = await authenticate(request)
+        run_id = request.match_info["run_id"]
+        request_id = request.headers.get("x-slipstream-request-id")
+        replayed = await run_store.replay(service.pool, env.id, run_id, new_id("run"), request_id)
+        if replayed is None:
+            made = await run_store.by_request_id(service.pool, env.id, request_id) if request_id else None
+            if made is None:
+                raise HttpError(404, "Run not found")
+            return json_response(RunReference(id=made))
+        await service.bus.announce([replayed], "triggered")
+        return json_response(RunReference(id=replayed.run_id))
+
+    async def add_tags(request: web.Request) -> web.Response:
+        env = await authenticate(request)
+        body = decode_body(await request.read() or b"{}", _tags_decoder)
+        tags = [body.tags] if isinstance(body.tags, str) else body.tags
+        if not tags:
+            raise HttpError(400, "tags is empty: give a tag or a list of 1-10 tags")
+        for tag in tags:
+            if not 0 < len(tag) <= run_store.MAX_TAG_LENGTH or "\x00" in tag:
+                raise HttpError(422, f"each tag must be 1-{run_store.MAX_TAG_LENGTH} characters without NUL,"
+                                     f" got {len(tag)}: {tag[:40]!r}")
+        try:
+            async with service.pool.acquire() as conn:
+                after = await run_store.add_tags(conn, env.id, request.match_info["run_id"], tags)
+        except run_store.TooManyTags as exc:
+            raise HttpError(422, str(exc)) from None
+        if after is None:
+            raise HttpError(404, "Run not found")
+        return json_response(RunTags(tags=after))
+
     service.app.router.add_get("/api/v1/runs", listing)
+    service.app.router.add_post("/api/v1/runs/{run_id}/replay", replay)
+    service.app.router.add_post("/api/v1/runs/{run_id}/tags", add_tags)

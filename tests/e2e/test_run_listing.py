@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 from slipstream import runs, tasks
-from slipstream.errors import BadRequestError
+from slipstream.errors import BadRequestError, NotFoundError, UnprocessableEntityError
+
+from tests.conftest import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -57,3 +59,46 @@ async def test_a_bad_listing_names_what_is_wrong(http: aiohttp.ClientSession, qu
 async def test_a_bad_filter_from_the_sdk_is_a_typed_error(sdk: None) -> None:
     with pytest.raises(BadRequestError, match="filter\\[status\\]"):
         await runs.list(status="DONE")
+
+
+async def test_a_replay_is_a_new_run_of_the_same_task_linked_to_the_original(sdk: None) -> None:
+    tag = f"replay-{uuid.uuid4().hex[:8]}"
+    original = await tasks.trigger("echo", {"name": "Ada"}, tags=[tag], metadata={"k": "v"},
+                                   concurrency_key="tenant-1", max_attempts=2)
+    replayed = await runs.replay(original.id)
+    assert replayed.id != original.id
+
+    async def done(run_id: str) -> runs.Run:
+        async def probe() -> runs.Run | None:
+            run = await runs.retrieve(run_id)
+            return run if run.is_completed else None
+        return await eventually(probe, timeout=30, message=f"{run_id} finished")
+
+    first, again = await done(original.id), await done(replayed.id)
+    assert again.replayed_from_run_id == original.id and first.replayed_from_run_id is None
+    # The echo task answers its payload and its context: the same payload, another run.
+    assert again.task_identifier == "echo" and again.output["payload"] == first.output["payload"] == {"name": "Ada"}
+    assert again.output["run"] == replayed.id
+    assert (again.tags, again.metadata, again.concurrency_key) == ([tag], {"k": "v"}, "tenant-1")
+    assert again.parent_run_id is None and again.depth == 0
+    listed = [r async for r in runs.list(tag=tag)]
+    assert [r.id for r in listed] == [replayed.id, original.id] and listed[0].replayed_from_run_id == original.id
+    with pytest.raises(NotFoundError):
+        await runs.replay("run_nope")
+
+
+async def test_tags_are_added_deduplicated_and_capped(sdk: None, http: aiohttp.ClientSession) -> None:
+    handle = await tasks.trigger("echo", {}, tags=["a"])
+    assert await runs.add_tags(handle.id, ["b", "a", "b"]) == ["a", "b"]
+    assert await runs.add_tags(handle.id, "c") == ["a", "b", "c"]
+    assert (await runs.retrieve(handle.id)).tags == ["a", "b", "c"]
+    with pytest.raises(UnprocessableEntityError, match="at most 10"):
+        await runs.add_tags(handle.id, [f"t{i}" for i in range(8)])
+    assert (await runs.retrieve(handle.id)).tags == ["a", "b", "c"]  # nothing half-added
+    for body, status in [({"tags": []}, 400), ({"tags": ["x" * 129]}, 422), ({"tags": [""]}, 422),
+                         ({"tags": "a\u0000b"}, 422), ({"tag": "x"}, 400), ({"tags": 5}, 400)]:
+        async with http.post(f"/api/v1/runs/{handle.id}/tags", json=body) as response:
+            assert response.status == status, (body, await response.text())
+            assert "error" in await response.json()
+    async with http.post("/api/v1/runs/run_nope/tags", json={"tags": ["x"]}) as response:
+        assert response.status == 404

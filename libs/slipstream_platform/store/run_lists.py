@@ -26,7 +26,7 @@ Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 _COLUMNS = (
     "id, task_identifier, status, created_at, updated_at, started_at, finished_at, delayed_until,"
     " expired_at, ttl_seconds, tags, metadata::text AS metadata, version, queue, idempotency_key, depth,"
-    " batch_id, schedule_id, parent_run_id, root_run_id, attempt_count, machine"
+    " batch_id, schedule_id, replayed_from_run_id, parent_run_id, root_run_id, attempt_count, machine"
 )
 
 

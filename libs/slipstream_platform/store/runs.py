@@ -219,6 +219,50 @@ async def reschedule(conn: Conn, environment_id: str, run_id: str, delayed_until
     return _transitions([row])[0] if row else None
 
 
+async def replay(conn: Conn, environment_id: str, run_id: str, new_run_id: str,
+                 request_id: str | None) -> Transition | None:
+    """A new run of the same task with the run's payload, tags, metadata, queue, concurrency
+    key and the limits it ran with, linked to it by `replayed_from_run_id`; a new root run,
+    queued now (or PENDING_VERSION). None if there is no such run, or if `request_id` made a
+    run already (`by_request_id` finds it)."""
+    row = await conn.fetchrow(
+        _INSERT.replace(", schedule_id)", ", schedule_id, replayed_from_run_id)") +
+        " SELECT $3, r.environment_id, r.task_identifier,"
+        f"   CASE WHEN {_SERVED} THEN 'QUEUED' ELSE 'PENDING_VERSION' END, r.payload, r.queue,"
+        "   r.concurrency_key, r.tags, r.metadata, r.max_attempts, r.priority_ms, NULL, NULL, r.max_duration,"
+        "   NULL, NULL, 0, r.machine, r.ttl_seconds, now() + make_interval(secs => r.ttl_seconds), NULL, NULL, NULL,"
+        "   $4, NULL, now() - make_interval(secs => r.priority_ms / 1000.0), NULL, r.id"
+        " FROM runs r WHERE r.id = $1 AND r.environment_id = $2" + _ON_REQUEST_ID + _RETURNING,
+        run_id, environment_id, new_run_id, request_id,
+    )
+    return _transitions([row])[0] if row else None
+
+
+MAX_TAGS = 10
+MAX_TAG_LENGTH = 128
+
+
+class TooManyTags(Exception):
+    """Adding these tags would give the run more than `MAX_TAGS`."""
+
+
+async def add_tags(conn: asyncpg.Connection, environment_id: str, run_id: str, tags: list[str]) -> list[str] | None:
+    """Add tags the run does not have yet (in the order given); its tags after, or None if
+    there is no such run. TooManyTags if it would have more than 10 (nothing is added)."""
+    async with conn.transaction():
+        current = await conn.fetchval("SELECT tags FROM runs WHERE id = $1 AND environment_id = $2 FOR UPDATE",
+                                      run_id, environment_id)
+        if current is None:
+            return None
+        merged = list(current) + [t for t in dict.fromkeys(tags) if t not in current]
+        if len(merged) > MAX_TAGS:
+            raise TooManyTags(f"a run may have at most {MAX_TAGS} tags: it has {len(current)}, and "
+                              f"{len(merged) - len(current)} of these are new")
+        if len(merged) > len(current):
+            await conn.execute("UPDATE runs SET tags = $2, updated_at = now() WHERE id = $1", run_id, merged)
+        return merged
+
+
 async def get(conn: Conn, environment_id: str, run_id: str) -> asyncpg.Record | None:
     """The whole run row, if it exists in this environment."""
     return await conn.fetchrow(
