@@ -4,9 +4,10 @@ runs.list(...)`) and `async for run in runs.subscribe_to_run(id)`."""
 from __future__ import annotations
 
 import builtins
+import math
 import uuid
 from collections.abc import AsyncIterator, Generator, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -95,13 +96,19 @@ async def _page(query: dict[str, str]) -> RunPage:
 
 
 def _listed(values: str | Iterable[str] | None) -> str | None:
-    if values is None:
+    """A filter's values as the API takes them; None (no filter) for None or an empty list."""
+    if values is None or isinstance(values, str):
+        return values or None
+    return ",".join(values) or None
+
+
+def _epoch_ms(at: datetime | None, *, up: bool) -> str | None:
+    """Milliseconds since the epoch, a naive datetime read as UTC; rounded outwards, so a bound
+    taken from a run's `created_at` (microseconds) keeps that run."""
+    if at is None:
         return None
-    return values if isinstance(values, str) else ",".join(values)
-
-
-def _epoch_ms(at: datetime | None) -> str | None:
-    return None if at is None else str(int(at.timestamp() * 1000))
+    ms = (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp() * 1000
+    return str(math.ceil(ms) if up else math.floor(ms))
 
 
 def list(  # noqa: A001 - the seed's name
@@ -138,8 +145,8 @@ def list(  # noqa: A001 - the seed's name
         "filter[batch]": batch,
         "filter[schedule]": schedule,
         "filter[isTest]": None if is_test is None else ("true" if is_test else "false"),
-        "filter[createdAt][from]": _epoch_ms(created_from),
-        "filter[createdAt][to]": _epoch_ms(created_to),
+        "filter[createdAt][from]": _epoch_ms(created_from, up=False),
+        "filter[createdAt][to]": _epoch_ms(created_to, up=True),
         "filter[createdAt][period]": period,
         "page[size]": str(limit),
         "page[after]": after,

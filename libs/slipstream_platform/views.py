@@ -104,6 +104,8 @@ def listed_run(row: asyncpg.Record) -> ListedRun:
         root_run_id=row["root_run_id"],
         attempt_count=row["attempt_count"],
         machine=row["machine"],
+        concurrency_key=row["concurrency_key"],
+        max_duration=row["max_duration"],
         duration_ms=int((finished - started).total_seconds() * 1000) if started and finished else 0,
         **flags,
     )

@@ -271,6 +271,8 @@ class ListedRun(_Body):
     root_run_id: str | None = None
     attempt_count: int = 0
     machine: str | None = None
+    concurrency_key: str | None = None
+    max_duration: int | None = None
     duration_ms: int = 0
     is_queued: bool = False
     is_executing: bool = False

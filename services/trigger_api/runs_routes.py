@@ -38,7 +38,7 @@ def _values(query: Mapping[str, str], name: str, most: int = MAX_VALUES) -> list
     text = query.get(name)
     if text is None:
         return []
-    values = [v.strip() for v in text.split(",") if v.strip()]
+    values = list(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))  # each once
     if not values:
         raise HttpError(400, f"{name} is empty: give one value or a comma-separated list")
     if len(values) > most:
@@ -68,6 +68,10 @@ def parse_listing(query: Mapping[str, str], now: datetime) -> tuple[run_lists.Ru
             continue
         if "\x00" in value:
             raise HttpError(400, f"{name} contains a NUL character")
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise HttpError(400, f"{name} is not valid UTF-8") from None
     statuses = _values(query, "filter[status]")
     for status in statuses:
         if status not in _STATUSES:
@@ -83,6 +87,9 @@ def parse_listing(query: Mapping[str, str], now: datetime) -> tuple[run_lists.Ru
     after, before = query.get("page[after]"), query.get("page[before]")
     if after is not None and before is not None:
         raise HttpError(400, "give page[after] or page[before], not both")
+    for name, cursor in (("page[after]", after), ("page[before]", before)):
+        if cursor is not None and not cursor.strip():
+            raise HttpError(400, f"{name} is empty: give the id of a run (a page's pagination cursor)")
     is_test = query.get("filter[isTest]")
     if is_test not in (None, "true", "false"):
         raise HttpError(400, f"filter[isTest] must be true or false, not {is_test[:20]!r}")
@@ -94,6 +101,8 @@ def parse_listing(query: Mapping[str, str], now: datetime) -> tuple[run_lists.Ru
             since = now - parse_duration(period)
         except ValueError as exc:
             raise HttpError(400, f"filter[createdAt][period]: {exc}") from None
+        except OverflowError:
+            raise HttpError(400, f"filter[createdAt][period]: {period[:40]!r} reaches past the first year") from None
         created_from = max(created_from, since) if created_from else since
     where = run_lists.RunFilter(
         statuses=statuses,

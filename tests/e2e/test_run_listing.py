@@ -31,6 +31,13 @@ async def test_the_sdk_pages_through_runs_newest_first(sdk: None) -> None:
     assert len([r async for r in runs.list(tag=tag, period="1h")]) == 7
     assert [r async for r in runs.list(tag=tag, created_to=datetime.now(UTC) - timedelta(hours=1))] == []
     assert [r async for r in runs.list(tag=tag, is_test=True)] == []
+    # An empty list is no filter; a bound taken from a run keeps that run; naive times are UTC.
+    assert len([r async for r in runs.list(tag=tag, status=[], queue=())]) == 7
+    oldest = await runs.retrieve(made[0])
+    assert [r.id async for r in runs.list(tag=tag, created_to=oldest.created_at)] == [made[0]]
+    naive = datetime.now(UTC).replace(tzinfo=None) + timedelta(minutes=1)
+    assert len([r async for r in runs.list(tag=tag, created_to=naive, period="1h")]) == 7
+    assert {r.id async for r in runs.list(tag=tag, task_identifier=["echo", "echo"])} == set(made)
     with pytest.raises(ValueError, match="last page"):
         await (await runs.list(tag=tag, limit=10)).get_next_page()
 
@@ -49,6 +56,13 @@ async def test_the_sdk_pages_through_runs_newest_first(sdk: None) -> None:
     ("filter[tag]=a%00b", "filter[tag]"),
     ("filter[status]=", "filter[status]"),
     ("filter[status]=QUEUED&filter[status]=FAILED", "filter[status]"),
+    ("filter[createdAt][period]=999999999d", "filter[createdAt][period]"),
+    ("filter[createdAt][period]=99999999999999999999s", "filter[createdAt][period]"),
+    ("filter[createdAt][from]=99999999999999999999", "filter[createdAt][from]"),
+    ("page[after]=", "page[after]"),
+    ("page[before]=%20", "page[before]"),
+    ("filter[taskIdentifier]=" + ",".join(f"t{i}" for i in range(21)), "filter[taskIdentifier]"),
+    ("filter[tag]=" + ",".join(f"t{i}" for i in range(101)), "filter[tag]"),
 ])
 async def test_a_bad_listing_names_what_is_wrong(http: aiohttp.ClientSession, query: str, names: str) -> None:
     async with http.get(f"/api/v1/runs?{query}") as response:

@@ -53,6 +53,17 @@ async def test_pages_are_newest_first_with_cursors_both_ways(pool: asyncpg.Pool,
     assert await all_pages(pool, env_id, RunFilter(), 5) == ids[::-1]
 
 
+async def test_before_pages_in_the_middle_and_at_the_top(pool: asyncpg.Pool, env_id: str) -> None:
+    ids = await bulk(pool, env_id, 12)  # newest first: ids[11] ... ids[0]
+    where = RunFilter(task_identifiers=["t", "t", "none"])  # the merged form, a task given twice
+    middle = await run_lists.page(pool, env_id, where, size=3, before=ids[4])
+    assert [r["id"] for r in middle.rows] == [ids[7], ids[6], ids[5]]
+    assert middle.previous == ids[7] and middle.next == ids[5]  # newer runs beyond it, and older
+    top = await run_lists.page(pool, env_id, where, size=3, before=ids[11])
+    assert top.rows == [] and top.previous is None and top.next is None
+    assert await all_pages(pool, env_id, where, 5) == ids[::-1]  # no run twice
+
+
 async def test_runs_created_while_paging_neither_shift_nor_repeat_a_page(pool: asyncpg.Pool, env_id: str) -> None:
     ids = await bulk(pool, env_id, 10)
     first = await run_lists.page(pool, env_id, RunFilter(), size=4)

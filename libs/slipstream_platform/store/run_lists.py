@@ -6,6 +6,8 @@ Every page reads one index in (created_at DESC, id DESC) order and stops after t
 
 - a batch: `runs_by_batch`; a schedule: `runs_by_schedule` (each holds only its own runs);
 - task identifiers: `runs_by_task_created`, one ordered read per task, merged;
+- tags: `runs_by_tag` (GIN, migration 0024) for a rare tag, its runs sorted; a common tag is
+  found by the walk below, where it is dense (the planner picks, from the array statistics);
 - anything else: `runs_env_created`, the environment's runs by age.
 
 Other filters (status, tag, queue, version, created before or after) are checked on the rows
@@ -26,7 +28,8 @@ Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 _COLUMNS = (
     "id, task_identifier, status, created_at, updated_at, started_at, finished_at, delayed_until,"
     " expired_at, ttl_seconds, tags, metadata::text AS metadata, version, queue, idempotency_key, depth,"
-    " batch_id, schedule_id, replayed_from_run_id, parent_run_id, root_run_id, attempt_count, machine"
+    " batch_id, schedule_id, replayed_from_run_id, parent_run_id, root_run_id, attempt_count, machine,"
+    " concurrency_key, max_duration"
 )
 
 
@@ -61,26 +64,44 @@ async def page(conn: Conn, environment_id: str, where: RunFilter, *, size: int, 
     """One page of `size` runs: the newest, or the ones just older than `after`, or just newer
     than `before` (at most one of the two)."""
     assert not (after and before)
+    cursor = after or before
+    cursor_at = None
+    if cursor is not None:
+        cursor_at = await conn.fetchval("SELECT created_at FROM runs WHERE id = $1 AND environment_id = $2",
+                                        cursor, environment_id)
+        if cursor_at is None:
+            raise CursorNotFound(cursor)
+    sql, args = statement(environment_id, where, size=size, cursor_at=cursor_at, after=after, before=before)
+    rows = list(await conn.fetch(sql, *args))
+    more = len(rows) > size
+    rows = rows[:size]
+    if before is not None:
+        rows.reverse()
+        # Newest first again; a page before `before` always has `before` after it.
+        return RunsPage(rows, rows[-1]["id"] if rows else None, rows[0]["id"] if more and rows else None)
+    return RunsPage(rows, rows[-1]["id"] if more else None, rows[0]["id"] if after is not None and rows else None)
+
+
+def statement(environment_id: str, where: RunFilter, *, size: int, cursor_at: datetime | None = None,
+              after: str | None = None, before: str | None = None) -> tuple[str, list[Any]]:
+    """The SQL of one page and its arguments: `size` + 1 rows (whether another page follows);
+    `cursor_at` is when the `after` or `before` run was created."""
     args: list[Any] = [environment_id]
 
     def arg(value: Any) -> str:
         args.append(value)
         return f"${len(args)}"
 
-    cursor = after or before
     conds: list[str] = []
+    cursor = after or before
     if cursor is not None:
-        at = await conn.fetchval("SELECT created_at FROM runs WHERE id = $1 AND environment_id = $2",
-                                 cursor, environment_id)
-        if at is None:
-            raise CursorNotFound(cursor)
-        conds.append(f"(created_at, id) {'<' if after else '>'} ({arg(at)}::timestamptz, {arg(cursor)}::text)")
+        conds.append(f"(created_at, id) {'<' if after else '>'} ({arg(cursor_at)}::timestamptz, {arg(cursor)}::text)")
     if where.statuses:
         conds.append(f"status = ANY({arg(where.statuses)}::text[])")
     if where.versions:
         conds.append(f"version = ANY({arg(where.versions)}::text[])")
     if where.tags:
-        conds.append(f"tags && {arg(where.tags)}::text[]")
+        conds.append(f"tags && {arg(where.tags)}::text[] AND tags <> '{{}}'")  # runs_by_tag holds tagged runs
     if where.queues:
         conds.append(f"queue = ANY({arg(where.queues)}::text[])")
     if where.batch_id is not None:
@@ -92,21 +113,12 @@ async def page(conn: Conn, environment_id: str, where: RunFilter, *, size: int, 
     if where.created_to is not None:
         conds.append(f"created_at <= {arg(where.created_to)}")
     order = "DESC" if before is None else "ASC"
-    limit = arg(size + 1)  # one more: whether another page follows
-    tail = f" ORDER BY created_at {order}, id {order} LIMIT {limit}"
+    tail = f" ORDER BY created_at {order}, id {order} LIMIT {arg(size + 1)}"
     common = "".join(f" AND {c}" for c in conds)
-    if where.task_identifiers:
-        # One ordered read of the task index per task, merged (a single `= ANY` read would sort).
-        branches = [f"(SELECT {_COLUMNS} FROM runs WHERE environment_id = $1 AND task_identifier = {arg(task)}"
-                    f"{common}{tail})" for task in where.task_identifiers]
-        sql = f"SELECT * FROM ({' UNION ALL '.join(branches)}) AS r{tail}"
-    else:
-        sql = f"SELECT {_COLUMNS} FROM runs WHERE environment_id = $1{common}{tail}"
-    rows = list(await conn.fetch(sql, *args))
-    more = len(rows) > size
-    rows = rows[:size]
-    if before is not None:
-        rows.reverse()
-        # Newest first again; a page before `before` always has `before` after it.
-        return RunsPage(rows, rows[-1]["id"] if rows else None, rows[0]["id"] if more and rows else None)
-    return RunsPage(rows, rows[-1]["id"] if more else None, rows[0]["id"] if after is not None and rows else None)
+    if not where.task_identifiers:
+        return f"SELECT {_COLUMNS} FROM runs WHERE environment_id = $1{common}{tail}", args
+    # One ordered read of the task index per task, merged (a single `= ANY` read would sort);
+    # each task once, or its runs would repeat.
+    branches = [f"(SELECT {_COLUMNS} FROM runs WHERE environment_id = $1 AND task_identifier = {arg(task)}"
+                f"{common}{tail})" for task in dict.fromkeys(where.task_identifiers)]
+    return f"SELECT * FROM ({' UNION ALL '.join(branches)}) AS r{tail}", args
