@@ -8,7 +8,7 @@ import math
 import uuid
 from collections.abc import AsyncIterator, Generator, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -35,8 +35,15 @@ __all__ = ["RunListing", "RunPage", "add_tags", "cancel", "list", "logs", "repla
 _message_decoder = msgspec.json.Decoder(RealtimeMessage)
 
 
-async def retrieve(run_id: str) -> Run:
-    """The run with its status, payload, output, error and attempts."""
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+async def retrieve(run: str | _HasId) -> Run:
+    """The run (by id, or a handle or run object with an `id`) with its status, payload, output,
+    error, attempts, the schedule that created it and its place in its tree (`related_runs`)."""
+    run_id = run if isinstance(run, str) else run.id
     return await _client.request("GET", f"/api/v3/runs/{quote(run_id, safe='')}", Run)
 
 

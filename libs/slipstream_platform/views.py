@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import asyncpg
 import msgspec
-from slipstream_proto import ListedRun, Run, RunAttempt, RunError, Schedule, ScheduleEnvironment, ScheduleGenerator
+from slipstream_proto import (
+    ListedRun,
+    RelatedRuns,
+    Run,
+    RunAttempt,
+    RunError,
+    RunSchedule,
+    Schedule,
+    ScheduleEnvironment,
+    ScheduleGenerator,
+)
 
 from slipstream_platform.statemachine import status_flags
+from slipstream_platform.store import run_lists
 from slipstream_platform.store import runs as run_store
+from slipstream_platform.store import schedules as schedule_store
 
 
 def _raw(json_text: str | None) -> msgspec.Raw | None:
@@ -111,12 +123,28 @@ def listed_run(row: asyncpg.Record) -> ListedRun:
     )
 
 
-async def load_run(conn: asyncpg.Connection | asyncpg.Pool, environment_id: str, run_id: str) -> Run | None:
-    """Read a run and its attempts and build its wire object."""
+async def load_run(conn: asyncpg.Connection | asyncpg.Pool, environment_id: str, run_id: str, *,
+                   related: bool = False) -> Run | None:
+    """Read a run and its attempts and build its wire object; with `related`, also its
+    schedule and its place in its tree (`GET /api/v3/runs/{runId}`)."""
     row = await run_store.get(conn, environment_id, run_id)
     if row is None:
         return None
-    return run_view(row, await run_store.list_attempts(conn, run_id))
+    run = run_view(row, await run_store.list_attempts(conn, run_id))
+    if not related:
+        return run
+    schedule = None
+    if row["schedule_id"] is not None:
+        found = await schedule_store.get(conn, environment_id, row["schedule_id"])
+        if found is not None:  # (a deleted schedule leaves its runs)
+            view = schedule_view(found, "")
+            schedule = RunSchedule(id=view.id, deduplication_key=view.deduplication_key, generator=view.generator,
+                                   external_id=view.external_id)
+    tree = await run_lists.related(conn, environment_id, run_id, parent_id=row["parent_run_id"],
+                                   root_id=row["root_run_id"])
+    return msgspec.structs.replace(run, schedule=schedule, related_runs=RelatedRuns(
+        root=listed_run(tree.root) if tree.root else None, parent=listed_run(tree.parent) if tree.parent else None,
+        children=[listed_run(c) for c in tree.children]))
 
 
 def schedule_view(row: asyncpg.Record, environment_type: str) -> Schedule:

@@ -228,6 +228,10 @@ class Run(_Body):
     batch_id: str | None = None
     # The run this run replays (POST /api/v1/runs/{runId}/replay), if it is a replay.
     replayed_from_run_id: str | None = None
+    # The schedule whose tick created the run, and the run's tree: in GET /api/v3/runs/{runId}
+    # only (realtime messages leave them out).
+    schedule: RunSchedule | None = None
+    related_runs: RelatedRuns | None = None
     duration_ms: int = 0
     max_duration: int | None = None
     machine: str | None = None
@@ -282,6 +286,24 @@ class ListedRun(_Body):
     is_failed: bool = False
     is_cancelled: bool = False
     is_canceled: bool = False
+
+
+class RunSchedule(_Body):
+    """The schedule whose tick created a run (`GET /api/v3/runs/{runId}`)."""
+
+    id: str
+    deduplication_key: str
+    generator: ScheduleGenerator
+    external_id: str | None = None
+
+
+class RelatedRuns(_Body):
+    """A run's place in its tree (`GET /api/v3/runs/{runId}`): the root and the parent, as
+    listed runs, and its first 100 children, oldest first."""
+
+    root: ListedRun | None = None
+    parent: ListedRun | None = None
+    children: list[ListedRun] = []
 
 
 class RunListPagination(_Body):

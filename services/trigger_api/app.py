@@ -161,7 +161,7 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
 
     async def retrieve(request: web.Request) -> web.Response:
         env = await authenticate(request)
-        run = await load_run(service.pool, env.id, request.match_info["run_id"])
+        run = await load_run(service.pool, env.id, request.match_info["run_id"], related=True)
         if run is None:
             raise HttpError(404, "Run not found")
         return json_response(run)

@@ -116,3 +116,22 @@ async def test_tags_are_added_deduplicated_and_capped(sdk: None, http: aiohttp.C
             assert "error" in await response.json()
     async with http.post("/api/v1/runs/run_nope/tags", json={"tags": ["x"]}) as response:
         assert response.status == 404
+
+
+async def test_a_run_shows_its_tree_and_retrieve_takes_a_handle(sdk: None) -> None:
+    handle = await tasks.trigger("parent", {})
+
+    async def done(run_id: str) -> runs.Run | None:
+        run = await runs.retrieve(run_id)
+        return run if run.is_completed else None
+
+    parent = await eventually(lambda: done(handle.id), timeout=30, message="the parent finished")
+    assert (await runs.retrieve(handle)).id == handle.id  # a handle as well as an id
+    assert parent.related_runs is not None and parent.related_runs.root is None
+    [child] = parent.related_runs.children
+    assert child.id == parent.output["child"] and child.parent_run_id == handle.id
+    seen = await runs.retrieve(child.id)
+    assert seen.related_runs is not None and seen.schedule is None
+    assert seen.related_runs.parent is not None and seen.related_runs.parent.id == handle.id
+    assert seen.related_runs.root is not None and seen.related_runs.root.id == handle.id
+    assert seen.related_runs.children == []

@@ -100,5 +100,11 @@ async def test_a_due_schedule_fires_once(platform: Platform, http: aiohttp.Clien
         assert run["output"]["external_id"] == "tenant-9" and run["output"]["type"] == "ScheduledPayload"
         assert run["output"]["upcoming"] == 5 and run["output"]["timezone"] == "UTC"
         assert await conn.fetchval("SELECT count(*) FROM runs WHERE payload->>'scheduleId' = $1", schedule["id"]) == 1
+        # The run names its schedule, and the schedule lists its runs.
+        assert run["schedule"]["id"] == schedule["id"] and run["schedule"]["externalId"] == "tenant-9"
+        assert run["schedule"]["generator"]["expression"] == "* * * * *"
+        async with http.get(f"/api/v1/runs?filter[schedule]={schedule['id']}") as response:
+            listed = (await response.json())["data"]
+        assert [r["id"] for r in listed] == [run_id] and listed[0]["scheduleId"] == schedule["id"]
     finally:
         await conn.close()

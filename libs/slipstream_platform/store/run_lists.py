@@ -59,6 +59,30 @@ class RunsPage(msgspec.Struct, frozen=True):
     previous: str | None  # page[before] of the previous (newer) page
 
 
+class Tree(msgspec.Struct, frozen=True):
+    """A run's root and parent rows (None for a root run) and its first children, oldest first."""
+
+    root: asyncpg.Record | None
+    parent: asyncpg.Record | None
+    children: list[asyncpg.Record]
+
+
+MAX_CHILDREN = 100
+
+
+async def related(conn: Conn, environment_id: str, run_id: str, *, parent_id: str | None,
+                  root_id: str | None) -> Tree:
+    """The rows around a run in its tree, in listed form (one statement; `runs_by_parent`)."""
+    rows = await conn.fetch(
+        f"(SELECT 'family' AS kind, {_COLUMNS} FROM runs WHERE environment_id = $1 AND id = ANY($3::text[]))"
+        f" UNION ALL (SELECT 'child', {_COLUMNS} FROM runs WHERE environment_id = $1 AND parent_run_id = $2"
+        f" ORDER BY created_at, id LIMIT {MAX_CHILDREN})",
+        environment_id, run_id, [i for i in (parent_id, root_id) if i is not None])
+    family = {r["id"]: r for r in rows if r["kind"] == "family"}
+    return Tree(root=family.get(root_id) if root_id else None, parent=family.get(parent_id) if parent_id else None,
+                children=[r for r in rows if r["kind"] == "child"])
+
+
 async def page(conn: Conn, environment_id: str, where: RunFilter, *, size: int, after: str | None = None,
                before: str | None = None) -> RunsPage:
     """One page of `size` runs: the newest, or the ones just older than `after`, or just newer
