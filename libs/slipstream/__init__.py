@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from slipstream_proto import Run, RunStatus
 
-from slipstream import batch, errors, idempotency_keys, queues, retry, runs, schedules, tasks, wait
+from slipstream import batch, errors, idempotency_keys, metadata, queues, retry, runs, schedules, tasks, wait
 from slipstream._client import aclose
 from slipstream._config import configure
 from slipstream._context import BatchResult, TaskContext, TaskResult, TaskRunResult
@@ -43,6 +43,7 @@ __all__ = [
     "idempotency_keys",
     "locals",
     "logger",
+    "metadata",
     "queue",
     "queues",
     "retry",

@@ -25,6 +25,8 @@ class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     tags: list[str]
     max_attempts: int
+    # The run's metadata when the attempt started (`slipstream.metadata` changes it while it runs).
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class TaskInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -26,6 +26,7 @@ from slipstream_platform import ipc, run_errors
 from slipstream_proto.machines import MACHINE_PRESETS
 
 from slipstream import _client
+from slipstream import metadata as _metadata
 from slipstream._context import (
     AttemptInfo,
     EnvironmentInfo,
@@ -201,6 +202,7 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
         except Exception as exc:
             parse_error = TaskPayloadParsedError(f"the payload does not match task {task.id!r}'s schema: {exc}")
             return outcome(ok=False, error_json=_error_json(parse_error))
+    initial = msgspec.json.decode(message.metadata_json) if message.metadata_json else {}
     ctx = TaskContext(
         run=RunInfo(
             id=message.run_id,
@@ -208,6 +210,7 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
             created_at=datetime.fromisoformat(message.created_at),
             tags=message.tags,
             max_attempts=message.max_attempts,
+            metadata=initial if isinstance(initial, dict) else {},
         ),
         task=TaskInfo(id=task.id),
         environment=EnvironmentInfo(id=message.environment_id, type=message.environment_type),
@@ -221,6 +224,7 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
 
     replay_token = current_replay.set(ReplayState(message.journal, resumed, mute=message.resuming))
     locals_token = begin_attempt()
+    _metadata._begin(message.run_id, dict(ctx.run.metadata))
     run_task = asyncio.ensure_future(attempt.chain()())
     _running[message.run_id] = (attempt, run_task, contextvars.copy_context())
     timed_out = False
@@ -288,6 +292,7 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
     finally:
         _running.pop(message.run_id, None)
         _canceling.pop(message.run_id, None)
+        await _metadata._end()  # what the attempt queued is sent before its outcome
         end_attempt(locals_token)
         current_replay.reset(replay_token)
 

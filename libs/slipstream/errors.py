@@ -102,6 +102,10 @@ class MaxDurationExceededError(TaskRunError):
     """The run executed for longer than its max_duration (it ends TIMED_OUT)."""
 
 
+class MetadataTooLargeError(TaskRunError):
+    """A metadata change would take the run's metadata past 256 KB (serialized); nothing changed."""
+
+
 class OutputNotSerializableError(TaskRunError):
     """A task returned a value that cannot be encoded as JSON."""
 

@@ -22,6 +22,7 @@ from slipstream_proto import (
     RunList,
     RunLogLine,
     RunLogs,
+    RunMetadata,
     RunReference,
     RunTags,
 )
@@ -30,7 +31,7 @@ from slipstream import _client, _config
 from slipstream.errors import ApiConnectionError, api_error
 
 __all__ = ["RunListing", "RunPage", "add_tags", "cancel", "list", "logs", "replay", "reschedule", "retrieve",
-           "subscribe_to_run"]
+           "subscribe_to_run", "update_metadata"]
 
 _message_decoder = msgspec.json.Decoder(RealtimeMessage)
 
@@ -176,6 +177,19 @@ async def add_tags(run_id: str, tags: str | Iterable[str]) -> builtins.list[str]
     body = {"tags": tags if isinstance(tags, str) else builtins.list(tags)}
     answer = await _client.request("POST", f"/api/v1/runs/{quote(run_id, safe='')}/tags", RunTags, body)
     return answer.tags
+
+
+async def update_metadata(run_id: str, *, metadata: dict[str, Any] | None = None,
+                          operations: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
+    """Change a run's metadata from outside it: `metadata` replaces it all, then each operation
+    applies in order (`{"type": "set", "key": "progress", "value": 0.5}`; types set, delete,
+    append, remove, increment, decrement, update); the metadata after. Inside a run, use
+    `slipstream.metadata`. `UnprocessableEntityError` past 256 KB (nothing is stored)."""
+    body: dict[str, Any] = {"operations": builtins.list(operations)}
+    if metadata is not None:
+        body["metadata"] = metadata
+    answer = await _client.request("PUT", f"/api/v1/runs/{quote(run_id, safe='')}/metadata", RunMetadata, body)
+    return answer.metadata
 
 
 async def cancel(run_id: str) -> RunReference:

@@ -51,6 +51,8 @@ class Execute(msgspec.Struct, tag="execute", kw_only=True):
     journal: list[JournalEntry] = []
     # The run waited and is going on with its attempt (start hooks do not run again).
     resuming: bool = False
+    # The run's metadata as the attempt starts (JSON object), if any.
+    metadata_json: str | None = None
 
 
 class JournalEntry(msgspec.Struct, kw_only=True):

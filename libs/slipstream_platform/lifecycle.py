@@ -132,6 +132,7 @@ def execute_message(attempt: StartedAttempt, environment_type: str, journal: lis
         queue=attempt.queue,
         journal=journal,
         resuming=attempt.resuming,
+        metadata_json=attempt.metadata_json,
     )
 
 

@@ -34,6 +34,7 @@ from slipstream_proto.http import (
     EnvironmentLimitsUpdate,
     ErrorBody,
     ListedRun,
+    MetadataOperation,
     QueueKeyState,
     QueueList,
     QueueOption,
@@ -49,6 +50,7 @@ from slipstream_proto.http import (
     RunListPagination,
     RunLogLine,
     RunLogs,
+    RunMetadata,
     RunReference,
     RunSchedule,
     RunTags,
@@ -62,6 +64,7 @@ from slipstream_proto.http import (
     TriggerOptions,
     TriggerRequest,
     TriggerResponse,
+    UpdateMetadataRequest,
     UpdateScheduleRequest,
 )
 from slipstream_proto.realtime import RealtimeError, RealtimeMessage, RealtimeRun
@@ -109,6 +112,9 @@ __all__ = [
     "RunLogLine",
     "ListedRun",
     "RunList",
+    "RunMetadata",
+    "MetadataOperation",
+    "UpdateMetadataRequest",
     "RunSchedule",
     "RelatedRuns",
     "RunTags",

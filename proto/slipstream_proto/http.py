@@ -332,6 +332,34 @@ class RunTags(_Body):
     tags: list[str]
 
 
+class MetadataOperation(_Body, forbid_unknown_fields=True):
+    """One operation on a run's metadata: `set`, `delete`, `append`, `remove`, `increment`,
+    `decrement` (each with a `key`: a name or a JSON path `$.a.b`) or `update` (merge the object
+    `value` in at the top)."""
+
+    type: Literal["set", "delete", "append", "remove", "increment", "decrement", "update"]
+    key: str | None = None
+    # Missing (UNSET) is not JSON null: `set` with a null value stores null.
+    value: Any | msgspec.UnsetType = msgspec.UNSET
+
+
+class UpdateMetadataRequest(_Body, forbid_unknown_fields=True):
+    """Body of `PUT /api/v1/runs/{runId}/metadata`: `metadata` replaces it all, then the
+    `operations` apply in order; `parentOperations` and `rootOperations` go to the run's parent
+    and root (the run itself for a run at the top of its tree)."""
+
+    metadata: dict[str, Any] | None = None
+    operations: list[MetadataOperation] = []
+    parent_operations: list[MetadataOperation] = []
+    root_operations: list[MetadataOperation] = []
+
+
+class RunMetadata(_Body):
+    """The run's metadata after an update."""
+
+    metadata: dict[str, Any]
+
+
 class RunLogLine(_Body):
     """One `logger` line of a run."""
 

@@ -30,6 +30,7 @@ from slipstream_proto.http import (
     Run,
     RunList,
     RunLogs,
+    RunMetadata,
     RunReference,
     RunTags,
     Schedule,
@@ -38,6 +39,7 @@ from slipstream_proto.http import (
     Timezones,
     TriggerRequest,
     TriggerResponse,
+    UpdateMetadataRequest,
     UpdateScheduleRequest,
 )
 from slipstream_proto.realtime import RealtimeError, RealtimeRun
@@ -87,13 +89,13 @@ def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1 for the HTTP API."""
     (trigger_req, trigger_resp, run, error, reference, logs, reschedule, reset, schedule, create_schedule,
      update_schedule, schedule_page, zones, queue_list, env_limits, env_update, batch_req, batch_tasks_req,
-     batch_resp, batch, step, batch_append, run_list, tags_req, run_tags), components = (
+     batch_resp, batch, step, batch_append, run_list, tags_req, run_tags, metadata_req, run_metadata), components = (
         _components(
             [TriggerRequest, TriggerResponse, Run, ErrorBody, RunReference, RunLogs, RescheduleRequest,
              ResetIdempotencyKeyRequest, Schedule, CreateScheduleRequest, UpdateScheduleRequest, SchedulePage,
              Timezones, QueueList, EnvironmentLimits, EnvironmentLimitsUpdate, BatchTriggerRequest,
              BatchTriggerTasksRequest, BatchTriggerResponse, Batch, StepRequest, BatchAppendRequest, RunList,
-             AddTagsRequest, RunTags],
+             AddTagsRequest, RunTags, UpdateMetadataRequest, RunMetadata],
             ref_template=REF,
         )
     )
@@ -178,6 +180,12 @@ def openapi_document() -> dict[str, Any]:
                 "post": op("Replay a run: a new run of its task with its payload, tags, metadata, queue and limits,"
                            " queued now and linked by replayedFromRunId", "replayRun",
                            _json(reference, "The new run's id"), params=run_id, fails=(401, 404)),
+            },
+            "/api/v1/runs/{runId}/metadata": {
+                "put": op("Change a run's metadata: replace it, then apply operations in order (in Postgres, on"
+                          " the locked row), and the parent's and root's operations; 256 KB at most",
+                          "updateRunMetadata", _json(run_metadata, "The run's metadata after"), body=metadata_req,
+                          params=run_id, fails=(400, 401, 404, 422)),
             },
             "/api/v1/runs/{runId}/tags": {
                 "post": op("Add tags to a run (10 at most in all, each 1-128 characters; ones it has are skipped)",

@@ -1,11 +1,14 @@
 """Runs as a collection: `GET /api/v1/runs` (pages newest first, with the seed's filters and
-cursors), `POST /api/v1/runs/{runId}/replay` and `POST /api/v1/runs/{runId}/tags`."""
+cursors), `POST /api/v1/runs/{runId}/replay`, `POST /api/v1/runs/{runId}/tags` and
+`PUT /api/v1/runs/{runId}/metadata`."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
+import asyncpg
 import msgspec
 from aiohttp import web
 from slipstream_platform.durations import parse_duration
@@ -13,11 +16,22 @@ from slipstream_platform.http import HttpError, decode_body, json_response
 from slipstream_platform.ids import new_id
 from slipstream_platform.service import Service
 from slipstream_platform.settings import TriggerApiSettings
+from slipstream_platform.store import metadata as metadata_store
 from slipstream_platform.store import run_lists
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store.environments import Environment
 from slipstream_platform.views import listed_run
-from slipstream_proto import AddTagsRequest, RunList, RunListPagination, RunReference, RunStatus, RunTags
+from slipstream_proto import (
+    AddTagsRequest,
+    MetadataOperation,
+    RunList,
+    RunListPagination,
+    RunMetadata,
+    RunReference,
+    RunStatus,
+    RunTags,
+    UpdateMetadataRequest,
+)
 
 Authenticate = Callable[[web.Request], Awaitable[Environment]]
 
@@ -32,6 +46,46 @@ _SINGLE = {"filter[batch]", "filter[schedule]", "filter[isTest]", "filter[create
            "filter[createdAt][to]", "filter[createdAt][period]", "page[size]", "page[after]", "page[before]"}
 _STATUSES = {s.value for s in RunStatus}
 _tags_decoder = msgspec.json.Decoder(AddTagsRequest)
+_metadata_decoder = msgspec.json.Decoder(UpdateMetadataRequest)
+MAX_OPERATIONS = 1000
+MAX_KEY_LENGTH = 1024
+
+
+def metadata_operations(body: UpdateMetadataRequest) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
+                                                               list[dict[str, Any]]]:
+    """The operations for the run, its parent and its root, checked (400 names the bad one)."""
+    def checked(field: str, ops: list[MetadataOperation]) -> list[dict[str, Any]]:
+        if len(ops) > MAX_OPERATIONS:
+            raise HttpError(400, f"{field} has {len(ops)} operations; at most {MAX_OPERATIONS} a request")
+        out = []
+        for i, op in enumerate(ops):
+            where = f"{field}[{i}] ({op.type})"
+            has_value = op.value is not msgspec.UNSET
+            if op.type == "update":
+                if op.key is not None or not isinstance(op.value, dict):
+                    raise HttpError(400, f"{where}: an update takes an object `value` and no `key`")
+            else:
+                key = op.key
+                if not key or len(key) > MAX_KEY_LENGTH or "\x00" in key:
+                    raise HttpError(400, f"{where}: `key` must be 1-{MAX_KEY_LENGTH} characters without NUL")
+                if key.startswith("$.") and not all(key[2:].split(".")):
+                    raise HttpError(400, f"{where}: {key[:60]!r} is not a JSON path like $.progress.done")
+                if key == "$" or key.startswith("$") and not key.startswith("$."):
+                    raise HttpError(400, f"{where}: a JSON path starts with '$.', got {key[:60]!r}")
+                if op.type == "delete" and has_value:
+                    raise HttpError(400, f"{where}: a delete takes no `value`")
+                if op.type != "delete" and not has_value:
+                    raise HttpError(400, f"{where}: `value` is missing")
+                if op.type in ("increment", "decrement") and (
+                        isinstance(op.value, bool) or not isinstance(op.value, int | float)):
+                    raise HttpError(400, f"{where}: `value` must be a number")
+            out.append(msgspec.to_builtins(op))
+        return out
+
+    ops = checked("operations", body.operations)
+    if body.metadata is not None:
+        ops.insert(0, {"type": "replace", "value": body.metadata})
+    return ops, checked("parentOperations", body.parent_operations), checked("rootOperations", body.root_operations)
 
 
 def _values(query: Mapping[str, str], name: str, most: int = MAX_VALUES) -> list[str]:
@@ -169,6 +223,33 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate)
             raise HttpError(404, "Run not found")
         return json_response(RunTags(tags=after))
 
+    async def update_metadata(request: web.Request) -> web.Response:
+        env = await authenticate(request)
+        body = decode_body(await request.read() or b"{}", _metadata_decoder)
+        own, parent_ops, root_ops = metadata_operations(body)
+        run_id = request.match_info["run_id"]
+        found = await metadata_store.targets(service.pool, env.id, run_id)
+        if found is None:
+            raise HttpError(404, "Run not found")
+        # From the run towards the top of its tree (the lock order); a run at the top is its
+        # own parent and root.
+        changes = [(run_id, own), (found.parent_id or run_id, parent_ops), (found.root_id or run_id, root_ops)]
+        try:
+            async with service.pool.acquire() as conn:
+                updated = await metadata_store.apply(conn, env.id, changes)
+        except metadata_store.TooLarge as exc:
+            raise HttpError(422, str(exc)) from None
+        except metadata_store.NoSuchRun:
+            raise HttpError(404, "Run not found") from None
+        except asyncpg.exceptions.DataError as exc:  # e.g. a number Postgres cannot hold
+            raise HttpError(422, f"the metadata cannot be stored: {exc}") from None
+        await service.bus.announce([u.transition for u in updated.values()])
+        if run_id in updated:
+            return json_response(RunMetadata(metadata=updated[run_id].metadata))
+        current = await service.pool.fetchval("SELECT coalesce(metadata, '{}')::text FROM runs WHERE id = $1", run_id)
+        return json_response(RunMetadata(metadata=msgspec.json.decode(current)))
+
     service.app.router.add_get("/api/v1/runs", listing)
+    service.app.router.add_put("/api/v1/runs/{run_id}/metadata", update_metadata)
     service.app.router.add_post("/api/v1/runs/{run_id}/replay", replay)
     service.app.router.add_post("/api/v1/runs/{run_id}/tags", add_tags)

@@ -47,6 +47,7 @@ def test_the_sdk_public_surface() -> None:
         "idempotency_keys",
         "locals",
         "logger",
+        "metadata",
         "queue",
         "queues",
         "retry",

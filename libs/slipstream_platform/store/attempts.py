@@ -50,6 +50,8 @@ class StartedAttempt(msgspec.Struct, frozen=True, kw_only=True):
     depth: int
     # The run waited and goes on with its attempt.
     resuming: bool
+    # The run's metadata when the attempt started (JSON), if it has any.
+    metadata_json: str | None = None
 
     @property
     def transition(self) -> Transition:
@@ -88,6 +90,7 @@ def started_of(row: asyncpg.Record) -> StartedAttempt:
         max_duration=row["max_duration"], executed_seconds=row["executed_seconds"], machine=row["machine"],
         queue=row["queue"], tags=list(row["tags"]), created_at=row["created_at"], traceparent=row["traceparent"],
         root_run_id=row["root_run_id"], depth=row["depth"], resuming=row["resuming"],
+        metadata_json=row["metadata"],
     )
 
 

@@ -1,0 +1,252 @@
+"""Run metadata from inside a run: report progress the way Trigger.dev users do.
+
+    from slipstream import metadata
+
+    metadata.set("progress", 0.5)
+    metadata.append("steps", "downloaded")
+    metadata.increment("items", 10)
+    metadata.parent.increment("done", 1)   # the run that triggered this one
+    metadata.root.set("stage", "render")   # the top of the run tree
+
+Every call changes this attempt's view at once (`get`, `current`) and queues the operation;
+queued operations are sent together at least every 250 ms and when the attempt ends (or
+now, with `await metadata.flush()`). Postgres applies them on the run's row in order, so
+the operations of several runs updating one parent never lose each other. A run's metadata
+is 256 KB at most, serialized: a call that would take this run past it raises
+`MetadataTooLargeError` and changes nothing. Outside a run, update a run with
+`runs.update_metadata(run_id, ...)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from typing import Any
+
+import msgspec
+from slipstream_proto import RunMetadata
+
+from slipstream import _client
+from slipstream.errors import MetadataTooLargeError, TaskRunError
+
+__all__ = ["append", "current", "decrement", "delete", "flush", "get", "increment", "parent", "remove", "replace",
+           "root", "set"]
+
+MAX_BYTES = 256 * 1024
+FLUSH_SECONDS = 0.25
+
+log = logging.getLogger("slipstream.metadata")
+_encoder = msgspec.json.Encoder()
+
+
+def _path(key: str) -> list[str]:
+    if not isinstance(key, str) or not key:
+        raise TaskRunError(f"a metadata key is a non-empty string (a name, or a JSON path like '$.a.b'), got {key!r}")
+    return key[2:].split(".") if key.startswith("$.") else [key]
+
+
+def _apply(doc: dict[str, Any], op: dict[str, Any]) -> dict[str, Any]:
+    """`op` applied to `doc` (a copy), as Postgres applies it (migration 0025)."""
+    kind = op["type"]
+    if kind == "replace":
+        return copy.deepcopy(op["value"])
+    doc = copy.deepcopy(doc)
+    if kind == "update":
+        doc.update(copy.deepcopy(op["value"]))
+        return doc
+    *parents, last = _path(op["key"])
+    node = doc
+    for name in parents:
+        child = node.get(name)
+        if not isinstance(child, dict):
+            if kind == "delete" or kind == "remove":
+                return doc
+            child = node[name] = {}
+        node = child
+    value: Any = copy.deepcopy(op.get("value"))
+    current = node.get(last)
+    if kind == "set":
+        node[last] = value
+    elif kind == "delete":
+        node.pop(last, None)
+    elif kind == "append":
+        if current is None:
+            node[last] = [value]
+        else:
+            node[last] = [*current, value] if isinstance(current, list) else [current, value]
+    elif kind == "remove":
+        if isinstance(current, list):
+            node[last] = [item for item in current if item != value]
+    elif kind in ("increment", "decrement"):
+        base = current if isinstance(current, int | float) and not isinstance(current, bool) else 0
+        node[last] = base + (value if kind == "increment" else -value)
+    return doc
+
+
+class _Attempt:
+    """The metadata of the run this process executes, and the operations not sent yet."""
+
+    def __init__(self, run_id: str, initial: dict[str, Any]) -> None:
+        self.run_id = run_id
+        self.value = initial
+        self.pending: dict[str, list[dict[str, Any]]] = {"operations": [], "parentOperations": [],
+                                                         "rootOperations": []}
+        self.wake = asyncio.Event()
+        self.sending = asyncio.Lock()
+        self.flusher = asyncio.get_running_loop().create_task(self._flush_every())
+
+    def queue(self, target: str, op: dict[str, Any]) -> None:
+        if target == "operations":
+            after = _apply(self.value, op)
+            size = len(_encoder.encode(after))
+            if size > MAX_BYTES:
+                raise MetadataTooLargeError(
+                    f"this would make the run's metadata {size:,} bytes; the most is {MAX_BYTES:,} (256 KB):"
+                    " nothing was changed")
+            self.value = after
+        self.pending[target].append(op)
+        self.wake.set()
+
+    async def _flush_every(self) -> None:
+        while True:
+            await self.wake.wait()
+            await asyncio.sleep(FLUSH_SECONDS)
+            try:
+                await self.flush()
+            except Exception as exc:  # the attempt goes on; the next flush may get through
+                log.warning("metadata of run %s not sent: %s", self.run_id, exc)
+
+    async def flush(self) -> None:
+        async with self.sending:
+            self.wake.clear()
+            body: dict[str, Any] = {name: ops for name, ops in self.pending.items() if ops}
+            if not body:
+                return
+            self.pending = {name: [] for name in self.pending}
+            own = body.get("operations", [])
+            replaced = [i for i, op in enumerate(own) if op["type"] == "replace"]
+            if replaced:  # what came before the last replace is overwritten by it
+                body["metadata"] = own[replaced[-1]]["value"]
+                body["operations"] = own[replaced[-1] + 1:]
+            await _client.request("PUT", f"/api/v1/runs/{self.run_id}/metadata", RunMetadata, body)
+
+    async def close(self) -> None:
+        self.flusher.cancel()
+        try:
+            await self.flush()
+        except Exception as exc:
+            log.warning("metadata of run %s not sent at the end of its attempt: %s", self.run_id, exc)
+
+
+_current: _Attempt | None = None
+
+
+def _attempt() -> _Attempt:
+    if _current is None:
+        raise TaskRunError("metadata can only be changed inside a running task; outside one, use"
+                           " runs.update_metadata(run_id, ...)")
+    return _current
+
+
+def _begin(run_id: str, initial: dict[str, Any]) -> None:
+    """The runtime: an attempt of `run_id` starts with this metadata."""
+    global _current
+    _current = _Attempt(run_id, initial)
+
+
+async def _end() -> None:
+    """The runtime: the attempt ended; send what is queued."""
+    global _current
+    attempt, _current = _current, None
+    if attempt is not None:
+        await attempt.close()
+
+
+class _Target:
+    """Operations on the metadata of this run's parent or root (sent with this run's)."""
+
+    def __init__(self, field: str) -> None:
+        self._field = field
+
+    def _queue(self, op: dict[str, Any]) -> None:
+        if "key" in op:
+            _path(op["key"])
+        _attempt().queue(self._field, op)
+
+    def set(self, key: str, value: Any) -> None:
+        """Set `key` to `value`."""
+        self._queue({"type": "set", "key": key, "value": value})
+
+    def delete(self, key: str) -> None:
+        """Remove `key`."""
+        self._queue({"type": "delete", "key": key})
+
+    def append(self, key: str, value: Any) -> None:
+        """Add `value` at the end of the list at `key` (made if missing)."""
+        self._queue({"type": "append", "key": key, "value": value})
+
+    def remove(self, key: str, value: Any) -> None:
+        """Take every item equal to `value` out of the list at `key`."""
+        self._queue({"type": "remove", "key": key, "value": value})
+
+    def increment(self, key: str, value: float = 1) -> None:
+        """Add `value` to the number at `key` (0 if missing)."""
+        _number(value)
+        self._queue({"type": "increment", "key": key, "value": value})
+
+    def decrement(self, key: str, value: float = 1) -> None:
+        """Subtract `value` from the number at `key` (0 if missing)."""
+        _number(value)
+        self._queue({"type": "decrement", "key": key, "value": value})
+
+    def update(self, values: dict[str, Any]) -> None:
+        """Merge `values` in at the top."""
+        if not isinstance(values, dict):
+            raise TaskRunError(f"update() takes a dict, got {type(values).__name__}")
+        self._queue({"type": "update", "value": values})
+
+
+def _number(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TaskRunError(f"increment() and decrement() take a number, got {value!r}")
+
+
+_this = _Target("operations")
+parent = _Target("parentOperations")
+root = _Target("rootOperations")
+
+set = _this.set  # noqa: A001 - the seed's names
+delete = _this.delete
+append = _this.append
+remove = _this.remove
+increment = _this.increment
+decrement = _this.decrement
+
+
+def replace(values: dict[str, Any]) -> None:
+    """Make `values` the run's whole metadata."""
+    if not isinstance(values, dict):
+        raise TaskRunError(f"replace() takes a dict, got {type(values).__name__}")
+    _attempt().queue("operations", {"type": "replace", "value": values})
+
+
+def current() -> dict[str, Any]:
+    """The run's metadata as this attempt sees it (a copy): as it was when the attempt started,
+    with this attempt's changes."""
+    return copy.deepcopy(_attempt().value)
+
+
+def get(key: str, default: Any = None) -> Any:
+    """The value at `key` (a name or a JSON path), or `default`."""
+    node: Any = _attempt().value
+    for name in _path(key):
+        if not isinstance(node, dict) or name not in node:
+            return default
+        node = node[name]
+    return copy.deepcopy(node)
+
+
+async def flush() -> None:
+    """Send the queued operations now."""
+    await _attempt().flush()

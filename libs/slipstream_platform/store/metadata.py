@@ -1,0 +1,77 @@
+"""Run metadata: operations applied in Postgres, on the locked rows (migration 0025).
+
+Concurrent updates of one run (several children updating their parent) each apply their
+operations to the value the one before committed, so none is lost. One call updates the run,
+then its parent, then its root, in that order: every update takes its locks from a run
+towards the top of its tree, so two calls cannot wait for each other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from slipstream_platform.store.runs import Transition
+
+MAX_BYTES = 256 * 1024
+
+_encoder = msgspec.json.Encoder()
+
+
+class TooLarge(Exception):
+    """The run's metadata would be over `MAX_BYTES` once serialized (nothing was stored)."""
+
+
+class NoSuchRun(Exception):
+    """A target run (the run, its parent or its root) does not exist in the environment."""
+
+
+class Targets(msgspec.Struct, frozen=True):
+    """The run and the ids of its parent and root (None at the top of its tree)."""
+
+    run_id: str
+    parent_id: str | None
+    root_id: str | None
+
+
+async def targets(conn: asyncpg.Connection | asyncpg.Pool, environment_id: str, run_id: str) -> Targets | None:
+    """Whom the operations of a run go to: itself, its parent, its root."""
+    row = await conn.fetchrow("SELECT parent_run_id, root_run_id FROM runs WHERE id = $1 AND environment_id = $2",
+                              run_id, environment_id)
+    if row is None:
+        return None
+    return Targets(run_id, row["parent_run_id"], row["root_run_id"])
+
+
+class Updated(msgspec.Struct, frozen=True):
+    """A run whose metadata changed: the change (its status is the same) and the metadata after."""
+
+    transition: Transition
+    metadata: dict[str, Any]
+
+
+async def apply(conn: asyncpg.Connection, environment_id: str, changes: list[tuple[str, list[dict[str, Any]]]]
+                ) -> dict[str, Updated]:
+    """Apply each (run id, operations) in one transaction, in the order given; each run's
+    change. TooLarge or NoSuchRun leaves every run as it was."""
+    after: dict[str, Updated] = {}
+    async with conn.transaction():
+        for run_id, ops in changes:
+            if not ops:
+                continue
+            text = await conn.fetchval(
+                "SELECT slipstream_metadata_apply(metadata, $3::jsonb)::text FROM runs"
+                " WHERE id = $1 AND environment_id = $2 FOR UPDATE",
+                run_id, environment_id, _encoder.encode(ops).decode())
+            if text is None:
+                raise NoSuchRun(run_id)
+            if len(text.encode()) > MAX_BYTES:
+                raise TooLarge(f"the metadata of run {run_id} would be {len(text.encode()):,} bytes; the most is"
+                               f" {MAX_BYTES:,} (256 KB)")
+            row = await conn.fetchrow("UPDATE runs SET metadata = $2::jsonb, updated_at = now() WHERE id = $1"
+                                      " RETURNING id, environment_id, status, updated_at", run_id, text)
+            after[run_id] = Updated(Transition(row["id"], row["environment_id"], row["status"], row["updated_at"]),
+                                    msgspec.json.decode(text))
+    return after

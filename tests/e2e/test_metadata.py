@@ -1,0 +1,93 @@
+"""Run metadata end to end: reported from inside runs, by children onto their parent, and
+over HTTP; every operation kept under concurrency, and the 256 KB cap."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import pytest
+from slipstream import runs, tasks
+from slipstream.errors import NotFoundError, UnprocessableEntityError
+
+from tests.conftest import eventually
+
+pytestmark = pytest.mark.e2e
+
+
+async def done(run_id: str, timeout: float = 60) -> runs.Run:
+    async def probe() -> runs.Run | None:
+        run = await runs.retrieve(run_id)
+        return run if run.is_completed else None
+
+    return await eventually(probe, timeout=timeout, message=f"{run_id} finished")
+
+
+async def test_a_run_reports_progress_and_keeps_it(sdk: None) -> None:
+    handle = await tasks.trigger("progress", {}, metadata={"owner": "ada"})
+    run = await done(handle.id)
+    assert run.is_success, run.error
+    expected = {"owner": "ada", "progress": 1.0, "steps": ["step-0", "step-2"], "count": 2.5,
+                "nested": {"done": True}}
+    # What the attempt saw, and what Postgres kept (the last set was sent when the attempt ended).
+    assert run.output["initial"] == {"owner": "ada"} and run.output["too_large"] is True
+    assert run.output["seen"] == expected and run.output["nested"] is True
+    assert run.metadata == expected
+
+
+async def test_children_update_their_parent_without_losing_an_operation(sdk: None) -> None:
+    handle = await tasks.trigger("progress-parent", {"n": 12})
+    run = await done(handle.id, timeout=120)
+    assert run.is_success, run.error
+    assert run.output == {"done": 12, "children": list(range(12)), "stage": "fan-out"}
+    assert run.metadata is not None and run.metadata["done"] == 12
+
+
+async def test_metadata_over_http_and_the_sdk(sdk: None, http: aiohttp.ClientSession) -> None:
+    handle = await tasks.trigger("echo", {})
+    assert await runs.update_metadata(handle.id, metadata={"a": 1}) == {"a": 1}
+    # Many writers at once: increments are applied on the row, none is lost.
+    await asyncio.gather(*(runs.update_metadata(handle.id, operations=[{"type": "increment", "key": "n", "value": 1}])
+                           for _ in range(40)))
+    after = await runs.update_metadata(handle.id, operations=[
+        {"type": "update", "value": {"b": [1]}}, {"type": "append", "key": "b", "value": 2},
+        {"type": "set", "key": "$.c.d", "value": None}, {"type": "delete", "key": "a"}])
+    assert after == {"n": 40, "b": [1, 2], "c": {"d": None}}
+    assert (await runs.retrieve(handle.id)).metadata == after
+    with pytest.raises(UnprocessableEntityError, match="256 KB"):
+        await runs.update_metadata(handle.id, operations=[{"type": "set", "key": "x", "value": "y" * 270_000}])
+    assert (await runs.retrieve(handle.id)).metadata == after  # nothing stored half
+    with pytest.raises(NotFoundError):
+        await runs.update_metadata("run_nope", metadata={})
+    bad: list[dict[str, Any]] = [
+        {"operations": [{"type": "set", "key": "a"}]},
+        {"operations": [{"type": "set", "value": 1}]},
+        {"operations": [{"type": "increment", "key": "a", "value": "1"}]},
+        {"operations": [{"type": "increment", "key": "a", "value": True}]},
+        {"operations": [{"type": "delete", "key": "a", "value": 1}]},
+        {"operations": [{"type": "update", "key": "a", "value": {}}]},
+        {"operations": [{"type": "update", "value": [1]}]},
+        {"operations": [{"type": "explode", "key": "a"}]},
+        {"operations": [{"type": "set", "key": "$.a..b", "value": 1}]},
+        {"operations": [{"type": "set", "key": "a\u0000", "value": 1}]},
+        {"metadata": [1]},
+        {"parentOperations": [{"type": "set", "key": "", "value": 1}]},
+    ]
+    for body in bad:
+        async with http.put(f"/api/v1/runs/{handle.id}/metadata", json=body) as response:
+            assert response.status == 400, (body, await response.text())
+            assert "error" in await response.json()
+    assert (await runs.retrieve(handle.id)).metadata == after
+
+
+async def test_metadata_changes_reach_realtime_subscribers(sdk: None) -> None:
+    handle = await tasks.trigger("echo", {}, delay="1h")  # stays DELAYED: only its metadata changes
+    updates = runs.subscribe_to_run(handle.id)
+    first = await asyncio.wait_for(updates.__anext__(), 10)
+    assert first.status == "DELAYED" and first.metadata is None
+    await runs.update_metadata(handle.id, operations=[{"type": "set", "key": "progress", "value": 0.5}])
+    second = await asyncio.wait_for(updates.__anext__(), 10)
+    assert second.status == "DELAYED" and second.metadata == {"progress": 0.5}
+    await updates.aclose()
+    await runs.cancel(handle.id)
