@@ -215,11 +215,15 @@ async def logs(run_id: str) -> builtins.list[RunLogLine]:
     return answer.data
 
 
-async def subscribe_to_run(run_id: str) -> AsyncIterator[Run]:
-    """Yield the run now and after every status change; stop once it has finished."""
+async def subscribe_to_run(run_id: str, *, stop_on_completion: bool = True) -> AsyncIterator[Run]:
+    """Yield the run now and after every change (status, metadata, tags); stop once it has
+    finished, unless `stop_on_completion=False` (then it goes on until you stop iterating:
+    a finished run still changes, e.g. its metadata or tags)."""
     config = _config.current()
     http = await _client.session()
     url = f"{config.realtime_url}/realtime/v1/runs/{quote(run_id, safe='')}"
+    if not stop_on_completion:
+        url += "?stopOnCompletion=false"
     try:
         ws = await http.ws_connect(url, headers={"Authorization": f"Bearer {config.secret_key}"},
                                    heartbeat=30)
@@ -234,7 +238,7 @@ async def subscribe_to_run(run_id: str) -> AsyncIterator[Run]:
                 raise api_error(message.status, message.error)
             assert isinstance(message, RealtimeRun)
             yield message.run
-            if message.run.is_completed:
+            if stop_on_completion and message.run.is_completed:
                 return
     if ws.close_code not in (1000, None):
         raise ApiConnectionError(f"realtime closed the subscription with code {ws.close_code}")

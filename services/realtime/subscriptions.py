@@ -37,6 +37,8 @@ class Subscription:
         self.events: NatsSubscription | None = None
         # Each socket with the `updatedAt` of the last state it was sent: never older again.
         self.sockets: dict[web.WebSocketResponse, datetime | None] = {}
+        # Sockets that asked to stay open once the run finishes (`?stopOnCompletion=false`).
+        self.keep_open: set[web.WebSocketResponse] = set()
         self.last_sent: datetime | None = None
         self.refreshing = False
         self.dirty = False
@@ -81,10 +83,11 @@ class Hub:
                     sub.last_sent = run.updated_at
                     await self.send(sub, run)
                     if run.is_completed:
-                        self.forget(run_id, sub)
-                        for ws in list(sub.sockets):
+                        for ws in [ws for ws in sub.sockets if ws not in sub.keep_open]:
                             await ws.close(code=WSCloseCode.OK, message=b"run finished")
-                        return
+                        if not sub.keep_open:
+                            self.forget(run_id, sub)
+                            return
                 if not sub.dirty:
                     return
         except Exception:
@@ -139,6 +142,9 @@ class Hub:
         if sub.environment_id != env.id:
             return await fail(404, "Run not found")
         sub.sockets[ws] = None
+        keep_open = request.query.get("stopOnCompletion", "true").lower() == "false"
+        if keep_open:
+            sub.keep_open.add(ws)
         try:
             if sub.events is None:
                 sub.events = await self.service.nc.subscribe(run_updated_subject(env.id, run_id),
@@ -147,7 +153,7 @@ class Hub:
             if run is None:
                 return await fail(404, "Run not found")
             await self.send(sub, run, only=ws)
-            if run.is_completed:
+            if run.is_completed and not keep_open:
                 await ws.close(code=WSCloseCode.OK, message=b"run finished")
                 return ws
             async for _ in ws:
@@ -160,6 +166,7 @@ class Hub:
             return ws
         finally:
             sub.sockets.pop(ws, None)
+            sub.keep_open.discard(ws)
             if not sub.sockets:
                 self.forget(run_id, sub)
 

@@ -221,7 +221,10 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate)
             raise HttpError(422, str(exc)) from None
         if after is None:
             raise HttpError(404, "Run not found")
-        return json_response(RunTags(tags=after))
+        tags_after, changed = after
+        if changed is not None:
+            await service.bus.announce([changed])  # realtime subscribers see the new tags
+        return json_response(RunTags(tags=tags_after))
 
     async def update_metadata(request: web.Request) -> web.Response:
         env = await authenticate(request)

@@ -91,3 +91,24 @@ async def test_metadata_changes_reach_realtime_subscribers(sdk: None) -> None:
     assert second.status == "DELAYED" and second.metadata == {"progress": 0.5}
     await updates.aclose()
     await runs.cancel(handle.id)
+
+
+async def test_a_subscription_can_outlive_the_run(sdk: None) -> None:
+    handle = await tasks.trigger("echo", {})
+    await done(handle.id)
+    updates = runs.subscribe_to_run(handle.id, stop_on_completion=False)
+    first = await asyncio.wait_for(updates.__anext__(), 10)
+    assert first.is_completed
+    await runs.add_tags(handle.id, "after")  # a finished run still changes
+    await runs.update_metadata(handle.id, metadata={"late": True})
+
+    async def latest() -> runs.Run:
+        return await asyncio.wait_for(updates.__anext__(), 10)
+
+    seen = await latest()
+    while seen.metadata != {"late": True}:
+        seen = await latest()
+    assert seen.is_completed and seen.metadata == {"late": True}
+    await updates.aclose()
+    # Without it, the subscription of a finished run ends after its one message.
+    assert [r.id async for r in runs.subscribe_to_run(handle.id)] == [handle.id]

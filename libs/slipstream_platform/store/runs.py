@@ -246,9 +246,11 @@ class TooManyTags(Exception):
     """Adding these tags would give the run more than `MAX_TAGS`."""
 
 
-async def add_tags(conn: asyncpg.Connection, environment_id: str, run_id: str, tags: list[str]) -> list[str] | None:
-    """Add tags the run does not have yet (in the order given); its tags after, or None if
-    there is no such run. TooManyTags if it would have more than 10 (nothing is added)."""
+async def add_tags(conn: asyncpg.Connection, environment_id: str, run_id: str, tags: list[str]
+                   ) -> tuple[list[str], Transition | None] | None:
+    """Add tags the run does not have yet (in the order given); its tags after and the change
+    (None if it had them all), or None if there is no such run. TooManyTags if it would have
+    more than 10 (nothing is added)."""
     async with conn.transaction():
         current = await conn.fetchval("SELECT tags FROM runs WHERE id = $1 AND environment_id = $2 FOR UPDATE",
                                       run_id, environment_id)
@@ -258,9 +260,11 @@ async def add_tags(conn: asyncpg.Connection, environment_id: str, run_id: str, t
         if len(merged) > MAX_TAGS:
             raise TooManyTags(f"a run may have at most {MAX_TAGS} tags: it has {len(current)}, and "
                               f"{len(merged) - len(current)} of these are new")
-        if len(merged) > len(current):
-            await conn.execute("UPDATE runs SET tags = $2, updated_at = now() WHERE id = $1", run_id, merged)
-        return merged
+        if len(merged) == len(current):
+            return merged, None
+        row = await conn.fetchrow(f"UPDATE runs r SET tags = $2, updated_at = now() WHERE id = $1 {_RETURNING}",
+                                  run_id, merged)
+        return merged, _transitions([row])[0]
 
 
 async def get(conn: Conn, environment_id: str, run_id: str) -> asyncpg.Record | None:
