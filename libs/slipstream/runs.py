@@ -31,7 +31,7 @@ from slipstream import _client, _config
 from slipstream.errors import ApiConnectionError, api_error
 
 __all__ = ["RunListing", "RunPage", "add_tags", "cancel", "list", "logs", "replay", "reschedule", "retrieve",
-           "subscribe_to_run", "update_metadata"]
+           "subscribe_to_batch", "subscribe_to_run", "subscribe_to_runs_with_tag", "update_metadata"]
 
 _message_decoder = msgspec.json.Decoder(RealtimeMessage)
 
@@ -215,15 +215,34 @@ async def logs(run_id: str) -> builtins.list[RunLogLine]:
     return answer.data
 
 
+async def subscribe_to_runs_with_tag(tag: str) -> AsyncIterator[Run]:
+    """Yield every run with `tag` now (its newest 1,000), then each run with it whenever it
+    changes, including runs tagged later; it goes on until you stop iterating."""
+    async for run in _subscribe(f"/realtime/v1/runs?{urlencode({'tags': tag})}", stop_on_completion=False):
+        yield run
+
+
+async def subscribe_to_batch(batch_id: str) -> AsyncIterator[Run]:
+    """Yield every run of a batch now, then each run of it whenever it changes; it goes on
+    until you stop iterating."""
+    async for run in _subscribe(f"/realtime/v1/batches/{quote(batch_id, safe='')}", stop_on_completion=False):
+        yield run
+
+
 async def subscribe_to_run(run_id: str, *, stop_on_completion: bool = True) -> AsyncIterator[Run]:
     """Yield the run now and after every change (status, metadata, tags); stop once it has
     finished, unless `stop_on_completion=False` (then it goes on until you stop iterating:
     a finished run still changes, e.g. its metadata or tags)."""
+    path = f"/realtime/v1/runs/{quote(run_id, safe='')}"
+    async for run in _subscribe(path if stop_on_completion else f"{path}?stopOnCompletion=false",
+                                stop_on_completion=stop_on_completion):
+        yield run
+
+
+async def _subscribe(path: str, *, stop_on_completion: bool) -> AsyncIterator[Run]:
     config = _config.current()
     http = await _client.session()
-    url = f"{config.realtime_url}/realtime/v1/runs/{quote(run_id, safe='')}"
-    if not stop_on_completion:
-        url += "?stopOnCompletion=false"
+    url = f"{config.realtime_url}{path}"
     try:
         ws = await http.ws_connect(url, headers={"Authorization": f"Bearer {config.secret_key}"},
                                    heartbeat=30)

@@ -25,6 +25,8 @@ from slipstream_platform.views import load_run
 from slipstream_proto import RealtimeError, RealtimeRun, Run, RunUpdated, decode_event
 from slipstream_proto.events import run_updated_subject
 
+from realtime import collections
+
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
 
@@ -182,7 +184,8 @@ class Hub:
 
 
 async def setup(service: Service[RealtimeSettings]) -> None:
-    """Route the websocket, poll as a safety net."""
+    """Route the websockets (one run here; sets of runs in `collections`), poll as a safety net."""
     hub = Hub(service)
     service.app.router.add_get("/realtime/v1/runs/{run_id}", hub.handle)
     service.spawn(hub.poll(), "poll")
+    await collections.setup(service)

@@ -4,6 +4,7 @@ over HTTP; every operation kept under concurrency, and the 256 KB cap."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import aiohttp
@@ -112,3 +113,32 @@ async def test_a_subscription_can_outlive_the_run(sdk: None) -> None:
     await updates.aclose()
     # Without it, the subscription of a finished run ends after its one message.
     assert [r.id async for r in runs.subscribe_to_run(handle.id)] == [handle.id]
+
+
+async def test_subscribe_to_runs_with_a_tag_and_to_a_batch(sdk: None) -> None:
+    tag = f"live-{uuid.uuid4().hex[:8]}"
+    before = await tasks.trigger("echo", {"n": 0}, tags=[tag])
+    await done(before.id)
+    updates = runs.subscribe_to_runs_with_tag(tag)
+    first = await asyncio.wait_for(updates.__anext__(), 10)
+    assert first.id == before.id and first.is_completed  # what exists when it starts
+    later = await tasks.trigger("echo", {"n": 1}, tags=[tag])
+    seen: dict[str, str] = {}
+    while seen.get(later.id) != "COMPLETED":
+        run = await asyncio.wait_for(updates.__anext__(), 15)
+        assert tag in run.tags
+        seen[run.id] = run.status
+    await updates.aclose()
+
+    batch = await tasks.batch_trigger("echo", [{"payload": {"i": i}} for i in range(3)])
+    members = {h.id for h in batch.runs}
+    finished: set[str] = set()
+    async for run in runs.subscribe_to_batch(batch.batch_id):
+        assert run.id in members and run.batch_id == batch.batch_id
+        if run.is_completed:
+            finished.add(run.id)
+        if finished == members:
+            break
+    with pytest.raises(NotFoundError):
+        async for _ in runs.subscribe_to_batch("batch_nope"):
+            pass
