@@ -10,7 +10,9 @@
 
 Every call changes this attempt's view at once (`get`, `current`) and queues the operation;
 queued operations are sent together at least every 250 ms and when the attempt ends (or
-now, with `await metadata.flush()`). Postgres applies them on the run's row in order, so
+now, with `await metadata.flush()`), in order, 1,000 a request. A request that fails is
+logged, not sent again (the server may have applied it). A run replaying its code after a
+wait does not queue again what it queued before the wait. Postgres applies them on the run's row in order, so
 the operations of several runs updating one parent never lose each other. A run's metadata
 is 256 KB at most, serialized: a call that would take this run past it raises
 `MetadataTooLargeError` and changes nothing. Outside a run, update a run with
@@ -20,14 +22,18 @@ is 256 KB at most, serialized: a call that would take this run past it raises
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
+import math
+import threading
 from typing import Any
 
 import msgspec
-from slipstream_proto import RunMetadata
+from slipstream_proto import RunMetadata, metadata_key_problem
 
 from slipstream import _client
+from slipstream._waits import is_replaying
 from slipstream.errors import MetadataTooLargeError, TaskRunError
 
 __all__ = ["append", "current", "decrement", "delete", "flush", "get", "increment", "parent", "remove", "replace",
@@ -41,8 +47,9 @@ _encoder = msgspec.json.Encoder()
 
 
 def _path(key: str) -> list[str]:
-    if not isinstance(key, str) or not key:
-        raise TaskRunError(f"a metadata key is a non-empty string (a name, or a JSON path like '$.a.b'), got {key!r}")
+    problem = metadata_key_problem(key)
+    if problem is not None:
+        raise TaskRunError(f"metadata key {key!r:.80}: {problem}")
     return key[2:].split(".") if key.startswith("$.") else [key]
 
 
@@ -85,58 +92,87 @@ def _apply(doc: dict[str, Any], op: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Attempt:
-    """The metadata of the run this process executes, and the operations not sent yet."""
+    """The metadata of the run this process executes, and the operations not sent yet. Task
+    code may call in from the event loop (async tasks) or from a thread (sync tasks)."""
 
     def __init__(self, run_id: str, initial: dict[str, Any]) -> None:
         self.run_id = run_id
         self.value = initial
-        self.pending: dict[str, list[dict[str, Any]]] = {"operations": [], "parentOperations": [],
-                                                         "rootOperations": []}
+        self.pending: list[tuple[str, dict[str, Any]]] = []  # (target field, operation), in order
+        self.lock = threading.Lock()
+        self.loop = asyncio.get_running_loop()
+        self.loop_thread = threading.get_ident()
         self.wake = asyncio.Event()
         self.sending = asyncio.Lock()
-        self.flusher = asyncio.get_running_loop().create_task(self._flush_every())
+        self.flusher = self.loop.create_task(self._flush_every())
 
     def queue(self, target: str, op: dict[str, Any]) -> None:
-        if target == "operations":
-            after = _apply(self.value, op)
-            size = len(_encoder.encode(after))
-            if size > MAX_BYTES:
-                raise MetadataTooLargeError(
-                    f"this would make the run's metadata {size:,} bytes; the most is {MAX_BYTES:,} (256 KB):"
-                    " nothing was changed")
-            self.value = after
-        self.pending[target].append(op)
-        self.wake.set()
+        try:
+            _encoder.encode(op)
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise TaskRunError(f"metadata values must be JSON ({exc})") from None
+        if is_replaying():
+            return  # the run got here before its wait: these were sent then
+        with self.lock:
+            if target == "operations":
+                after = _apply(self.value, op)
+                size = len(_encoder.encode(after))
+                if size > MAX_BYTES:
+                    raise MetadataTooLargeError(
+                        f"this would make the run's metadata {size:,} bytes; the most is {MAX_BYTES:,} (256 KB):"
+                        " nothing was changed")
+                self.value = after
+            self.pending.append((target, op))
+        if threading.get_ident() == self.loop_thread:
+            self.wake.set()
+        else:
+            self.loop.call_soon_threadsafe(self.wake.set)
 
     async def _flush_every(self) -> None:
         while True:
             await self.wake.wait()
             await asyncio.sleep(FLUSH_SECONDS)
-            try:
-                await self.flush()
-            except Exception as exc:  # the attempt goes on; the next flush may get through
-                log.warning("metadata of run %s not sent: %s", self.run_id, exc)
+            await self.flush(raise_errors=False)
 
-    async def flush(self) -> None:
+    async def flush(self, *, raise_errors: bool = True) -> None:
         async with self.sending:
             self.wake.clear()
-            body: dict[str, Any] = {name: ops for name, ops in self.pending.items() if ops}
-            if not body:
-                return
-            self.pending = {name: [] for name in self.pending}
-            own = body.get("operations", [])
-            replaced = [i for i, op in enumerate(own) if op["type"] == "replace"]
-            if replaced:  # what came before the last replace is overwritten by it
-                body["metadata"] = own[replaced[-1]]["value"]
-                body["operations"] = own[replaced[-1] + 1:]
-            await _client.request("PUT", f"/api/v1/runs/{self.run_id}/metadata", RunMetadata, body)
+            with self.lock:
+                taken, self.pending = self.pending, []
+            # In order, at most MAX_REQUEST_OPERATIONS a request.
+            for first in range(0, len(taken), MAX_REQUEST_OPERATIONS):
+                try:
+                    await _client.request("PUT", f"/api/v1/runs/{self.run_id}/metadata", RunMetadata,
+                                          _body(taken[first:first + MAX_REQUEST_OPERATIONS]))
+                except Exception as exc:
+                    # Not sent again: the server may have applied it, and increments must not count twice.
+                    log.error("%d metadata operation(s) of run %s were not stored: %s",
+                              len(taken) - first, self.run_id, exc)
+                    if raise_errors:
+                        raise
+                    return
 
     async def close(self) -> None:
-        self.flusher.cancel()
-        try:
-            await self.flush()
-        except Exception as exc:
-            log.warning("metadata of run %s not sent at the end of its attempt: %s", self.run_id, exc)
+        async with self.sending:  # a send going on finishes first
+            self.flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.flusher
+        await self.flush(raise_errors=False)
+
+
+MAX_REQUEST_OPERATIONS = 1000
+
+
+def _body(ops: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The request body of these operations (what came before the last replace is overwritten by it)."""
+    body: dict[str, Any] = {}
+    for target, op in ops:
+        if target == "operations" and op["type"] == "replace":
+            body["metadata"] = op["value"]
+            body["operations"] = []
+            continue
+        body.setdefault(target, []).append(op)
+    return body
 
 
 _current: _Attempt | None = None
@@ -208,8 +244,8 @@ class _Target:
 
 
 def _number(value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TaskRunError(f"increment() and decrement() take a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise TaskRunError(f"increment() and decrement() take a finite number, got {value!r}")
 
 
 _this = _Target("operations")
@@ -233,13 +269,17 @@ def replace(values: dict[str, Any]) -> None:
 
 def current() -> dict[str, Any]:
     """The run's metadata as this attempt sees it (a copy): as it was when the attempt started,
-    with this attempt's changes."""
-    return copy.deepcopy(_attempt().value)
+    with this attempt's own changes (not its `parent` or `root` operations)."""
+    attempt = _attempt()
+    with attempt.lock:
+        return copy.deepcopy(attempt.value)
 
 
 def get(key: str, default: Any = None) -> Any:
     """The value at `key` (a name or a JSON path), or `default`."""
-    node: Any = _attempt().value
+    attempt = _attempt()
+    with attempt.lock:
+        node: Any = attempt.value
     for name in _path(key):
         if not isinstance(node, dict) or name not in node:
             return default
@@ -248,5 +288,10 @@ def get(key: str, default: Any = None) -> Any:
 
 
 async def flush() -> None:
-    """Send the queued operations now."""
-    await _attempt().flush()
+    """Send the queued operations now (from an async task; a sync task's are sent by the
+    event loop every 250 ms and when it ends)."""
+    attempt = _attempt()
+    if threading.get_ident() != attempt.loop_thread:
+        raise TaskRunError("await metadata.flush() from an async task; a sync task's metadata is sent"
+                           " every 250 ms and when the attempt ends")
+    await attempt.flush()

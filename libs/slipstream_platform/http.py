@@ -45,6 +45,8 @@ def decode_body(body: bytes, decoder: msgspec.json.Decoder[B]) -> B:
         raise HttpError(400, f"invalid request: {exc}") from None
     except msgspec.DecodeError as exc:
         raise HttpError(400, f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise HttpError(400, "invalid JSON: nested too deep") from None
 
 
 @web.middleware

@@ -66,6 +66,7 @@ from slipstream_proto.http import (
     TriggerResponse,
     UpdateMetadataRequest,
     UpdateScheduleRequest,
+    metadata_key_problem,
 )
 from slipstream_proto.realtime import RealtimeError, RealtimeMessage, RealtimeRun
 from slipstream_proto.statuses import FINAL_STATUSES, RunStatus
@@ -114,6 +115,7 @@ __all__ = [
     "RunList",
     "RunMetadata",
     "MetadataOperation",
+    "metadata_key_problem",
     "UpdateMetadataRequest",
     "RunSchedule",
     "RelatedRuns",

@@ -343,6 +343,24 @@ class MetadataOperation(_Body, forbid_unknown_fields=True):
     value: Any | msgspec.UnsetType = msgspec.UNSET
 
 
+METADATA_KEY_LENGTH = 1024
+METADATA_PATH_DEPTH = 32
+
+
+def metadata_key_problem(key: object) -> str | None:
+    """What is wrong with a metadata key (a name, or a JSON path `$.a.b` of at most 32 names),
+    or None: the rule the API and the SDK both apply."""
+    if not isinstance(key, str) or not key or len(key) > METADATA_KEY_LENGTH or "\x00" in key:
+        return f"a key is 1-{METADATA_KEY_LENGTH} characters without NUL"
+    if key.startswith("$"):
+        names = key[2:].split(".")
+        if not key.startswith("$.") or not all(names):
+            return f"{key[:60]!r} is not a JSON path like $.progress.done"
+        if len(names) > METADATA_PATH_DEPTH:
+            return f"a JSON path has at most {METADATA_PATH_DEPTH} names"
+    return None
+
+
 class UpdateMetadataRequest(_Body, forbid_unknown_fields=True):
     """Body of `PUT /api/v1/runs/{runId}/metadata`: `metadata` replaces it all, then the
     `operations` apply in order; `parentOperations` and `rootOperations` go to the run's parent

@@ -4,6 +4,7 @@ cursors), `POST /api/v1/runs/{runId}/replay`, `POST /api/v1/runs/{runId}/tags` a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,7 @@ from slipstream_proto import (
     RunStatus,
     RunTags,
     UpdateMetadataRequest,
+    metadata_key_problem,
 )
 
 Authenticate = Callable[[web.Request], Awaitable[Environment]]
@@ -48,7 +50,6 @@ _STATUSES = {s.value for s in RunStatus}
 _tags_decoder = msgspec.json.Decoder(AddTagsRequest)
 _metadata_decoder = msgspec.json.Decoder(UpdateMetadataRequest)
 MAX_OPERATIONS = 1000
-MAX_KEY_LENGTH = 1024
 
 
 def metadata_operations(body: UpdateMetadataRequest) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
@@ -65,20 +66,17 @@ def metadata_operations(body: UpdateMetadataRequest) -> tuple[list[dict[str, Any
                 if op.key is not None or not isinstance(op.value, dict):
                     raise HttpError(400, f"{where}: an update takes an object `value` and no `key`")
             else:
-                key = op.key
-                if not key or len(key) > MAX_KEY_LENGTH or "\x00" in key:
-                    raise HttpError(400, f"{where}: `key` must be 1-{MAX_KEY_LENGTH} characters without NUL")
-                if key.startswith("$.") and not all(key[2:].split(".")):
-                    raise HttpError(400, f"{where}: {key[:60]!r} is not a JSON path like $.progress.done")
-                if key == "$" or key.startswith("$") and not key.startswith("$."):
-                    raise HttpError(400, f"{where}: a JSON path starts with '$.', got {key[:60]!r}")
+                problem = metadata_key_problem(op.key)
+                if problem is not None:
+                    raise HttpError(400, f"{where}: {problem}")
                 if op.type == "delete" and has_value:
                     raise HttpError(400, f"{where}: a delete takes no `value`")
                 if op.type != "delete" and not has_value:
                     raise HttpError(400, f"{where}: `value` is missing")
                 if op.type in ("increment", "decrement") and (
-                        isinstance(op.value, bool) or not isinstance(op.value, int | float)):
-                    raise HttpError(400, f"{where}: `value` must be a number")
+                        isinstance(op.value, bool) or not isinstance(op.value, int | float)
+                        or not math.isfinite(op.value)):
+                    raise HttpError(400, f"{where}: `value` must be a finite number")
             out.append(msgspec.to_builtins(op))
         return out
 
@@ -244,6 +242,11 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate)
             raise HttpError(422, str(exc)) from None
         except metadata_store.NoSuchRun:
             raise HttpError(404, "Run not found") from None
+        except asyncpg.exceptions.DeadlockDetectedError:
+            raise HttpError(503, "the run's tree was being changed (a cancel?): send it again",
+                            {"Retry-After": "1"}) from None
+        except asyncpg.exceptions.ProgramLimitExceededError as exc:
+            raise HttpError(422, f"the metadata cannot be stored: {exc}") from None
         except asyncpg.exceptions.DataError as exc:  # e.g. a number Postgres cannot hold
             raise HttpError(422, f"the metadata cannot be stored: {exc}") from None
         await service.bus.announce([u.transition for u in updated.values()])

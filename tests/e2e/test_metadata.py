@@ -45,6 +45,19 @@ async def test_children_update_their_parent_without_losing_an_operation(sdk: Non
     assert run.metadata is not None and run.metadata["done"] == 12
 
 
+async def test_a_wait_does_not_send_an_operation_twice(sdk: None) -> None:
+    run = await done((await tasks.trigger("progress-waits", {})).id)
+    assert run.is_success, run.error
+    assert run.metadata == {"before": 1, "parent_before": 1, "after": 1}
+    assert run.output == {"before": 1, "parent_before": 1, "after": 1}
+
+
+async def test_a_sync_task_reports_from_its_thread(sdk: None) -> None:
+    run = await done((await tasks.trigger("progress-sync", {"n": 1500})).id)
+    assert run.is_success, run.error
+    assert run.output == 1500 and run.metadata == {"n": 1500, "done": True, "refused": "TaskRunError"}
+
+
 async def test_metadata_over_http_and_the_sdk(sdk: None, http: aiohttp.ClientSession) -> None:
     handle = await tasks.trigger("echo", {})
     assert await runs.update_metadata(handle.id, metadata={"a": 1}) == {"a": 1}
@@ -74,12 +87,19 @@ async def test_metadata_over_http_and_the_sdk(sdk: None, http: aiohttp.ClientSes
         {"operations": [{"type": "set", "key": "a\u0000", "value": 1}]},
         {"metadata": [1]},
         {"parentOperations": [{"type": "set", "key": "", "value": 1}]},
+        {"operations": [{"type": "set", "key": "$." + ".".join("a" * 33), "value": 1}]},
+        {"operations": [{"type": "increment", "key": "n", "value": 1e400}]},
+        {"operations": [{"type": "increment", "key": "n", "value": 1} for _ in range(1001)]},
     ]
     for body in bad:
         async with http.put(f"/api/v1/runs/{handle.id}/metadata", json=body) as response:
             assert response.status == 400, (body, await response.text())
             assert "error" in await response.json()
     assert (await runs.retrieve(handle.id)).metadata == after
+    deep = '{"metadata": {"a": ' + "[" * 5000 + "]" * 5000 + "}}"
+    async with http.put(f"/api/v1/runs/{handle.id}/metadata", data=deep,
+                        headers={"Content-Type": "application/json"}) as response:
+        assert response.status == 400, await response.text()
 
 
 async def test_metadata_changes_reach_realtime_subscribers(sdk: None) -> None:

@@ -99,6 +99,9 @@ BEGIN
         WHEN 'replace' THEN
             doc := op -> 'value';
         END CASE;
+        IF doc IS NULL OR jsonb_typeof(doc) <> 'object' THEN
+            RAISE EXCEPTION 'metadata operation % left no object', op USING ERRCODE = '22023';
+        END IF;
     END LOOP;
     RETURN doc;
 END

@@ -1,9 +1,9 @@
 """Run metadata: operations applied in Postgres, on the locked rows (migration 0025).
 
 Concurrent updates of one run (several children updating their parent) each apply their
-operations to the value the one before committed, so none is lost. One call updates the run,
-then its parent, then its root, in that order: every update takes its locks from a run
-towards the top of its tree, so two calls cannot wait for each other.
+operations to the value the one before committed, so none is lost. One call first locks all
+the runs it changes from the top of the tree down (as a cancel locks a tree), so it waits
+for, but cannot deadlock with, another update or a cancel.
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ async def apply(conn: asyncpg.Connection, environment_id: str, changes: list[tup
     change. TooLarge or NoSuchRun leaves every run as it was."""
     after: dict[str, Updated] = {}
     async with conn.transaction():
+        await conn.execute("SELECT 1 FROM runs WHERE id = ANY($1::text[]) AND environment_id = $2"
+                           " ORDER BY depth, id FOR UPDATE", [run_id for run_id, ops in changes if ops], environment_id)
         for run_id, ops in changes:
             if not ops:
                 continue
@@ -67,11 +69,16 @@ async def apply(conn: asyncpg.Connection, environment_id: str, changes: list[tup
                 run_id, environment_id, _encoder.encode(ops).decode())
             if text is None:
                 raise NoSuchRun(run_id)
-            if len(text.encode()) > MAX_BYTES:
-                raise TooLarge(f"the metadata of run {run_id} would be {len(text.encode()):,} bytes; the most is"
+            value = msgspec.json.decode(text)
+            size = len(_encoder.encode(value))  # compact, as the SDK counts it
+            if size > MAX_BYTES:
+                raise TooLarge(f"the metadata of run {run_id} would be {size:,} bytes; the most is"
                                f" {MAX_BYTES:,} (256 KB)")
-            row = await conn.fetchrow("UPDATE runs SET metadata = $2::jsonb, updated_at = now() WHERE id = $1"
-                                      " RETURNING id, environment_id, status, updated_at", run_id, text)
+            # Never older than what subscribers saw (now() is when this transaction began).
+            row = await conn.fetchrow(
+                "UPDATE runs SET metadata = $2::jsonb,"
+                " updated_at = greatest(clock_timestamp(), updated_at + interval '1 microsecond') WHERE id = $1"
+                " RETURNING id, environment_id, status, updated_at", run_id, text)
             after[run_id] = Updated(Transition(row["id"], row["environment_id"], row["status"], row["updated_at"]),
-                                    msgspec.json.decode(text))
+                                    value)
     return after

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from slipstream import TaskContext, metadata, task
+from slipstream import TaskContext, metadata, task, wait
 from slipstream.errors import MetadataTooLargeError
 
 
@@ -42,3 +42,25 @@ async def progress_parent(payload: dict[str, Any], ctx: TaskContext) -> dict[str
     # Resumed: this attempt starts from the metadata the children left.
     return {"done": metadata.get("done"), "children": sorted(metadata.get("children", [])),
             "stage": metadata.get("stage")}
+
+
+@task(id="progress-waits")
+async def progress_waits(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    metadata.increment("before")
+    metadata.parent.increment("parent_before")  # a root run: its own
+    await wait.for_(seconds=0.2)
+    # Replayed after the wait: the increments above are not sent a second time.
+    metadata.increment("after")
+    return metadata.current()
+
+
+@task(id="progress-sync")
+def progress_sync(payload: dict[str, Any], ctx: TaskContext) -> int:
+    for _ in range(payload["n"]):
+        metadata.increment("n")  # from the task's thread; 1,500 of them: two requests
+    metadata.set("done", True)
+    try:
+        metadata.increment("n", float("inf"))
+    except Exception as exc:
+        metadata.set("refused", type(exc).__name__)
+    return int(metadata.get("n"))
