@@ -3,6 +3,7 @@ runs.list(...)`) and `async for run in runs.subscribe_to_run(id)`."""
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import math
 import uuid
@@ -239,25 +240,51 @@ async def subscribe_to_run(run_id: str, *, stop_on_completion: bool = True) -> A
         yield run
 
 
+# A dropped subscription connects again after these pauses (the last one repeats); it gives
+# up, with ApiConnectionError, after this many failed connects in a row.
+_RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
+_RECONNECTS = 30
+
+
 async def _subscribe(path: str, *, stop_on_completion: bool) -> AsyncIterator[Run]:
+    """The run states a realtime path sends; after a dropped connection it connects again,
+    asking only for what changed since the newest state it yielded, and never yields a state
+    of a run that is not newer than one it yielded already."""
     config = _config.current()
     http = await _client.session()
-    url = f"{config.realtime_url}{path}"
-    try:
-        ws = await http.ws_connect(url, headers={"Authorization": f"Bearer {config.secret_key}"},
-                                   heartbeat=30)
-    except aiohttp.ClientError as exc:
-        raise ApiConnectionError(f"could not reach realtime at {config.realtime_url}: {exc}") from exc
-    async with ws:
-        async for frame in ws:
-            if frame.type != aiohttp.WSMsgType.TEXT:
-                break
-            message = _message_decoder.decode(frame.data)
-            if isinstance(message, RealtimeError):
-                raise api_error(message.status, message.error)
-            assert isinstance(message, RealtimeRun)
-            yield message.run
-            if stop_on_completion and message.run.is_completed:
-                return
-    if ws.close_code not in (1000, None):
-        raise ApiConnectionError(f"realtime closed the subscription with code {ws.close_code}")
+    seen: dict[str, datetime] = {}
+    failures = 0
+    while True:
+        since = max(seen.values(), default=None)
+        url = f"{config.realtime_url}{path}"
+        if since is not None:
+            url += ("&" if "?" in path else "?") + urlencode({"since": since.isoformat()})
+        try:
+            ws = await http.ws_connect(url, headers={"Authorization": f"Bearer {config.secret_key}"},
+                                       heartbeat=30)
+        except aiohttp.ClientError as exc:
+            failures += 1
+            if failures > _RECONNECTS:
+                raise ApiConnectionError(f"could not reach realtime at {config.realtime_url}: {exc}") from exc
+            await asyncio.sleep(_RECONNECT_DELAYS[min(failures, len(_RECONNECT_DELAYS)) - 1])
+            continue
+        failures = 0
+        async with ws:
+            async for frame in ws:
+                if frame.type != aiohttp.WSMsgType.TEXT:
+                    break
+                message = _message_decoder.decode(frame.data)
+                if isinstance(message, RealtimeError):
+                    if message.status >= 500:
+                        break  # the server's fault: connect again
+                    raise api_error(message.status, message.error)
+                assert isinstance(message, RealtimeRun)
+                run = message.run
+                if run.id in seen and seen[run.id] >= run.updated_at:
+                    continue
+                seen[run.id] = run.updated_at
+                yield run
+                if stop_on_completion and run.is_completed:
+                    return
+        if ws.close_code == 1000:
+            return  # the server ended it: the run finished

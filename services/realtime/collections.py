@@ -37,6 +37,20 @@ MOST_RUNS = 1000
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
+def since_of(request: web.Request) -> datetime | None:
+    """`?since=<updatedAt>`: the newest state the client has (ValueError if it is not a time)."""
+    text = request.query.get("since")
+    if text is None:
+        return None
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"since must be an ISO 8601 time (a run's updatedAt), not {text[:40]!r}") from None
+    if at.tzinfo is None:
+        raise ValueError("since needs a time zone (a run's updatedAt has one)")
+    return at
+
+
 class RunSet:
     """The sockets watching one set of runs, and what each was last sent of every run."""
 
@@ -102,9 +116,16 @@ class RunSets:
         finally:
             run_set.refreshing = False
 
-    async def _read(self, run_set: RunSet, only: web.WebSocketResponse | None = None) -> None:
-        sql, args = run_set.query() if only is None else RunSet(run_set.environment_id, run_set.kind,
-                                                                run_set.value).query()
+    async def _read(self, run_set: RunSet, only: web.WebSocketResponse | None = None,
+                    since: datetime | None = None) -> None:
+        """Send what changed since the set's last read; with `only`, the first read of one socket
+        (every run of the set, or the ones changed since `since`, a client coming back)."""
+        if only is None:
+            sql, args = run_set.query()
+        else:
+            first = RunSet(run_set.environment_id, run_set.kind, run_set.value)
+            first.since = since
+            sql, args = first.query()
         rows: list[asyncpg.Record] = list(await self.service.pool.fetch(sql, *args))
         if only is None and rows:
             newest = max(r["updated_at"] for r in rows)
@@ -153,6 +174,10 @@ class RunSets:
         if kind == "batch" and not await self.service.pool.fetchval(
                 "SELECT EXISTS (SELECT 1 FROM batches WHERE id = $1 AND environment_id = $2)", value, env.id):
             return await fail(404, "Batch not found")
+        try:
+            since = since_of(request)
+        except ValueError as exc:
+            return await fail(400, str(exc))
         # Register first, then read: a change between the two is not missed.
         run_set = self.sets.setdefault((env.id, kind, value), RunSet(env.id, kind, value))
         run_set.sockets[ws] = {}
@@ -160,7 +185,7 @@ class RunSets:
             if env.id not in self.events:
                 self.events[env.id] = await self.service.nc.subscribe(f"slipstream.updates.{env.id}.*",
                                                                       cb=self.on_update)
-            await self._read(run_set, only=ws)
+            await self._read(run_set, only=ws, since=since)
             async for _ in ws:
                 pass  # clients send nothing; this waits for the close
             return ws

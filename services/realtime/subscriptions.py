@@ -143,7 +143,12 @@ class Hub:
         sub = self.runs.setdefault(run_id, Subscription(env.id))
         if sub.environment_id != env.id:
             return await fail(404, "Run not found")
-        sub.sockets[ws] = None
+        try:
+            since = collections.since_of(request)
+        except ValueError as exc:
+            return await fail(400, str(exc))
+        # A client that comes back after a drop says what it saw last: it is sent only newer states.
+        sub.sockets[ws] = since
         keep_open = request.query.get("stopOnCompletion", "true").lower() == "false"
         if keep_open:
             sub.keep_open.add(ws)
@@ -155,7 +160,7 @@ class Hub:
             if run is None:
                 return await fail(404, "Run not found")
             await self.send(sub, run, only=ws)
-            if run.is_completed and not keep_open:
+            if run.is_completed and not keep_open:  # (a client that had the final state gets just the close)
                 await ws.close(code=WSCloseCode.OK, message=b"run finished")
                 return ws
             async for _ in ws:

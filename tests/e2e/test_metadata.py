@@ -13,6 +13,7 @@ from slipstream import runs, tasks
 from slipstream.errors import NotFoundError, UnprocessableEntityError
 
 from tests.conftest import eventually
+from tests.e2e.conftest import Platform
 
 pytestmark = pytest.mark.e2e
 
@@ -162,3 +163,22 @@ async def test_subscribe_to_runs_with_a_tag_and_to_a_batch(sdk: None) -> None:
     with pytest.raises(NotFoundError):
         async for _ in runs.subscribe_to_batch("batch_nope"):
             pass
+
+
+async def test_a_subscription_comes_back_after_realtime_restarts(sdk: None, platform: Platform) -> None:
+    handle = await tasks.trigger("echo", {}, delay="1h")
+    updates = runs.subscribe_to_run(handle.id)
+    first = await asyncio.wait_for(updates.__anext__(), 10)
+    assert first.status == "DELAYED"
+    platform.local.stop_service("realtime", kill=True)
+    await runs.update_metadata(handle.id, metadata={"while": "down"})
+    platform.local.start_service("realtime")
+    platform.local.wait_healthy(["realtime"])
+    # The change made while it was down arrives once; the state it had is not sent again.
+    second = await asyncio.wait_for(updates.__anext__(), 30)
+    assert second.metadata == {"while": "down"} and second.updated_at > first.updated_at
+    await runs.update_metadata(handle.id, metadata={"after": "up"})
+    third = await asyncio.wait_for(updates.__anext__(), 10)
+    assert third.metadata == {"after": "up"}
+    await updates.aclose()
+    await runs.cancel(handle.id)
