@@ -35,6 +35,7 @@ bench: install
 	$(BIN)/python bench/timers.py --out docs/benchmarks.md
 	$(BIN)/python bench/queues.py --out docs/benchmarks.md
 	$(BIN)/python bench/run_lists.py --out docs/benchmarks.md
+	$(BIN)/python bench/realtime.py --out docs/benchmarks.md
 	$(BIN)/python bench/batches.py --out docs/benchmarks.md
 
 # Celery and taskiq in their own venv under .slipstream/, Redis from Debian's package.
