@@ -108,9 +108,11 @@ class _Attempt:
 
     def queue(self, target: str, op: dict[str, Any]) -> None:
         try:
-            _encoder.encode(op)
+            encoded = _encoder.encode(op)
         except (TypeError, msgspec.EncodeError) as exc:
             raise TaskRunError(f"metadata values must be JSON ({exc})") from None
+        if b"\\u0000" in encoded and _has_nul(op):
+            raise TaskRunError("metadata cannot hold the NUL character (\\u0000): Postgres's JSON refuses it")
         if is_replaying():
             return  # the run got here before its wait: these were sent then
         with self.lock:
@@ -161,6 +163,16 @@ class _Attempt:
 
 
 MAX_REQUEST_OPERATIONS = 1000
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _body(ops: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:

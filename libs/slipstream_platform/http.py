@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from slipstream_platform.db import UNAVAILABLE
 
@@ -47,6 +48,38 @@ def decode_body(body: bytes, decoder: msgspec.json.Decoder[B]) -> B:
         raise HttpError(400, f"invalid JSON: {exc}") from None
     except RecursionError:
         raise HttpError(400, "invalid JSON: nested too deep") from None
+
+
+CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Slipstream-Request-Id"
+
+
+def cors(origins: str) -> Middleware:
+    """A middleware that lets browser pages on `origins` (comma-separated, `*` for any; empty
+    for none) call the API: it answers preflight requests and marks every answer, errors
+    included. Keys travel in the Authorization header, never in cookies, so `*` lends a page
+    nothing it does not hold already."""
+    allowed = {o.strip() for o in origins.split(",") if o.strip()}
+
+    def allow_origin(request: web.Request) -> str | None:
+        origin = request.headers.get("Origin")
+        if origin is None or not allowed:
+            return None
+        return "*" if "*" in allowed else origin if origin in allowed else None
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = allow_origin(request)
+        if request.method == "OPTIONS" and origin is not None and "Access-Control-Request-Method" in request.headers:
+            return web.Response(status=204, headers={
+                "Access-Control-Allow-Origin": origin, "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE",
+                "Access-Control-Allow-Headers": CORS_HEADERS, "Access-Control-Max-Age": "600", "Vary": "Origin"})
+        response = await handler(request)
+        if origin is not None:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+        return response
+
+    return middleware
 
 
 @web.middleware

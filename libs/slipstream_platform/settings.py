@@ -36,6 +36,8 @@ class TriggerApiSettings(CommonSettings, frozen=True, kw_only=True):
 
     http_port: int = 3030
     max_body_bytes: int = 3 * 1024 * 1024
+    # Origins whose pages may call the API from a browser (comma-separated; "*" any; "" none).
+    cors_origins: str = "*"
 
 
 class QueueManagerSettings(CommonSettings, frozen=True, kw_only=True):

@@ -10,7 +10,7 @@ import msgspec
 from aiohttp import web
 from slipstream_platform import telemetry
 from slipstream_platform.durations import resolve_delay
-from slipstream_platform.http import HttpError, decode_body, json_response
+from slipstream_platform.http import HttpError, cors, decode_body, json_response
 from slipstream_platform.service import Service
 from slipstream_platform.settings import TriggerApiSettings
 from slipstream_platform.store import environments, idempotency, workers
@@ -87,6 +87,7 @@ class _ServedCache:
 
 async def setup(service: Service[TriggerApiSettings]) -> None:
     """Register the routes."""
+    service.app.middlewares.insert(0, cors(service.settings.cors_origins))  # outermost: errors get it too
     keys = _KeyCache(service.pool)
     served = _ServedCache(service.pool)
     openapi = _encoder.encode(openapi_document())

@@ -97,6 +97,8 @@ async def test_metadata_over_http_and_the_sdk(sdk: None, http: aiohttp.ClientSes
             assert response.status == 400, (body, await response.text())
             assert "error" in await response.json()
     assert (await runs.retrieve(handle.id)).metadata == after
+    async with http.put(f"/api/v1/runs/{handle.id}/metadata", json={"metadata": {"a": "x\u0000"}}) as response:
+        assert response.status == 422, await response.text()  # Postgres's JSON refuses NUL
     deep = '{"metadata": {"a": ' + "[" * 5000 + "]" * 5000 + "}}"
     async with http.put(f"/api/v1/runs/{handle.id}/metadata", data=deep,
                         headers={"Content-Type": "application/json"}) as response:

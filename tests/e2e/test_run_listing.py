@@ -11,6 +11,7 @@ from slipstream import runs, tasks
 from slipstream.errors import BadRequestError, NotFoundError, UnprocessableEntityError
 
 from tests.conftest import eventually
+from tests.e2e.conftest import Platform
 
 pytestmark = pytest.mark.e2e
 
@@ -135,3 +136,21 @@ async def test_a_run_shows_its_tree_and_retrieve_takes_a_handle(sdk: None) -> No
     assert seen.related_runs.parent is not None and seen.related_runs.parent.id == handle.id
     assert seen.related_runs.root is not None and seen.related_runs.root.id == handle.id
     assert seen.related_runs.children == []
+
+
+async def test_browsers_may_call_the_api_and_read_the_zones_without_a_key(platform: Platform) -> None:
+    origin = {"Origin": "https://app.example"}
+    async with aiohttp.ClientSession(base_url=platform.api_url) as bare:
+        async with bare.get("/api/v1/timezones", headers=origin) as response:
+            assert response.status == 200 and "Europe/Paris" in (await response.json())["timezones"]
+            assert response.headers["Access-Control-Allow-Origin"] == "*"
+        preflight = {**origin, "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "authorization, content-type"}
+        async with bare.options("/api/v1/tasks/echo/trigger", headers=preflight) as response:
+            assert response.status == 204
+            assert "POST" in response.headers["Access-Control-Allow-Methods"]
+            assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
+        async with bare.get("/api/v1/runs", headers=origin) as response:  # errors are marked too
+            assert response.status == 401 and response.headers["Access-Control-Allow-Origin"] == "*"
+        async with bare.get("/api/v1/timezones") as response:  # no Origin: no CORS headers
+            assert "Access-Control-Allow-Origin" not in response.headers
