@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 import msgspec
 from slipstream_proto import (
@@ -31,24 +33,46 @@ def _error(json_text: str | None) -> RunError | None:
     return msgspec.json.decode(json_text, type=RunError) if json_text else None
 
 
+def _summary(row: asyncpg.Record) -> dict[str, Any]:
+    """The fields a run row gives both the run object and a listed run."""
+    started, finished = row["started_at"], row["finished_at"]
+    return {
+        "id": row["id"],
+        "task_identifier": row["task_identifier"],
+        "status": row["status"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "started_at": started,
+        "finished_at": finished,
+        "delayed_until": row["delayed_until"],
+        "attempt_count": row["attempt_count"],
+        "tags": list(row["tags"]),
+        "metadata": _raw(row["metadata"]),
+        "version": row["version"],
+        "queue": row["queue"],
+        "concurrency_key": row["concurrency_key"],
+        "duration_ms": int((finished - started).total_seconds() * 1000) if started and finished else 0,
+        "max_duration": row["max_duration"],
+        "machine": row["machine"],
+        "idempotency_key": row["idempotency_key"],
+        "ttl": f"{row['ttl_seconds']}s" if row["ttl_seconds"] else None,
+        "expired_at": row["expired_at"],
+        "depth": row["depth"],
+        "parent_run_id": row["parent_run_id"],
+        "root_run_id": row["root_run_id"],
+        "batch_id": row["batch_id"],
+        "replayed_from_run_id": row["replayed_from_run_id"],
+        **status_flags(row["status"]),
+    }
+
+
 def run_view(row: asyncpg.Record, attempts: list[asyncpg.Record]) -> Run:
     """The run object of `GET /api/v3/runs/{id}` and of realtime messages."""
-    started, finished = row["started_at"], row["finished_at"]
-    flags = status_flags(row["status"])
-    duration_ms = int((finished - started).total_seconds() * 1000) if started and finished else 0
     return Run(
-        id=row["id"],
-        task_identifier=row["task_identifier"],
-        status=row["status"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
+        **_summary(row),
         payload=_raw(row["payload"]),
         output=_raw(row["output"]),
         error=_error(row["error"]),
-        started_at=started,
-        finished_at=finished,
-        delayed_until=row["delayed_until"],
-        attempt_count=row["attempt_count"],
         attempts=[
             RunAttempt(
                 id=a["id"],
@@ -61,66 +85,12 @@ def run_view(row: asyncpg.Record, attempts: list[asyncpg.Record]) -> Run:
             )
             for a in attempts
         ],
-        tags=list(row["tags"]),
-        metadata=_raw(row["metadata"]),  # type: ignore[arg-type]
-        version=row["version"],
-        queue=row["queue"],
-        concurrency_key=row["concurrency_key"],
-        duration_ms=duration_ms,
-        max_duration=row["max_duration"],
-        machine=row["machine"],
-        idempotency_key=row["idempotency_key"],
-        ttl=f"{row['ttl_seconds']}s" if row["ttl_seconds"] else None,
-        expired_at=row["expired_at"],
-        depth=row["depth"],
-        parent_run_id=row["parent_run_id"],
-        root_run_id=row["root_run_id"],
-        batch_id=row["batch_id"],
-        replayed_from_run_id=row["replayed_from_run_id"],
-        is_queued=flags["is_queued"],
-        is_executing=flags["is_executing"],
-        is_waiting=flags["is_waiting"],
-        is_completed=flags["is_completed"],
-        is_success=flags["is_success"],
-        is_failed=flags["is_failed"],
-        is_cancelled=flags["is_cancelled"],
-        is_canceled=flags["is_canceled"],
     )
 
 
 def listed_run(row: asyncpg.Record) -> ListedRun:
     """A run as `GET /api/v1/runs` lists it (a row of `store.run_lists.page`)."""
-    started, finished = row["started_at"], row["finished_at"]
-    flags = status_flags(row["status"])
-    return ListedRun(
-        id=row["id"],
-        task_identifier=row["task_identifier"],
-        status=row["status"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        started_at=started,
-        finished_at=finished,
-        delayed_until=row["delayed_until"],
-        expired_at=row["expired_at"],
-        ttl=f"{row['ttl_seconds']}s" if row["ttl_seconds"] else None,
-        tags=list(row["tags"]),
-        metadata=_raw(row["metadata"]),  # type: ignore[arg-type]
-        version=row["version"],
-        queue=row["queue"],
-        idempotency_key=row["idempotency_key"],
-        depth=row["depth"],
-        batch_id=row["batch_id"],
-        schedule_id=row["schedule_id"],
-        replayed_from_run_id=row["replayed_from_run_id"],
-        parent_run_id=row["parent_run_id"],
-        root_run_id=row["root_run_id"],
-        attempt_count=row["attempt_count"],
-        machine=row["machine"],
-        concurrency_key=row["concurrency_key"],
-        max_duration=row["max_duration"],
-        duration_ms=int((finished - started).total_seconds() * 1000) if started and finished else 0,
-        **flags,
-    )
+    return ListedRun(**_summary(row), schedule_id=row["schedule_id"])
 
 
 async def load_run(conn: asyncpg.Connection | asyncpg.Pool, environment_id: str, run_id: str, *,
