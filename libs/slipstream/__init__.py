@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from slipstream_proto import Run, RunStatus
 
-from slipstream import batch, errors, idempotency_keys, metadata, queues, retry, runs, schedules, tasks, wait
+from slipstream import auth, batch, errors, idempotency_keys, metadata, queues, retry, runs, schedules, tasks, wait
 from slipstream._client import aclose
 from slipstream._config import configure
 from slipstream._context import BatchResult, TaskContext, TaskResult, TaskRunResult
@@ -37,6 +37,7 @@ __all__ = [
     "TaskResult",
     "TaskRunResult",
     "aclose",
+    "auth",
     "batch",
     "configure",
     "errors",

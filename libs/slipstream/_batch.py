@@ -24,7 +24,7 @@ from slipstream_proto import (
 
 from slipstream import _client
 from slipstream._context import BatchResult
-from slipstream._task import BatchHandle, BatchKwargs, RunHandle, trigger_options, with_parent
+from slipstream._task import PUBLIC_TOKEN_HEADER, BatchHandle, BatchKwargs, RunHandle, trigger_options, with_parent
 from slipstream.errors import BatchItemError
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ async def send(items: Iterable[Any] | AsyncIterable[Any], check: Checker, option
                                          body, request_id=uuid.uuid4().hex)
         runs += _handles(response)
     assert handle is not None
-    return BatchHandle(handle.batch_id, runs, handle.is_cached)
+    return BatchHandle(handle.batch_id, runs, handle.is_cached, handle.public_access_token)
 
 
 async def _first(items: list[Item], options: BatchKwargs, *, task_id: str | None, more: bool) -> BatchHandle:
@@ -189,8 +189,9 @@ async def _first(items: list[Item], options: BatchKwargs, *, task_id: str | None
         body = BatchTriggerTasksRequest(items=[BatchTaskItem(task=i.task_identifier, payload=i.payload,
                                                              options=i.options) for i in items],
                                         options=batch_options)
-    response = await _client.request("POST", path, BatchTriggerResponse, body, request_id=uuid.uuid4().hex)
-    return BatchHandle(response.id, _handles(response), response.is_cached)
+    response, headers = await _client.request_with_headers("POST", path, BatchTriggerResponse, body,
+                                                           request_id=uuid.uuid4().hex)
+    return BatchHandle(response.id, _handles(response), response.is_cached, headers.get(PUBLIC_TOKEN_HEADER))
 
 
 def _handles(response: BatchTriggerResponse) -> list[RunHandle]:

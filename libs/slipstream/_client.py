@@ -108,6 +108,13 @@ async def request(
     With a `request_id` (triggers send one), a request that fails on the network or with a
     502/503/504 is sent again with the same id, so the server never creates a second run.
     """
+    return (await request_with_headers(method, path, result_type, body, request_id=request_id))[0]
+
+
+async def request_with_headers(
+    method: str, path: str, result_type: type[T], body: Any = None, *, request_id: str | None = None
+) -> tuple[T, dict[str, str]]:
+    """`request`, and the answer's headers (lower-case names)."""
     config = _config.current()
     pool = await _pool()
     data = _encoder.encode(body) if body is not None else None
@@ -115,8 +122,8 @@ async def request(
     retries = _RETRY_DELAYS if request_id else ()
     for attempt in range(len(retries) + 1):
         try:
-            status, content = await pool.request(method, config.api_url + path, headers, data,
-                                                 timeout=60, connect_timeout=10)
+            status, answer_headers, content = await pool.request(method, config.api_url + path, headers, data,
+                                                                 timeout=60, connect_timeout=10)
         except _http.TransportError as exc:
             if attempt < len(retries):
                 await asyncio.sleep(retries[attempt])
@@ -132,4 +139,4 @@ async def request(
         except msgspec.DecodeError:
             message = content.decode(errors="replace")[:500] or f"HTTP {status}"
         raise api_error(status, message)
-    return msgspec.json.decode(content, type=result_type)
+    return msgspec.json.decode(content, type=result_type), answer_headers

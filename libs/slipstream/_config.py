@@ -21,15 +21,17 @@ _override: ClientConfig | None = None
 
 
 def configure(
-    *, api_url: str | None = None, secret_key: str | None = None, realtime_url: str | None = None
+    *, api_url: str | None = None, secret_key: str | None = None, realtime_url: str | None = None,
+    access_token: str | None = None,
 ) -> None:
-    """Set the client settings in code instead of the environment."""
+    """Set the client settings in code instead of the environment. `access_token`, a public
+    access token, stands in for the secret key where its scopes reach (reading runs, triggering)."""
     global _override
     base = _from_env(required=False)
     api = (api_url or base.api_url).rstrip("/")
     _override = ClientConfig(
         api_url=api,
-        secret_key=secret_key or base.secret_key,
+        secret_key=secret_key or access_token or base.secret_key,
         realtime_url=(realtime_url or base.realtime_url or api).rstrip("/"),
     )
 

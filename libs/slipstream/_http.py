@@ -54,8 +54,9 @@ class Pool:
     async def request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, *,
         timeout: float, connect_timeout: float,
-    ) -> tuple[int, bytes]:
-        """Send one request; the answer's status and body. TransportError if it failed."""
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Send one request; the answer's status, headers (lower-case names) and body.
+        TransportError if it failed."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise TransportError(f"not an http(s) URL: {url!r}", sent=False)
@@ -71,7 +72,7 @@ class Pool:
         try:
             async with asyncio.timeout(timeout):
                 conn.writer.write(head + body if body else head)
-                status, keep_alive, content = await _read_response(conn.reader)
+                status, keep_alive, answer_headers, content = await _read_response(conn.reader)
         except TransportError:
             conn.close()
             raise
@@ -82,7 +83,7 @@ class Pool:
             self._release(key, conn)
         else:
             conn.close()
-        return status, content
+        return status, answer_headers, content
 
     async def _connection(self, key: tuple[str, str, int], connect_timeout: float) -> _Connection:
         now = asyncio.get_running_loop().time()
@@ -119,8 +120,8 @@ class Pool:
         self._idle.clear()
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
-    """Status, whether the connection stays open, and the body of one answer."""
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool, dict[str, str], bytes]:
+    """Status, whether the connection stays open, the headers and the body of one answer."""
     status_line = await reader.readline()
     if not status_line:
         raise TransportError("the server closed the connection before answering", sent=True)
@@ -132,12 +133,15 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool, bytes
     length: int | None = None
     chunked = False
     keep_alive = version == "HTTP/1.1"
+    headers: dict[str, str] = {}
     for _ in range(_MAX_HEADER_LINES):
         line = await reader.readline()
         if line in (b"\r\n", b"\n", b""):
             break
-        name, _, value = line.decode("latin-1").partition(":")
-        name, value = name.strip().lower(), value.strip().lower()
+        name, _, raw = line.decode("latin-1").partition(":")
+        name, raw = name.strip().lower(), raw.strip()
+        headers[name] = raw
+        value = raw.lower()
         if name == "content-length":
             length = int(value)
         elif name == "transfer-encoding":
@@ -147,12 +151,12 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool, bytes
     else:
         raise TransportError("the answer has too many header lines", sent=True)
     if chunked:
-        return status, keep_alive, await _read_chunked(reader)
+        return status, keep_alive, headers, await _read_chunked(reader)
     if length is not None:
-        return status, keep_alive, await reader.readexactly(length)
+        return status, keep_alive, headers, await reader.readexactly(length)
     if status in (204, 304) or 100 <= status < 200:
-        return status, keep_alive, b""
-    return status, False, await reader.read()  # delimited by the connection's end
+        return status, keep_alive, headers, b""
+    return status, False, headers, await reader.read()  # delimited by the connection's end
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:

@@ -47,9 +47,12 @@ from slipstream.errors import (
     AbortTaskRunError,
     MaxDurationExceededError,
     OutputNotSerializableError,
+    OutputTooLargeError,
     TaskPayloadParsedError,
 )
 
+# The largest output a run may have (its JSON); over 512 KB it is stored outside the run row.
+OUTPUT_LIMIT = 100 * 1024 * 1024
 _encoder = msgspec.json.Encoder()
 
 
@@ -269,6 +272,10 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
                     f"task {task.id!r} returned a {type(output).__name__}, which is not JSON-serializable"
                     f" ({exc}); return dicts, lists, strings, numbers, booleans or None"
                 ) from None
+            if len(output_json) > OUTPUT_LIMIT // 4 and len(output_json.encode()) > OUTPUT_LIMIT:
+                raise OutputTooLargeError(
+                    f"task {task.id!r} returned {len(output_json.encode())} bytes of JSON; an output is at most"
+                    f" 100 MB ({OUTPUT_LIMIT} bytes): store large results elsewhere and return a reference")
         except _MaxDurationExceeded:
             error = MaxDurationExceededError(f"the run exceeded its max_duration of {message.max_duration}s")
             await _failed(attempt, error)
@@ -338,7 +345,7 @@ async def _retry_decision(attempt: _Attempt, message: ipc.Execute, error: Except
     ones) may return `{"skip_retrying": True}`, `{"retry_at": datetime}` or
     `{"retry_delay_ms": n}` instead. Attempts never exceed max_attempts.
     """
-    if isinstance(error, (AbortTaskRunError, OutputNotSerializableError)):
+    if isinstance(error, (AbortTaskRunError, OutputNotSerializableError, OutputTooLargeError)):
         return None
     if message.attempt_number >= message.max_attempts:
         return None

@@ -154,6 +154,10 @@ def _task_queue(task_id: str, option: object) -> Queue:
     )
 
 
+# The answer header with a read token for what a trigger made.
+PUBLIC_TOKEN_HEADER = "x-slipstream-jwt"
+
+
 class RunHandle(msgspec.Struct, frozen=True):
     """What a trigger returns: the new run's id (and whether an existing run was reused); a
     run of a batch also says its task."""
@@ -161,6 +165,8 @@ class RunHandle(msgspec.Struct, frozen=True):
     id: str
     is_cached: bool = False
     task_identifier: str | None = None
+    # A token that reads this run for an hour, for a browser (`runs.subscribe_to_run`): no secret key needed.
+    public_access_token: str | None = None
 
 
 class DebounceKwargs(TypedDict, total=False):
@@ -217,6 +223,8 @@ class BatchHandle(msgspec.Struct, frozen=True):
     batch_id: str
     runs: list[RunHandle]
     is_cached: bool = False
+    # A token that reads the batch's runs for an hour (`runs.subscribe_to_batch`).
+    public_access_token: str | None = None
 
 
 def trigger_options(**options: Unpack[TriggerKwargs]) -> TriggerOptions:
@@ -292,14 +300,14 @@ _json = msgspec.json.Encoder()
 async def trigger_task(task_id: str, payload: Any, options: TriggerOptions) -> RunHandle:
     """POST /api/v1/tasks/{task_id}/trigger (as a child run when called inside a task)."""
     options = with_parent(options)
-    response = await _client.request(
+    response, headers = await _client.request_with_headers(
         "POST",
         f"/api/v1/tasks/{task_id}/trigger",
         TriggerResponse,
         TriggerRequest(payload=payload, options=options),
         request_id=uuid.uuid4().hex,
     )
-    return RunHandle(response.id, response.is_cached)
+    return RunHandle(response.id, response.is_cached, public_access_token=headers.get(PUBLIC_TOKEN_HEADER))
 
 
 class Task(Generic[P, R]):

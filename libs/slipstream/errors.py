@@ -3,11 +3,13 @@
     SlipstreamError
      +-- TaskOptionError        a @task option is wrong (raised when the module is imported)
      +-- BatchItemError         a batch or one of its items (named by index) is wrong; nothing sent
+     +-- TokenScopeError        `auth.create_public_token` scopes are not of the seed's shape
      +-- ConfigurationError     SLIPSTREAM_API_URL / SLIPSTREAM_SECRET_KEY missing or bad
      +-- ApiConnectionError     the API could not be reached
      +-- ApiError               the API answered with an error status
           +-- BadRequestError           400: the request's JSON or fields are wrong
-          +-- AuthenticationError       401: missing or wrong secret key
+          +-- AuthenticationError       401: missing or wrong secret key, expired or spent token
+          +-- PermissionDeniedError     403: a public token's scopes do not reach this
           +-- NotFoundError             404: no such run (in this environment)
           +-- PayloadTooLargeError      413
           +-- UnprocessableEntityError  422: valid JSON that breaks a rule
@@ -15,6 +17,7 @@
           +-- AbortTaskRunError         raise it in a task to fail the run without retrying
           +-- TaskPayloadParsedError    a schema task's payload did not parse (not retried)
           +-- OutputNotSerializableError  the task returned something that is not JSON
+          +-- OutputTooLargeError       the task returned more than 100 MB of JSON (not retried)
           +-- MaxDurationExceededError  the run executed longer than its max_duration
           +-- SubtaskUnwrapError        `result.unwrap()` of a child run that did not complete
 """
@@ -34,6 +37,10 @@ class TaskOptionError(SlipstreamError, ValueError):
 
 class BatchItemError(SlipstreamError, ValueError):
     """A batch, or one of its items (named by its index), is not valid; nothing was sent."""
+
+
+class TokenScopeError(SlipstreamError, ValueError):
+    """The scopes of a public access token are not of the seed's shape; nothing was sent."""
 
 
 class ConfigurationError(SlipstreamError):
@@ -59,6 +66,10 @@ class BadRequestError(ApiError):
 
 class AuthenticationError(ApiError):
     """401: the secret key is missing or wrong."""
+
+
+class PermissionDeniedError(ApiError):
+    """403: a public access token's scopes do not include what was asked (the message names it)."""
 
 
 class NotFoundError(ApiError):
@@ -110,9 +121,14 @@ class OutputNotSerializableError(TaskRunError):
     """A task returned a value that cannot be encoded as JSON."""
 
 
+class OutputTooLargeError(TaskRunError):
+    """A task returned more than 100 MB of JSON; the run fails without retrying."""
+
+
 _BY_STATUS: dict[int, type[ApiError]] = {
     400: BadRequestError,
     401: AuthenticationError,
+    403: PermissionDeniedError,
     404: NotFoundError,
     413: PayloadTooLargeError,
     422: UnprocessableEntityError,

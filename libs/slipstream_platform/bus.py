@@ -22,7 +22,7 @@ from nats.js.errors import APIError, BadRequestError, NotFoundError
 from slipstream_proto import STREAMS, QueueSignal, RunUpdated, StreamSpec, encode_event
 from slipstream_proto.events import RETIRED_STREAMS, Event, QueueReason, queue_signal_subject, run_updated_subject
 
-from slipstream_platform import telemetry
+from slipstream_platform import packets, telemetry
 from slipstream_platform.store.runs import Transition
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,9 @@ def _stream_config(spec: StreamSpec) -> StreamConfig:
 
 
 async def ensure_streams(js: JetStreamContext) -> None:
-    """Create the platform's streams, or bring their config up to date; delete retired ones."""
+    """Create the platform's streams and its payload store, or bring their config up to date;
+    delete retired streams."""
+    await packets.ensure_bucket(js)
     for name in RETIRED_STREAMS:
         with contextlib.suppress(NotFoundError):
             await js.delete_stream(name)

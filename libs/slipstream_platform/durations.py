@@ -39,3 +39,23 @@ def resolve_delay(value: str | datetime, now: datetime) -> datetime | None:
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
     return at if at > now else None
+
+
+def expiration_seconds(value: str | int, now: datetime) -> float:
+    """Seconds from `now` to an expiry given as a duration ("1h"), seconds, or an ISO 8601 time."""
+    if isinstance(value, bool):
+        raise ValueError("expirationTime is a duration like '1h', a number of seconds, or an ISO 8601 time")
+    if isinstance(value, int):
+        seconds = float(value)
+    elif _DURATION.fullmatch(value):
+        seconds = parse_duration(value).total_seconds()
+    else:
+        try:
+            at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"expirationTime {value[:100]!r} is neither a duration like '1h' nor an ISO 8601 time") \
+                from None
+        seconds = ((at if at.tzinfo else at.replace(tzinfo=UTC)) - now).total_seconds()
+    if seconds <= 0:
+        raise ValueError("expirationTime must lie in the future")
+    return seconds

@@ -51,6 +51,8 @@ def decode_body(body: bytes, decoder: msgspec.json.Decoder[B]) -> B:
 
 
 CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Slipstream-Request-Id"
+# Answer headers a page may read: the read token of a run it triggered.
+EXPOSED_HEADERS = "X-Slipstream-Jwt"
 
 
 def cors(origins: str) -> Middleware:
@@ -77,6 +79,7 @@ def cors(origins: str) -> Middleware:
         if origin is not None:
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Vary"] = "Origin"
+            response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
         return response
 
     return middleware

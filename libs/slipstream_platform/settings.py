@@ -35,9 +35,12 @@ class TriggerApiSettings(CommonSettings, frozen=True, kw_only=True):
     """trigger-api: the HTTP API."""
 
     http_port: int = 3030
-    max_body_bytes: int = 3 * 1024 * 1024
+    # A request body: a 10 MB payload (packets.PAYLOAD_LIMIT) and its envelope, or a batch.
+    max_body_bytes: int = 16 * 1024 * 1024
     # Origins whose pages may call the API from a browser (comma-separated; "*" any; "" none).
     cors_origins: str = "*"
+    # trigger-api's URL as its clients reach it, for presigned payload URLs ("": the request's own).
+    api_url: str = ""
 
 
 class QueueManagerSettings(CommonSettings, frozen=True, kw_only=True):
@@ -84,6 +87,8 @@ class RealtimeSettings(CommonSettings, frozen=True, kw_only=True):
 
     http_port: int = 3031
     poll_interval: float = 2.0
+    # trigger-api's URL as clients reach it: runs link to large payloads and outputs there.
+    api_url: str = "http://127.0.0.1:3030"
 
 
 S = TypeVar("S", bound=CommonSettings)

@@ -15,6 +15,7 @@ import msgspec
 from slipstream_proto import TriggerOptions
 from slipstream_proto.machines import MACHINE_PRESETS
 
+from slipstream_platform import packets
 from slipstream_platform.durations import parse_duration, resolve_delay
 from slipstream_platform.errors import PlatformError
 from slipstream_platform.store import idempotency
@@ -64,7 +65,7 @@ class RunPlan(msgspec.Struct, frozen=True, kw_only=True):
     """Everything about a new run except its environment, first status and parent."""
 
     task_identifier: str
-    payload_json: str
+    payload_json: str | None  # None: stored outside the row, as `payload_packet` (packets.offload)
     queue: str | None  # None: the task's own queue
     # The trigger-time form `queue: {name, concurrencyLimit}`: that queue gets this limit.
     queue_limit: int | None = None
@@ -81,6 +82,7 @@ class RunPlan(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_ttl_seconds: int = IDEMPOTENCY_KEY_TTL_SECONDS
     debounce: DebouncePlan | None = None
     schedule_id: str | None = None  # a schedule's tick: the schedule
+    payload_packet: str | None = None  # the stored payload's object (payload_json is None then)
 
 
 class Parent(msgspec.Struct, frozen=True):
@@ -191,9 +193,13 @@ def plan_run(
             delayed_until = resolve_delay(options.delay, now)
         except ValueError as exc:
             raise TriggerRejected(400, str(exc)) from None
+    payload_json = _encoder.encode(payload).decode()
+    if len(payload_json) > packets.PAYLOAD_LIMIT // 4 and packets.json_bytes(payload_json) > packets.PAYLOAD_LIMIT:
+        raise TriggerRejected(413, f"the payload is {packets.json_bytes(payload_json)} bytes of JSON; the limit is"
+                                   f" {packets.describe(packets.PAYLOAD_LIMIT)}")
     return RunPlan(
         task_identifier=task_id,
-        payload_json=_encoder.encode(payload).decode(),
+        payload_json=payload_json,
         queue=options.queue.name if options.queue else None,
         queue_limit=options.queue.concurrency_limit if options.queue else None,
         concurrency_key=options.concurrency_key,
@@ -216,6 +222,46 @@ def first_status(plan: RunPlan, served: bool) -> str:
     if plan.delayed_until is not None:
         return "DELAYED"
     return "QUEUED" if served else "PENDING_VERSION"
+
+
+async def offload(store: packets.PacketStore, plans: list[RunPlan], environment_id: str) -> list[RunPlan]:
+    """The plans, those with a payload over 512 KB stored outside the row (ADR 0012). Nothing is
+    stored if one upload fails (those made are deleted): 503, and no run is created."""
+    out: list[RunPlan] = []
+    made: list[str] = []
+    try:
+        for plan in plans:
+            if plan.payload_json is None or not packets.too_large(plan.payload_json):
+                out.append(plan)
+                continue
+            name = await store.put(environment_id, "payload", plan.payload_json)
+            made.append(name)
+            out.append(msgspec.structs.replace(plan, payload_json=None, payload_packet=name))
+    except packets.StoreUnavailable as exc:
+        for name in made:
+            await store.delete(name)
+        raise TriggerRejected(503, f"{exc}; no run was created, try again") from None
+    return out
+
+
+def payload_used(plan: RunPlan, result: TriggerResult) -> bool:
+    """Whether the trigger's run row took the plan's payload: a new run, or a trailing debounce
+    that gave an existing run its data."""
+    return not result.is_cached or (plan.debounce is not None and plan.debounce.trailing
+                                    and result.transition is not None)
+
+
+def used_payloads(plans: list[RunPlan], results: list[TriggerResult]) -> set[str]:
+    """The stored payloads that runs took, of plans and their results in the same order."""
+    return {plan.payload_packet for plan, result in zip(plans, results, strict=False)
+            if plan.payload_packet is not None and payload_used(plan, result)}
+
+
+async def forget_unused(store: packets.PacketStore, plans: list[RunPlan], used: set[str] | None = None) -> None:
+    """Delete the stored payloads of plans that made no run (a cached trigger, a failed insert)."""
+    for plan in plans:
+        if plan.payload_packet is not None and (used is None or plan.payload_packet not in used):
+            await store.delete(plan.payload_packet)
 
 
 async def trigger_run(
@@ -342,6 +388,7 @@ def new_run(
         request_id=request_id,
         batch_id=batch_id,
         schedule_id=plan.schedule_id,
+        payload_packet=plan.payload_packet,
     )
 
 

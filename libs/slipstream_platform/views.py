@@ -18,10 +18,12 @@ from slipstream_proto import (
     ScheduleGenerator,
 )
 
+from slipstream_platform.packets import presigned_url
 from slipstream_platform.statemachine import status_flags
 from slipstream_platform.store import run_lists
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store import schedules as schedule_store
+from slipstream_platform.tokens import Credentials
 
 
 def _raw(json_text: str | None) -> msgspec.Raw | None:
@@ -93,14 +95,37 @@ def listed_run(row: asyncpg.Record) -> ListedRun:
     return ListedRun(**_summary(row), schedule_id=row["schedule_id"])
 
 
+class PacketLinks(msgspec.Struct, frozen=True):
+    """How a reader links to payloads and outputs kept outside the row: trigger-api's public
+    URL, and the environments' keys that sign the links."""
+
+    base_url: str
+    credentials: Credentials
+
+
+async def _linked(run: Run, row: asyncpg.Record, links: PacketLinks | None) -> Run:
+    """The run with presigned URLs for its stored payload and output."""
+    payload, output = row["payload_packet"], row["output_packet"]
+    if links is None or (payload is None and output is None):
+        return run
+    found = await links.credentials.signer(row["environment_id"])
+    if found is None:
+        return run
+    key = found[1]
+    return msgspec.structs.replace(
+        run, payload_presigned_url=presigned_url(links.base_url, key, payload) if payload else None,
+        output_presigned_url=presigned_url(links.base_url, key, output) if output else None)
+
+
 async def load_run(conn: asyncpg.Connection | asyncpg.Pool, environment_id: str, run_id: str, *,
-                   related: bool = False) -> Run | None:
+                   related: bool = False, links: PacketLinks | None = None) -> Run | None:
     """Read a run and its attempts and build its wire object; with `related`, also its
-    schedule and its place in its tree (`GET /api/v3/runs/{runId}`)."""
+    schedule and its place in its tree (`GET /api/v3/runs/{runId}`); with `links`, presigned
+    URLs for a payload or output kept outside the row."""
     row = await run_store.get(conn, environment_id, run_id)
     if row is None:
         return None
-    run = run_view(row, await run_store.list_attempts(conn, run_id))
+    run = await _linked(run_view(row, await run_store.list_attempts(conn, run_id)), row, links)
     if not related:
         return run
     schedule = None

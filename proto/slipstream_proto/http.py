@@ -172,6 +172,23 @@ class TriggerResponse(_Body):
     is_cached: bool = False
 
 
+class CreateTokenRequest(_Body):
+    """`POST /api/v1/auth/tokens`: a public access token for these scopes (ADR 0011)."""
+
+    scopes: list[str]
+    # A duration ("15m", "1h", "2d"), seconds, or an ISO 8601 time.
+    expiration_time: str | int = "15m"
+    # A trigger token that triggers once (the seed's createTriggerPublicToken without multipleUse).
+    one_shot: bool = False
+
+
+class PublicToken(_Body):
+    """A minted public access token and when it expires."""
+
+    token: str
+    expires_at: datetime
+
+
 class RunReference(_Body):
     """Answer to a cancel: the run's id."""
 
@@ -208,6 +225,9 @@ class Run(_Body):
     updated_at: datetime
     payload: Any = None
     output: Any = None
+    # Payloads and outputs over 512 KB are not inline: these URLs read them for an hour, with no key.
+    payload_presigned_url: str | None = None
+    output_presigned_url: str | None = None
     error: RunError | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None

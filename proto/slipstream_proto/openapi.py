@@ -21,9 +21,11 @@ from slipstream_proto.http import (
     BatchTriggerResponse,
     BatchTriggerTasksRequest,
     CreateScheduleRequest,
+    CreateTokenRequest,
     EnvironmentLimits,
     EnvironmentLimitsUpdate,
     ErrorBody,
+    PublicToken,
     QueueList,
     RescheduleRequest,
     ResetIdempotencyKeyRequest,
@@ -89,13 +91,14 @@ def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1 for the HTTP API."""
     (trigger_req, trigger_resp, run, error, reference, logs, reschedule, reset, schedule, create_schedule,
      update_schedule, schedule_page, zones, queue_list, env_limits, env_update, batch_req, batch_tasks_req,
-     batch_resp, batch, step, batch_append, run_list, tags_req, run_tags, metadata_req, run_metadata), components = (
+     batch_resp, batch, step, batch_append, run_list, tags_req, run_tags, metadata_req, run_metadata, token_req,
+     token), components = (
         _components(
             [TriggerRequest, TriggerResponse, Run, ErrorBody, RunReference, RunLogs, RescheduleRequest,
              ResetIdempotencyKeyRequest, Schedule, CreateScheduleRequest, UpdateScheduleRequest, SchedulePage,
              Timezones, QueueList, EnvironmentLimits, EnvironmentLimitsUpdate, BatchTriggerRequest,
              BatchTriggerTasksRequest, BatchTriggerResponse, Batch, StepRequest, BatchAppendRequest, RunList,
-             AddTagsRequest, RunTags, UpdateMetadataRequest, RunMetadata],
+             AddTagsRequest, RunTags, UpdateMetadataRequest, RunMetadata, CreateTokenRequest, PublicToken],
             ref_template=REF,
         )
     )
@@ -105,12 +108,17 @@ def openapi_document() -> dict[str, Any]:
         str(status): _json(error, text)
         for status, text in [
             (400, "Invalid JSON or fields"),
-            (401, "Invalid or Missing API key"),
+            (401, "Invalid or Missing API key (or an expired, forged or spent public access token)"),
+            (403, "A public access token whose scopes do not include what was asked (the scope is named)"),
             (413, "Request body too large"),
             (422, "Valid JSON that breaks a rule"),
         ]
     }
     security: list[dict[str, list[str]]] = [{"secretKey": []}]
+    # Endpoints a browser may call with a public access token instead of the secret key (ADR 0011).
+    public: list[dict[str, list[str]]] = [{"secretKey": []}, {"publicAccessToken": []}]
+    token_header = {"x-slipstream-jwt": {"description": "A public access token that reads what was made for"
+                                                        " an hour", "schema": {"type": "string"}}}
     schedule_id = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
 
     def op(summary: str, operation: str, ok: dict[str, Any], *, body: dict[str, Any] | None = None,
@@ -131,7 +139,12 @@ def openapi_document() -> dict[str, Any]:
         "info": {"title": "Slipstream API", "version": "1"},
         "components": {
             "schemas": components,
-            "securitySchemes": {"secretKey": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "secretKey": {"type": "http", "scheme": "bearer"},
+                "publicAccessToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                                      "description": "Scoped and expiring (POST /api/v1/auth/tokens); realtime"
+                                                     " also takes it as ?token="},
+            },
         },
         "security": security,
         "paths": {
@@ -143,21 +156,30 @@ def openapi_document() -> dict[str, Any]:
                         {"name": "taskId", "in": "path", "required": True, "schema": {"type": "string"}}
                     ],
                     "requestBody": {"required": True, "content": {"application/json": {"schema": trigger_req}}},
-                    "responses": {"200": _json(trigger_resp, "The new run"), **errors},
+                    "responses": {"200": {**_json(trigger_resp, "The new run"), "headers": token_header}, **errors},
+                    "security": public,
                 }
             },
+            "/api/v1/auth/tokens": {
+                "post": op("Mint a public access token: scopes such as read:runs:<id>, read:tags:<tag>,"
+                           " read:batch:<id>, read:tasks:<id>, trigger:tasks:<id>, read:all, write:all; an"
+                           " expirationTime; oneShot for a trigger token that triggers once", "createPublicToken",
+                           _json(token, "The signed token"), body=token_req, code=201, fails=(400, 401, 403, 422)),
+            },
             "/api/v1/tasks/{taskId}/batch": {
-                "post": op("Trigger 1 to 1,000 runs of a task in one request, accepted or refused whole"
-                           " (a refused item is named by its index)", "batchTriggerTask",
-                           _json(batch_resp, "The batch, with one run per item in the order of the items"),
-                           body=batch_req, code=202, fails=(400, 401, 413, 422),
-                           params=[{"name": "taskId", "in": "path", "required": True,
-                                    "schema": {"type": "string"}}]),
+                "post": {**op("Trigger 1 to 1,000 runs of a task in one request, accepted or refused whole"
+                              " (a refused item is named by its index)", "batchTriggerTask",
+                              {**_json(batch_resp, "The batch, with one run per item in the order of the items"),
+                               "headers": token_header},
+                              body=batch_req, code=202, fails=(400, 401, 403, 413, 422),
+                              params=[{"name": "taskId", "in": "path", "required": True,
+                                       "schema": {"type": "string"}}]), "security": public},
             },
             "/api/v1/tasks/batch": {
-                "post": op("Trigger 1 to 1,000 runs of several tasks in one request, accepted or refused whole",
-                           "batchTrigger", _json(batch_resp, "The batch, with one run per item in order"),
-                           body=batch_tasks_req, code=202, fails=(400, 401, 413, 422)),
+                "post": {**op("Trigger 1 to 1,000 runs of several tasks in one request, accepted or refused whole",
+                              "batchTrigger", {**_json(batch_resp, "The batch, with one run per item in order"),
+                                               "headers": token_header},
+                              body=batch_tasks_req, code=202, fails=(400, 401, 403, 413, 422)), "security": public},
             },
             "/api/v2/batches/{batchId}": {
                 "get": op("Retrieve a batch with its status and runs", "retrieveBatch", _json(batch, "The batch"),
@@ -202,8 +224,10 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": _json(run, "The run"),
                         "401": errors["401"],
+                        "403": errors["403"],
                         "404": _json(error, "Run not found"),
                     },
+                    "security": public,
                 }
             },
             "/api/v2/runs/{runId}/cancel": {
@@ -274,6 +298,26 @@ def openapi_document() -> dict[str, Any]:
                           _json(env_limits, "The limits")),
                 "patch": op("Change the environment's limits", "setEnvironmentLimits", _json(env_limits, "The limits"),
                             body=env_update, fails=(400, 401, 422)),
+            },
+            "/api/v1/packets/{name}": {
+                "get": {
+                    "summary": "Read a payload or output over 512 KB through the presigned URL of a run"
+                               " (payloadPresignedUrl / outputPresignedUrl): the signature is the credential",
+                    "operationId": "readPacket",
+                    "parameters": [
+                        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                        {"name": "expires", "in": "query", "required": True, "schema": {"type": "integer"}},
+                        {"name": "signature", "in": "query", "required": True, "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": {"description": "The JSON as triggered or returned",
+                                "content": {"application/json": {"schema": {}}}},
+                        "403": _json(error, "A changed or expired URL"),
+                        "404": _json(error, "Packet not found"),
+                        "503": _json(error, "The payload store is unavailable"),
+                    },
+                    "security": [],
+                },
             },
             "/api/v1/timezones": {
                 "get": {**op("Every IANA time zone a schedule accepts (no key needed)", "timezones",

@@ -22,9 +22,11 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 from slipstream_platform.service import Service
 from slipstream_platform.settings import RealtimeSettings
-from slipstream_platform.store import environments
-from slipstream_platform.views import load_run
+from slipstream_platform.tokens import Credentials, Denied
+from slipstream_platform.views import PacketLinks, load_run
 from slipstream_proto import RealtimeError, RealtimeRun, RunUpdated, decode_event
+
+from realtime.auth import access_of
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
@@ -79,6 +81,8 @@ class RunSets:
 
     def __init__(self, service: Service[RealtimeSettings]) -> None:
         self.service = service
+        self.credentials = Credentials(service.pool)
+        self.links = PacketLinks(service.settings.api_url, self.credentials)
         self.sets: dict[tuple[str, str, str], RunSet] = {}
         self.events: dict[str, NatsSubscription] = {}  # per environment with a watched set
         self._tasks: set[asyncio.Task[None]] = set()
@@ -135,7 +139,7 @@ class RunSets:
                        if (only is None or ws is only) and seen.get(row["id"], _NEVER) < row["updated_at"]]
             if not targets:
                 continue
-            run = await load_run(self.service.pool, run_set.environment_id, row["id"])
+            run = await load_run(self.service.pool, run_set.environment_id, row["id"], links=self.links)
             if run is None:
                 continue
             data = _encoder.encode(RealtimeRun(run=run)).decode()
@@ -163,14 +167,14 @@ class RunSets:
             await ws.close(code=4000 + status, message=message[:100].encode())
             return ws
 
-        header = request.headers.get("Authorization", "")
-        scheme, _, key = header.partition(" ")
-        key = key.strip() if scheme.lower() == "bearer" else ""
-        env = await environments.by_api_key(self.service.pool, key) if key else None
-        if env is None:
-            return await fail(401, "Invalid or Missing API key")
-        if not value or len(value) > 256 or "\x00" in value:
-            return await fail(400, f"a {kind} is 1-256 characters")
+        try:
+            access = await access_of(self.credentials, request)
+            env = access.environment
+            if not value or len(value) > 256 or "\x00" in value:
+                raise Denied(400, f"a {kind} is 1-256 characters")
+            access.require_kind("tags" if kind == "tag" else kind, value)
+        except Denied as exc:
+            return await fail(exc.status, exc.message)
         if kind == "batch" and not await self.service.pool.fetchval(
                 "SELECT EXISTS (SELECT 1 FROM batches WHERE id = $1 AND environment_id = $2)", value, env.id):
             return await fail(404, "Batch not found")

@@ -19,13 +19,14 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 from slipstream_platform.service import Service
 from slipstream_platform.settings import RealtimeSettings
-from slipstream_platform.store import environments
 from slipstream_platform.store import runs as run_store
-from slipstream_platform.views import load_run
+from slipstream_platform.tokens import Credentials, Denied
+from slipstream_platform.views import PacketLinks, load_run
 from slipstream_proto import RealtimeError, RealtimeRun, Run, RunUpdated, decode_event
 from slipstream_proto.events import run_updated_subject
 
 from realtime import collections
+from realtime.auth import access_of
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
@@ -51,6 +52,8 @@ class Hub:
 
     def __init__(self, service: Service[RealtimeSettings]) -> None:
         self.service = service
+        self.credentials = Credentials(service.pool)
+        self.links = PacketLinks(service.settings.api_url, self.credentials)
         self.runs: dict[str, Subscription] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -80,7 +83,7 @@ class Hub:
         try:
             while True:
                 sub.dirty = False
-                run = await load_run(self.service.pool, sub.environment_id, run_id)
+                run = await load_run(self.service.pool, sub.environment_id, run_id, links=self.links)
                 if run is not None and run.updated_at != sub.last_sent:
                     sub.last_sent = run.updated_at
                     await self.send(sub, run)
@@ -133,12 +136,11 @@ class Hub:
             await ws.close(code=4000 + status, message=message[:100].encode())
             return ws
 
-        header = request.headers.get("Authorization", "")
-        scheme, _, key = header.partition(" ")
-        key = key.strip() if scheme.lower() == "bearer" else request.query.get("token", "")
-        env = await environments.by_api_key(self.service.pool, key) if key else None
-        if env is None:
-            return await fail(401, "Invalid or Missing API key")
+        try:
+            access = await access_of(self.credentials, request)
+        except Denied as exc:
+            return await fail(exc.status, exc.message)
+        env = access.environment
         # Register first, then read: an update between the two is not missed.
         sub = self.runs.setdefault(run_id, Subscription(env.id))
         if sub.environment_id != env.id:
@@ -156,7 +158,11 @@ class Hub:
             if sub.events is None:
                 sub.events = await self.service.nc.subscribe(run_updated_subject(env.id, run_id),
                                                              cb=self.on_update)
-            run = await load_run(self.service.pool, env.id, run_id)
+            run = await load_run(self.service.pool, env.id, run_id, links=self.links)
+            # A token learns nothing of runs outside its scopes, not even whether they exist.
+            fields = {} if run is None else {"task": run.task_identifier, "tags": run.tags, "batch_id": run.batch_id}
+            if not access.can_read(run_id=run_id, **fields):  # type: ignore[arg-type]
+                return await fail(403, f"this public access token's scopes do not include read:runs:{run_id}")
             if run is None:
                 return await fail(404, "Run not found")
             await self.send(sub, run, only=ws)

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import msgspec
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from slipstream_platform import ipc, lifecycle, telemetry
+from slipstream_platform import ipc, lifecycle, packets, telemetry
 from slipstream_platform.batching import MAX_WAIT_ITEMS, BatchItem, plan_batch, trigger_batch
 from slipstream_platform.db import UNAVAILABLE
 from slipstream_platform.definitions import QueueDefinition, TaskDefinition, encode_tasks
@@ -38,7 +38,7 @@ from slipstream_platform.store import runs as run_store
 from slipstream_platform.store import waitpoints as waitpoint_store
 from slipstream_platform.store.attempts import AttemptEnd, StartedAttempt
 from slipstream_platform.store.runs import Transition
-from slipstream_platform.triggering import Parent, TriggerRejected, plan_run, trigger_run
+from slipstream_platform.triggering import Parent, TriggerRejected, offload, plan_run, trigger_run
 from slipstream_proto import CancelRun, QueueSignal, TriggerOptions, decode_event
 from slipstream_proto.events import DISPATCH_STREAM, dispatch_subject, queue_signals_of
 from slipstream_proto.machines import MACHINE_PRESETS
@@ -61,6 +61,7 @@ class Supervisor:
         self.service = service
         self.settings = service.settings
         self.environment = environment
+        self.packets = packets.PacketStore(service.nc.jetstream())
         self.worker_id = new_id("worker")
         self.free: list[int] = []  # slots whose process is idle
         # Attempts a take started beyond the free slots (Postgres counted a slot free before
@@ -273,9 +274,12 @@ class Supervisor:
         process = self.processes[slot]
         logs: list[dict[str, Any]] = []
         journal: list[ipc.JournalEntry] = []
+        if started.payload_json is None:  # over 512 KB: in the payload store (ADR 0012)
+            started = msgspec.structs.replace(started, payload_json=await self.stored_payload(started.run_id))
         if lifecycle.needs_journal(started):
             journal = [
-                ipc.JournalEntry(seq=w["seq"], type=w["type"], task_id=w["task_id"], result_json=w["result"])
+                ipc.JournalEntry(seq=w["seq"], type=w["type"], task_id=w["task_id"],
+                                 result_json=await self.with_stored_outputs(w["result"]))
                 for w in await waitpoint_store.journal(self.service.pool, started.run_id)
             ]
         timeout = lifecycle.time_left(started)
@@ -324,9 +328,40 @@ class Supervisor:
             exit_code = await process.exit_code()
         seen = lifecycle.Observed(outcome=outcome, exit_code=exit_code, watchdog_fired=watchdog_fired,
                                   memory_used=used)
-        await self.finish(lifecycle.end_of_attempt(started, task, seen, datetime.now(UTC)))
+        end = lifecycle.end_of_attempt(started, task, seen, datetime.now(UTC))
+        if end.output_json is not None and packets.too_large(end.output_json):
+            end = await self.store_output(started, end)
+        await self.finish(end)
         if outcome is None or outcome.replace_process:
             await self.replace_process(slot)
+
+    async def stored_payload(self, run_id: str) -> str:
+        """The payload of a run whose payload is in the payload store."""
+        name = await self.service.pool.fetchval("SELECT payload_packet FROM runs WHERE id = $1", run_id)
+        if name is None:
+            return "null"
+        return (await self.packets.get(name)).decode()
+
+    async def with_stored_outputs(self, result_json: str | None) -> str | None:
+        """A wait's result with the children's outputs that are in the payload store put back."""
+        if result_json is None or '"output_packet"' not in result_json:
+            return result_json
+        result = msgspec.json.decode(result_json)
+        for child in result.get("runs", [result]):
+            name = child.pop("output_packet", None)
+            if name is not None:
+                child["output"] = msgspec.Raw(await self.packets.get(name))
+        return msgspec.json.encode(result).decode()
+
+    async def store_output(self, started: StartedAttempt, end: AttemptEnd) -> AttemptEnd:
+        """The end with its output (over 512 KB) in the payload store; a system failure if it cannot be stored."""
+        assert end.output_json is not None
+        try:
+            name = await self.packets.put(self.environment.id, "output", end.output_json)
+        except packets.StoreUnavailable as exc:
+            log.error("the output of %s could not be stored: %s", started.run_id, exc)
+            return lifecycle.system_failure(started, exc)
+        return msgspec.structs.replace(end, output_json=None, output_packet=name)
 
     async def finish(self, end: AttemptEnd) -> None:
         """Record an attempt's end with the next group commit; return once it is committed."""
@@ -382,6 +417,7 @@ class Supervisor:
                     items = msgspec.json.decode(wait.items_json, type=list[BatchItem])
                     plans = plan_batch(items, environment_type=self.environment.type, now=datetime.now(UTC),
                                        max_items=MAX_WAIT_ITEMS)
+                    plans = await offload(self.packets, plans, self.environment.id)
                     made = await trigger_batch(conn, plans, environment_id=self.environment.id,
                                                task_identifier=None,
                                                parent=Parent(started.run_id, started.root_run_id, started.depth),
@@ -393,6 +429,7 @@ class Supervisor:
                     options = msgspec.json.decode(wait.options_json or "{}", type=TriggerOptions)
                     plan = plan_run(wait.task_id, msgspec.json.decode(wait.payload_json or "null"), options,
                                     environment_type=self.environment.type, now=datetime.now(UTC))
+                    plan = (await offload(self.packets, [plan], self.environment.id))[0]
                     served = await workers.serves_task(conn, self.environment.id, wait.task_id)
                     # An idempotency or debounce key may make the child an existing run: wait for it.
                     child = await trigger_run(conn, plan, environment_id=self.environment.id, served=served,

@@ -2,26 +2,41 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import msgspec
 from aiohttp import web
-from slipstream_platform import telemetry
-from slipstream_platform.durations import resolve_delay
+from nats.js.errors import NotFoundError
+from slipstream_platform import packets, telemetry, tokens
+from slipstream_platform.durations import expiration_seconds, resolve_delay
 from slipstream_platform.http import HttpError, cors, decode_body, json_response
 from slipstream_platform.service import Service
 from slipstream_platform.settings import TriggerApiSettings
-from slipstream_platform.store import environments, idempotency, workers
+from slipstream_platform.store import idempotency, workers
 from slipstream_platform.store import logs as log_store
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store import waitpoints as waitpoint_store
 from slipstream_platform.store.environments import Environment
-from slipstream_platform.triggering import Parent, TriggerRejected, plan_run, trigger_run
-from slipstream_platform.views import load_run
+from slipstream_platform.triggering import (
+    Parent,
+    TriggerRejected,
+    forget_unused,
+    offload,
+    payload_used,
+    plan_run,
+    trigger_run,
+)
+from slipstream_platform.views import PacketLinks, load_run
 from slipstream_proto import (
     CancelRun,
+    CreateTokenRequest,
+    PublicToken,
     RescheduleRequest,
     ResetIdempotencyKeyRequest,
     RunLogLine,
@@ -29,7 +44,6 @@ from slipstream_proto import (
     RunReference,
     StepRequest,
     TriggerOptions,
-    TriggerRequest,
     TriggerResponse,
 )
 from slipstream_proto.events import dispatch_subject
@@ -40,32 +54,24 @@ from trigger_api.queues_routes import add_routes as add_queue_routes
 from trigger_api.runs_routes import add_routes as add_run_routes
 from trigger_api.schedules_routes import add_routes as add_schedule_routes
 
-_decoder = msgspec.json.Decoder(TriggerRequest)
+
+class _TriggerBody(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """`TriggerRequest` as trigger-api reads it: the payload kept as the JSON text it came as
+    (checked, not built into Python objects and encoded again: a 9 MB payload cost 3 copies)."""
+
+    payload: msgspec.Raw = msgspec.Raw(b"null")
+    context: Any = None
+    options: TriggerOptions | None = None
+
+
+_decoder = msgspec.json.Decoder(_TriggerBody)
 _reschedule_decoder = msgspec.json.Decoder(RescheduleRequest)
 _reset_decoder = msgspec.json.Decoder(ResetIdempotencyKeyRequest)
 _step_decoder = msgspec.json.Decoder(StepRequest)
+_token_decoder = msgspec.json.Decoder(CreateTokenRequest)
 _encoder = msgspec.json.Encoder()
 _tracer = telemetry.tracer(__name__)
-
-class _KeyCache:
-    """Secret key -> environment, remembered for a few seconds."""
-
-    def __init__(self, pool: asyncpg.Pool, ttl: float = 5.0) -> None:
-        self.pool = pool
-        self.ttl = ttl
-        self.entries: dict[str, tuple[float, Environment | None]] = {}
-
-    async def get(self, key: str) -> Environment | None:
-        now = time.monotonic()
-        hit = self.entries.get(key)
-        if hit and hit[0] > now:
-            return hit[1]
-        env = await environments.by_api_key(self.pool, key)
-        if len(self.entries) > 10_000:
-            self.entries.clear()
-        self.entries[key] = (now + self.ttl, env)
-        return env
-
+log = logging.getLogger(__name__)
 
 class _ServedCache:
     """Whether a live worker serves a task: yes-answers remembered for a second."""
@@ -88,21 +94,27 @@ class _ServedCache:
 async def setup(service: Service[TriggerApiSettings]) -> None:
     """Register the routes."""
     service.app.middlewares.insert(0, cors(service.settings.cors_origins))  # outermost: errors get it too
-    keys = _KeyCache(service.pool)
+    credentials = tokens.Credentials(service.pool)
+    store = packets.PacketStore(service.nc.jetstream())
     served = _ServedCache(service.pool)
     openapi = _encoder.encode(openapi_document())
 
+    async def authorize(request: web.Request) -> tokens.Access:
+        """What the request's credential may do: a secret key everything, a public token its scopes."""
+        scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+        return await credentials.access(credential if scheme.lower() == "bearer" else "")
+
     async def authenticate(request: web.Request) -> Environment:
-        header = request.headers.get("Authorization", "")
-        scheme, _, key = header.partition(" ")
-        env = await keys.get(key.strip()) if scheme.lower() == "bearer" and key.strip() else None
-        if env is None:
-            raise HttpError(401, "Invalid or Missing API key")
-        return env
+        """The environment of a secret key (the endpoints a public token does not reach)."""
+        access = await authorize(request)
+        access.require_secret()
+        return access.environment
 
     async def trigger(request: web.Request) -> web.Response:
-        env = await authenticate(request)
+        access = await authorize(request)
+        env = access.environment
         task_id = request.match_info["task_id"]
+        access.require_trigger(task_id)
         body = await request.read()
         if not body:
             raise HttpError(400, 'request body is empty: send {"payload": ...}')
@@ -122,17 +134,29 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
                     )
                 parent = Parent.of(parent_row)
             is_served = plan.delayed_until is None and await served.served(env.id, task_id)
+            if packets.too_large(plan.payload_json):  # stored before the row that names it
+                plan = (await offload(store, [plan], env.id))[0]
             with _tracer.start_as_current_span("trigger", attributes={"task": task_id}) as span:
-                async with service.pool.acquire() as conn:
-                    result = await trigger_run(conn, plan, environment_id=env.id, served=is_served, parent=parent,
-                                               traceparent=telemetry.traceparent(),
-                                               request_id=request.headers.get("x-slipstream-request-id"))
+                try:
+                    async with service.pool.acquire() as conn, contextlib.AsyncExitStack() as stack:
+                        if access.jti is not None:  # a one-shot token is spent with the run it makes, or not at all
+                            await stack.enter_async_context(conn.transaction())
+                            await tokens.use_once(conn, access)
+                        result = await trigger_run(conn, plan, environment_id=env.id, served=is_served,
+                                                   parent=parent, traceparent=telemetry.traceparent(),
+                                                   request_id=request.headers.get("x-slipstream-request-id"))
+                except BaseException:
+                    await forget_unused(store, [plan])
+                    raise
+                if not payload_used(plan, result):  # an existing run stands for the trigger
+                    await forget_unused(store, [plan])
                 span.set_attribute("run", result.run_id)
                 if result.transition is not None:
                     await service.bus.announce([result.transition], "triggered")
         except TriggerRejected as exc:
             raise HttpError(exc.status, exc.message) from None
-        return json_response(TriggerResponse(id=result.run_id, is_cached=result.is_cached))
+        return json_response(TriggerResponse(id=result.run_id, is_cached=result.is_cached),
+                             headers={tokens.HEADER: access.mint([f"read:runs:{result.run_id}"])})
 
     async def reschedule(request: web.Request) -> web.Response:
         env = await authenticate(request)
@@ -149,7 +173,7 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
         if changed is None:
             raise HttpError(400, "Cannot reschedule a run that is not delayed")
         await service.bus.announce([changed])
-        run = await load_run(service.pool, env.id, run_id)
+        run = await load_run(service.pool, env.id, run_id, links=links(request))
         return json_response(run)
 
     async def reset_idempotency_key(request: web.Request) -> web.Response:
@@ -160,12 +184,55 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
             raise HttpError(404, f"no idempotency key {key[:200]!r} for task {body.task_identifier!r}")
         return json_response({"key": key, "taskIdentifier": body.task_identifier})
 
+    def links(request: web.Request) -> PacketLinks:
+        return PacketLinks(service.settings.api_url or str(request.url.origin()), credentials)
+
     async def retrieve(request: web.Request) -> web.Response:
-        env = await authenticate(request)
-        run = await load_run(service.pool, env.id, request.match_info["run_id"], related=True)
+        access = await authorize(request)
+        run_id = request.match_info["run_id"]
+        run = await load_run(service.pool, access.environment.id, run_id, related=True, links=links(request))
         if run is None:
+            access.require_read(f"read:runs:{run_id}", run_id=run_id)  # a token learns nothing of other runs
             raise HttpError(404, "Run not found")
+        access.require_read(f"read:runs:{run_id}", run_id=run_id, task=run.task_identifier, tags=run.tags,
+                            batch_id=run.batch_id)
         return json_response(run)
+
+    async def packet(request: web.Request) -> web.StreamResponse:
+        """A stored payload or output, for a presigned URL (the signature is the credential)."""
+        name = request.match_info["name"]
+        found = await credentials.signer(packets.environment_of(name))
+        problem = "the URL's signature does not match" if found is None else packets.check_signature(
+            found[1], name, request.query.get("expires", ""), request.query.get("signature", ""))
+        if problem is not None:
+            raise HttpError(403, problem)
+        try:
+            data = await store.get(name)
+        except NotFoundError:
+            raise HttpError(404, "Packet not found") from None
+        except packets.StoreUnavailable as exc:
+            raise HttpError(503, str(exc)) from None
+        return web.Response(body=data, content_type="application/json")
+
+    async def create_token(request: web.Request) -> web.Response:
+        access = await authorize(request)
+        access.require_secret()
+        body = decode_body(await request.read() or b"{}", _token_decoder)
+        try:
+            lifetime = expiration_seconds(body.expiration_time, datetime.now(UTC))
+            token, expires = tokens.mint(access.environment, access.key, body.scopes, lifetime,
+                                         one_shot=body.one_shot)
+        except ValueError as exc:
+            raise HttpError(422, str(exc)) from None
+        return json_response(PublicToken(token=token, expires_at=datetime.fromtimestamp(expires, UTC)), status=201)
+
+    async def forget_spent_tokens() -> None:
+        while True:
+            await asyncio.sleep(60)
+            try:
+                await tokens.forget_spent(service.pool)
+            except Exception:
+                log.exception("cannot delete spent tokens")
 
     async def cancel(request: web.Request) -> web.Response:
         env = await authenticate(request)
@@ -219,7 +286,10 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
     service.app.router.add_post("/api/v1/runs/{run_id}/reschedule", reschedule)
     service.app.router.add_post("/api/v1/idempotencyKeys/{key}/reset", reset_idempotency_key)
     service.app.router.add_get("/openapi.json", openapi_json)
+    service.app.router.add_post("/api/v1/auth/tokens", create_token)
+    service.app.router.add_get("/api/v1/packets/{name:.+}", packet)
+    service.spawn(forget_spent_tokens(), "forget-spent-tokens")
     add_schedule_routes(service, authenticate)
     add_queue_routes(service, authenticate)
-    add_batch_routes(service, authenticate)
+    add_batch_routes(service, authenticate, authorize)
     add_run_routes(service, authenticate)

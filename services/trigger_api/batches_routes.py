@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import msgspec
 from aiohttp import web
-from slipstream_platform import telemetry
+from slipstream_platform import packets, telemetry, tokens
 from slipstream_platform.batching import (
     BatchItem,
     BatchResult,
@@ -23,7 +23,7 @@ from slipstream_platform.settings import TriggerApiSettings
 from slipstream_platform.store import batches as batch_store
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store.environments import Environment
-from slipstream_platform.triggering import Parent, TriggerRejected
+from slipstream_platform.triggering import Parent, TriggerRejected, forget_unused, offload, used_payloads
 from slipstream_proto import (
     Batch,
     BatchAppendRequest,
@@ -35,15 +35,17 @@ from slipstream_proto import (
 )
 
 Authenticate = Callable[[web.Request], Awaitable[Environment]]
+Authorize = Callable[[web.Request], Awaitable[tokens.Access]]
 _task_decoder = msgspec.json.Decoder(BatchTriggerRequest)
 _tasks_decoder = msgspec.json.Decoder(BatchTriggerTasksRequest)
 _append_decoder = msgspec.json.Decoder(BatchAppendRequest)
 _tracer = telemetry.tracer(__name__)
 
 
-def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate) -> None:
+def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate, authorize: Authorize) -> None:
     """Register the batch routes."""
     pool = service.pool
+    store = packets.PacketStore(service.nc.jetstream())
 
     async def parent_of(env: Environment, items: list[BatchItem]) -> Parent | None:
         """The run every item is a child of (the SDK sets it inside a task), or None."""
@@ -60,8 +62,11 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate)
             raise HttpError(422, f"parentRunId {parent_id!r} is not a run of this environment")
         return Parent.of(row)
 
-    async def create(request: web.Request, env: Environment, items: list[BatchItem], options: BatchOptions | None,
-                     task_identifier: str | None) -> web.Response:
+    async def create(request: web.Request, access: tokens.Access, items: list[BatchItem],
+                     options: BatchOptions | None, task_identifier: str | None) -> web.Response:
+        env = access.environment
+        for task in dict.fromkeys(item.task_identifier for item in items):
+            access.require_trigger(task)
         options = options or BatchOptions()
         key = options.idempotency_key
         if key is None:
@@ -70,31 +75,41 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate)
             ttl = batch_key_ttl(key, options.idempotency_key_ttl)
             plans = plan_batch(items, environment_type=env.type, now=datetime.now(UTC))
             parent = await parent_of(env, items)
-            with _tracer.start_as_current_span("batch", attributes={"items": len(items)}) as span:
+            if access.jti is not None:  # spent once the batch is known to be well formed
                 async with pool.acquire() as conn:
-                    result = await trigger_batch(
-                        conn, plans, environment_id=env.id, task_identifier=task_identifier, parent=parent,
-                        traceparent=telemetry.traceparent(),
-                        request_id=request.headers.get("x-slipstream-request-id"),
-                        idempotency_key=key, idempotency_ttl_seconds=ttl, open=options.open)
+                    await tokens.use_once(conn, access)
+            plans = await offload(store, plans, env.id)
+            with _tracer.start_as_current_span("batch", attributes={"items": len(items)}) as span:
+                try:
+                    async with pool.acquire() as conn:
+                        result = await trigger_batch(
+                            conn, plans, environment_id=env.id, task_identifier=task_identifier, parent=parent,
+                            traceparent=telemetry.traceparent(),
+                            request_id=request.headers.get("x-slipstream-request-id"),
+                            idempotency_key=key, idempotency_ttl_seconds=ttl, open=options.open)
+                except BaseException:
+                    await forget_unused(store, plans)
+                    raise
+                await forget_unused(store, plans, used_payloads(plans, result.runs))
                 span.set_attribute("batch", result.batch_id)
         except TriggerRejected as exc:
             raise HttpError(exc.status, exc.message) from None
         await service.bus.announce(result.transitions, "triggered")
-        return json_response(_answer(result), status=202)
+        return json_response(_answer(result), status=202,
+                             headers={tokens.HEADER: access.mint([f"read:batch:{result.batch_id}"])})
 
     async def batch_of_task(request: web.Request) -> web.Response:
-        env = await authenticate(request)
+        access = await authorize(request)
         task_id = request.match_info["task_id"]
         body = decode_body(await _read(request), _task_decoder)
         items = [BatchItem(task_id, item.payload, item.options) for item in body.items]
-        return await create(request, env, items, body.options, task_id)
+        return await create(request, access, items, body.options, task_id)
 
     async def batch_of_tasks(request: web.Request) -> web.Response:
-        env = await authenticate(request)
+        access = await authorize(request)
         body = decode_body(await _read(request), _tasks_decoder)
         items = [BatchItem(item.task, item.payload, item.options) for item in body.items]
-        return await create(request, env, items, body.options, None)
+        return await create(request, access, items, body.options, None)
 
     async def append(request: web.Request) -> web.Response:
         env = await authenticate(request)
@@ -107,9 +122,15 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate)
                 first = await conn.fetchval("SELECT cardinality(run_ids) FROM batches WHERE id = $1"
                                             " AND environment_id = $2", batch_id, env.id)
                 plans = plan_batch(items, environment_type=env.type, now=datetime.now(UTC), first_index=first or 0)
-                result = await append_batch(conn, plans, environment_id=env.id, batch_id=batch_id, seal=body.seal,
-                                            traceparent=telemetry.traceparent(),
-                                            request_id=request.headers.get("x-slipstream-request-id"))
+                plans = await offload(store, plans, env.id)
+                try:
+                    result = await append_batch(conn, plans, environment_id=env.id, batch_id=batch_id,
+                                                seal=body.seal, traceparent=telemetry.traceparent(),
+                                                request_id=request.headers.get("x-slipstream-request-id"))
+                except BaseException:
+                    await forget_unused(store, plans)
+                    raise
+                await forget_unused(store, plans, used_payloads(plans, result.runs))
         except TriggerRejected as exc:
             raise HttpError(exc.status, exc.message) from None
         await service.bus.announce(result.transitions, "triggered")

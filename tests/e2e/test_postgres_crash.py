@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import Iterator
 
 import aiohttp
@@ -46,7 +47,27 @@ def kill_postgres(local: LocalPlatform) -> None:
     assert proc is not None
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    # The backends die a moment after the postmaster; a postgres started while one still holds
+    # the shared memory refuses to start ("pre-existing shared memory block is still in use").
+    deadline = time.monotonic() + 30
+    while _alive_in_group(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
     local.postgres.start()
+
+
+def _alive_in_group(pgid: int) -> bool:
+    """Whether a process of the group is still running (zombies hold no shared memory)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 async def test_killing_postgres_mid_flight_loses_no_run(durable: tuple[LocalPlatform, str]) -> None:

@@ -20,7 +20,8 @@ EXPECTED_COLUMNS = {
              "available_at", "delayed_until", "dequeued_at", "started_at", "finished_at", "max_duration",
              "parent_run_id", "root_run_id", "depth", "machine", "ttl_seconds", "expires_at", "expired_at",
              "resume_pending", "executed_ms", "segment_started_at", "idempotency_key", "debounce_key",
-             "debounce_deadline", "request_id", "batch_id", "schedule_id", "replayed_from_run_id"},
+             "debounce_deadline", "request_id", "batch_id", "schedule_id", "replayed_from_run_id",
+             "payload_packet", "output_packet"},
     "batches": {"id", "environment_id", "task_identifier", "run_ids", "cached_run_ids", "parent_run_id",
                 "idempotency_key", "idempotency_expires_at", "request_id", "created_at", "updated_at", "sealed"},
     "batch_chunks": {"batch_id", "request_id", "first_index", "item_count"},
@@ -33,6 +34,7 @@ EXPECTED_COLUMNS = {
     "schedules": {"id", "environment_id", "task_identifier", "type", "cron", "timezone", "external_id",
                   "deduplication_key", "active", "next_run_at", "last_run_at", "created_at", "updated_at"},
     "run_logs": {"id", "run_id", "attempt_number", "level", "message", "attributes", "logged_at"},
+    "spent_tokens": {"jti", "environment_id", "expires_at"},
 }
 
 

@@ -72,15 +72,16 @@ async def test_requests_reuse_one_connection_and_carry_headers_and_body(server: 
         second = await pool.request("GET", server.url + "/b", {}, None, timeout=5, connect_timeout=5)
     finally:
         pool.close()
-    assert first == (201, b'{"method": "POST", "got": "{\\"n\\": 1}", "auth": "k"}')
-    assert second[0] == 200 and b'"GET"' in second[1]
+    assert (first[0], first[2]) == (201, b'{"method": "POST", "got": "{\\"n\\": 1}", "auth": "k"}')
+    assert first[1]["content-type"].startswith("application/json")  # the answer headers, names lower-cased
+    assert second[0] == 200 and b'"GET"' in second[2]
     assert server.peers[0] == server.peers[1]  # the same client port: kept alive
 
 
 async def test_a_chunked_answer_is_read_whole(server: Server) -> None:
     pool = Pool()
     try:
-        status, body = await pool.request("GET", server.url + "/chunked", {}, None, timeout=5, connect_timeout=5)
+        status, _, body = await pool.request("GET", server.url + "/chunked", {}, None, timeout=5, connect_timeout=5)
         again = await pool.request("GET", server.url + "/b", {}, None, timeout=5, connect_timeout=5)
     finally:
         pool.close()
@@ -91,8 +92,8 @@ async def test_a_chunked_answer_is_read_whole(server: Server) -> None:
 async def test_connection_close_and_a_server_restart_open_new_connections(server: Server) -> None:
     pool = Pool()
     try:
-        assert await pool.request("GET", server.url + "/close", {}, None, timeout=5, connect_timeout=5) == (200,
-                                                                                                         b'"bye"')
+        closing = await pool.request("GET", server.url + "/close", {}, None, timeout=5, connect_timeout=5)
+        assert (closing[0], closing[2]) == (200, b'"bye"')
         await pool.request("GET", server.url + "/b", {}, None, timeout=5, connect_timeout=5)
         assert server.peers[0] != server.peers[1]
         # The server goes away and comes back on the same port: the idle connection is not reused.
@@ -144,7 +145,7 @@ async def test_https_verifies_the_server_certificate(tmp_path: Path, monkeypatch
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the default context trusts it now
         pool = Pool()
         try:
-            status, body = await pool.request("GET", server.url + "/b", {}, None, timeout=5, connect_timeout=5)
+            status, _, body = await pool.request("GET", server.url + "/b", {}, None, timeout=5, connect_timeout=5)
         finally:
             pool.close()
         assert status == 200 and b'"GET"' in body

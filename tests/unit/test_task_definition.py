@@ -41,6 +41,7 @@ def test_the_sdk_public_surface() -> None:
         "TaskResult",
         "TaskRunResult",
         "aclose",
+        "auth",
         "batch",
         "configure",
         "errors",

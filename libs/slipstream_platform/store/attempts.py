@@ -104,6 +104,8 @@ class AttemptEnd(msgspec.Struct, frozen=True, kw_only=True):
     # COMPLETED, FAILED or CRASHED.
     attempt_status: str
     output_json: str | None = None
+    # An output over 512 KB: its object in the payload store (output_json is None then).
+    output_packet: str | None = None
     error_json: str | None = None
     # A retry: when the run is ready again, and on which machine.
     retry_at: datetime | None = None
@@ -124,10 +126,11 @@ async def _finish(conn: Conn, ends: list[AttemptEnd]) -> tuple[list[Transition],
         return [], False, []
     rows = await conn.fetch(
         "WITH e AS (SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],"
-        "   $7::timestamptz[], $8::text[]) AS e(run_id, attempt_number, status, attempt_status, output, error,"
-        "   retry_at, retry_machine)),"
+        "   $7::timestamptz[], $8::text[], $9::text[]) AS e(run_id, attempt_number, status, attempt_status, output,"
+        "   error, retry_at, retry_machine, output_packet)),"
         f" r AS (UPDATE runs r SET {END_STRETCH}, status = e.status, updated_at = now(),"
         "   output = CASE WHEN e.status = 'COMPLETED' THEN e.output::jsonb ELSE r.output END,"
+        "   output_packet = CASE WHEN e.status = 'COMPLETED' THEN e.output_packet ELSE r.output_packet END,"
         "   error = e.error::jsonb,"
         "   available_at = CASE WHEN e.status = 'QUEUED' THEN coalesce(e.retry_at, now()) ELSE r.available_at END,"
         "   machine = coalesce(e.retry_machine, r.machine),"
@@ -148,6 +151,7 @@ async def _finish(conn: Conn, ends: list[AttemptEnd]) -> tuple[list[Transition],
         [e.error_json for e in ends],
         [e.retry_at for e in ends],
         [e.retry_machine for e in ends],
+        [e.output_packet for e in ends],
     )
     children = [r["id"] for r in rows if r["parent_run_id"] is not None and r["status"] != "QUEUED"]
     return _transitions(rows), any(r["waiting"] for r in rows), children

@@ -55,6 +55,19 @@ async def by_api_key(conn: asyncpg.Connection | asyncpg.Pool, api_key: str) -> E
     return Environment(**dict(row)) if row else None
 
 
+async def with_key(conn: asyncpg.Connection | asyncpg.Pool, environment_id: str) -> tuple[Environment, str] | None:
+    """The environment with this id and its secret key (which signs its tokens), or None."""
+    row = await conn.fetchrow(
+        "SELECT id, project_id, type, concurrency_limit, api_key FROM environments WHERE id = $1",
+        environment_id,
+    )
+    if row is None:
+        return None
+    fields = dict(row)
+    key = fields.pop("api_key")
+    return Environment(**fields), key
+
+
 async def limits(conn: asyncpg.Connection | asyncpg.Pool, environment_id: str) -> asyncpg.Record:
     """The environment's concurrency limit and burst factor."""
     row: asyncpg.Record = await conn.fetchrow(

@@ -92,6 +92,7 @@ class NewRun(msgspec.Struct, frozen=True, kw_only=True):
     request_id: str | None = None
     batch_id: str | None = None
     schedule_id: str | None = None  # the schedule whose tick created the run
+    payload_packet: str | None = None  # the payload's object when it is stored outside the row (payload_json None)
     id: str = msgspec.field(default_factory=lambda: new_id("run"))
 
 
@@ -99,7 +100,7 @@ _INSERT = (
     "INSERT INTO runs AS r (id, environment_id, task_identifier, status, payload, queue,"
     " concurrency_key, tags, metadata, max_attempts, priority_ms, delayed_until, traceparent,"
     " max_duration, parent_run_id, root_run_id, depth, machine, ttl_seconds, expires_at,"
-    " idempotency_key, debounce_key, debounce_deadline, request_id, batch_id, queue_ts, schedule_id)"
+    " idempotency_key, debounce_key, debounce_deadline, request_id, batch_id, queue_ts, schedule_id, payload_packet)"
 )
 _ON_REQUEST_ID = " ON CONFLICT (environment_id, request_id) WHERE request_id IS NOT NULL DO NOTHING "
 
@@ -114,12 +115,12 @@ async def insert(conn: Conn, run: NewRun) -> Transition | None:
         "   AND d.task_identifier = $3), 'task/' || $3),"
         " $7, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, $16, $17, $18,"
         " $19::int, CASE WHEN $4 <> 'DELAYED' THEN now() + make_interval(secs => $19::int) END, $20, $21, $22,"
-        " $23, $24, now() - make_interval(secs => $11::bigint / 1000.0), $25)" + _ON_REQUEST_ID + _RETURNING,
+        " $23, $24, now() - make_interval(secs => $11::bigint / 1000.0), $25, $26)" + _ON_REQUEST_ID + _RETURNING,
         run.id, run.environment_id, run.task_identifier, run.status, run.payload_json, run.queue,
         run.concurrency_key, run.tags, run.metadata_json, run.max_attempts, run.priority_ms, run.delayed_until,
         run.traceparent, run.max_duration, run.parent_run_id, run.root_run_id, run.depth, run.machine,
         run.ttl_seconds, run.idempotency_key, run.debounce_key, run.debounce_deadline, run.request_id, run.batch_id,
-        run.schedule_id,
+        run.schedule_id, run.payload_packet,
     )
     return _transitions([row])[0] if row else None
 
@@ -157,7 +158,7 @@ async def insert_many(conn: Conn, runs: list[NewRun]) -> list[Transition]:
         "   v.machine, v.ttl_seconds,"
         "   CASE WHEN s.status <> 'DELAYED' THEN now() + make_interval(secs => v.ttl_seconds) END,"
         "   v.idempotency_key, v.debounce_key, v.debounce_deadline, v.request_id, v.batch_id,"
-        "   now() - make_interval(secs => v.priority_ms / 1000.0), v.schedule_id"
+        "   now() - make_interval(secs => v.priority_ms / 1000.0), v.schedule_id, v.payload_packet"
         " FROM v JOIN t ON t.environment_id = v.environment_id AND t.task_identifier = v.task_identifier"
         " CROSS JOIN LATERAL (SELECT coalesce(v.status, CASE WHEN t.served THEN 'QUEUED' ELSE 'PENDING_VERSION' END)"
         "   AS status) AS s"
@@ -192,9 +193,9 @@ async def push_debounced(
     args: list[Any] = [environment_id, task_identifier, debounce_key, delay_seconds]
     if trailing is not None:
         fields = (", payload = $5::jsonb, metadata = $6::jsonb, tags = $7, max_attempts = $8,"
-                  " max_duration = $9, machine = $10")
+                  " max_duration = $9, machine = $10, payload_packet = $11")
         args += [trailing.payload_json, trailing.metadata_json, trailing.tags, trailing.max_attempts,
-                 trailing.max_duration, trailing.machine]
+                 trailing.max_duration, trailing.machine, trailing.payload_packet]
     row = await conn.fetchrow(
         "UPDATE runs r SET updated_at = now(),"
         " delayed_until = greatest(delayed_until, least(now() + make_interval(secs => $4::int),"
@@ -226,12 +227,12 @@ async def replay(conn: Conn, environment_id: str, run_id: str, new_run_id: str,
     queued now (or PENDING_VERSION). None if there is no such run, or if `request_id` made a
     run already (`by_request_id` finds it)."""
     row = await conn.fetchrow(
-        _INSERT.replace(", schedule_id)", ", schedule_id, replayed_from_run_id)") +
+        _INSERT.replace(", payload_packet)", ", payload_packet, replayed_from_run_id)") +
         " SELECT $3, r.environment_id, r.task_identifier,"
         f"   CASE WHEN {_SERVED} THEN 'QUEUED' ELSE 'PENDING_VERSION' END, r.payload, r.queue,"
         "   r.concurrency_key, r.tags, r.metadata, r.max_attempts, r.priority_ms, NULL, NULL, r.max_duration,"
         "   NULL, NULL, 0, r.machine, r.ttl_seconds, now() + make_interval(secs => r.ttl_seconds), NULL, NULL, NULL,"
-        "   $4, NULL, now() - make_interval(secs => r.priority_ms / 1000.0), NULL, r.id"
+        "   $4, NULL, now() - make_interval(secs => r.priority_ms / 1000.0), NULL, r.payload_packet, r.id"
         " FROM runs r WHERE r.id = $1 AND r.environment_id = $2" + _ON_REQUEST_ID + _RETURNING,
         run_id, environment_id, new_run_id, request_id,
     )

@@ -53,6 +53,11 @@ async def journal(conn: Conn, run_id: str) -> list[asyncpg.Record]:
     return rows
 
 
+# A child's output in the payload store is named, for the supervisor to read (packets.py).
+_PACKET = (" || CASE WHEN c.output_packet IS NULL THEN '{}'::jsonb"
+           " ELSE jsonb_build_object('output_packet', c.output_packet) END")
+
+
 def _resume_statement(children: bool) -> str:
     """The statement of `resume_due`; with `children`, only the waits on the runs in $2."""
     run_filter = " AND c.id = ANY($2::text[])" if children else ""
@@ -80,11 +85,11 @@ def _resume_statement(children: bool) -> str:
         " done AS (UPDATE waitpoints w SET status = 'COMPLETED', completed_at = now(),"
         "   result = CASE WHEN w.type = 'RUN' THEN (SELECT jsonb_build_object("
         "     'id', c.id, 'ok', c.status = 'COMPLETED', 'status', c.status, 'task_identifier', c.task_identifier,"
-        "     'output', c.output, 'error', c.error)"
+        f"     'output', c.output, 'error', c.error){_PACKET}"
         "     FROM runs c WHERE c.id = w.child_run_id)"
         "   WHEN w.type = 'BATCH' THEN (SELECT jsonb_build_object('id', b.id, 'runs', jsonb_agg(jsonb_build_object("
         "     'id', c.id, 'ok', c.status = 'COMPLETED', 'status', c.status, 'task_identifier', c.task_identifier,"
-        "     'output', c.output, 'error', c.error) ORDER BY i.n))"
+        f"     'output', c.output, 'error', c.error){_PACKET} ORDER BY i.n))"
         "     FROM batches b CROSS JOIN unnest(b.run_ids) WITH ORDINALITY AS i(id, n) JOIN runs c ON c.id = i.id"
         "     WHERE b.id = w.batch_id GROUP BY b.id) END"
         "   FROM due WHERE w.id = due.id AND w.status = 'PENDING' RETURNING w.run_id)"
