@@ -1,4 +1,5 @@
-"""Real servers for the tests: nats-server with JetStream and Postgres, started once per run.
+"""Real servers for the tests: nats-server with JetStream and Postgres, started once per run
+(and an S3-compatible server for the tests of that payload store).
 
 Postgres is migrated once into a template database; each integration test gets its own
 database copied from it (`CREATE DATABASE ... TEMPLATE`).
@@ -43,6 +44,18 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNa
     server = EmbeddedNats(tmp_path_factory.mktemp("nats"))
     server.start()
     yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """An S3-compatible server (moto's, in a thread of the test process): its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
     server.stop()
 
 

@@ -8,22 +8,29 @@ row was never written (the insert failed, or a cached trigger) is deleted at onc
 
 Readers outside the platform get a presigned URL instead of the value: trigger-api serves
 `GET /api/v1/packets/{name}?expires=&signature=`, signed with the environment's secret key.
+
+With SLIPSTREAM_PACKET_STORE=s3 the objects go to an S3-compatible bucket instead (aiobotocore;
+endpoint, bucket, region and keys from SLIPSTREAM_S3_*); names, order and URLs are the same.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import time
+from typing import Any
 from urllib.parse import quote
 
 from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.object_store import ObjectStore
 
+from slipstream_platform.errors import SettingsError
 from slipstream_platform.ids import new_id
+from slipstream_platform.settings import CommonSettings
 
 BUCKET = "slipstream-packets"
 STREAM = f"OBJ_{BUCKET}"  # the stream behind the bucket
@@ -50,11 +57,15 @@ def describe(limit: int) -> str:
 
 
 class StoreUnavailable(Exception):
-    """The object store could not be written or read."""
+    """The payload store could not be written or read."""
+
+
+class PacketNotFound(Exception):
+    """No object of that name."""
 
 
 async def ensure_bucket(js: JetStreamContext) -> None:
-    """Create the bucket (file storage) if it is missing."""
+    """Create the Object Store bucket (file storage) if it is missing."""
     try:
         await js.object_store(BUCKET)
     except (BucketNotFoundError, NotFoundError):
@@ -63,7 +74,58 @@ async def ensure_bucket(js: JetStreamContext) -> None:
 
 
 class PacketStore:
-    """The platform's packets in the JetStream Object Store."""
+    """Where the platform's packets live; `put` and `get` retry a failing store 3 times."""
+
+    async def put(self, environment_id: str, kind: str, text: str, *, attempts: int = 3) -> str:
+        """Store JSON text; the object's name (`<environment>/<packet id>/<kind>`)."""
+        name = f"{environment_id}/{new_id('packet')}/{kind}"
+        data = text.encode()
+        for attempt in range(attempts):
+            try:
+                await self._write(name, data)
+                return name
+            except Exception as exc:
+                if attempt == attempts - 1:
+                    raise StoreUnavailable(f"the payload store did not take {len(data)} bytes: {exc!r}") from exc
+                await asyncio.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def get(self, name: str, *, attempts: int = 3) -> bytes:
+        """An object's bytes; PacketNotFound if there is none."""
+        for attempt in range(attempts):
+            try:
+                return await self._read(name)
+            except PacketNotFound:
+                raise
+            except Exception as exc:
+                if attempt == attempts - 1:
+                    raise StoreUnavailable(f"the payload store could not read {name}: {exc!r}") from exc
+                await asyncio.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def delete(self, name: str) -> None:
+        """Forget an object nobody names (best effort)."""
+        with contextlib.suppress(Exception):
+            await self._delete(name)
+
+    async def prepare(self) -> None:
+        """Make sure the store can be used (at start-up)."""
+
+    async def close(self) -> None:
+        """Let go of connections (the process is stopping)."""
+
+    async def _write(self, name: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    async def _read(self, name: str) -> bytes:
+        raise NotImplementedError
+
+    async def _delete(self, name: str) -> None:
+        raise NotImplementedError
+
+
+class NatsPackets(PacketStore):
+    """Packets in the JetStream Object Store of the platform's NATS (the default)."""
 
     def __init__(self, js: JetStreamContext) -> None:
         self.js = js
@@ -74,38 +136,17 @@ class PacketStore:
             self._bucket = await self.js.object_store(BUCKET)
         return self._bucket
 
-    async def put(self, environment_id: str, kind: str, text: str, *, attempts: int = 3) -> str:
-        """Store JSON text; the object's name (`<environment>/<packet id>/<kind>`)."""
-        name = f"{environment_id}/{new_id('packet')}/{kind}"
-        data = text.encode()
+    async def _write(self, name: str, data: bytes) -> None:
         meta = api.ObjectMeta(name=name, options=api.ObjectMetaOptions(max_chunk_size=CHUNK_BYTES))
-        for attempt in range(attempts):
-            try:
-                await (await self.bucket()).put(name, data, meta=meta)
-                return name
-            except Exception as exc:
-                if attempt == attempts - 1:
-                    raise StoreUnavailable(f"the payload store did not take {len(data)} bytes: {exc!r}") from exc
-                await asyncio.sleep(0.2 * (attempt + 1))
-        raise AssertionError("unreachable")
-
-    async def get(self, name: str, *, attempts: int = 3) -> bytes:
-        """An object's bytes; NotFoundError if there is none. Its chunks are read one direct get
-        each (nats-py's `get` reads them through an ordered consumer: 520 ms for 9 MB here,
-        against 26 ms), and checked against the object's digest."""
-        for attempt in range(attempts):
-            try:
-                return await self._read(name)
-            except NotFoundError:
-                raise
-            except Exception as exc:
-                if attempt == attempts - 1:
-                    raise StoreUnavailable(f"the payload store could not read {name}: {exc!r}") from exc
-                await asyncio.sleep(0.2 * (attempt + 1))
-        raise AssertionError("unreachable")
+        await (await self.bucket()).put(name, data, meta=meta)
 
     async def _read(self, name: str) -> bytes:
-        info = await (await self.bucket()).get_info(name)
+        # One direct get per chunk: nats-py's `get` reads them through an ordered consumer
+        # (520 ms for 9 MB here, against 26 ms). Checked against the object's digest.
+        try:
+            info = await (await self.bucket()).get_info(name)
+        except NotFoundError:
+            raise PacketNotFound(name) from None
         subject = f"$O.{BUCKET}.C.{info.nuid}"
         chunks: list[bytes] = []
         seq = 0
@@ -119,12 +160,78 @@ class PacketStore:
             raise ValueError(f"object {name} does not match its digest")
         return data
 
-    async def delete(self, name: str) -> None:
-        """Forget an object nobody names (best effort)."""
+    async def _delete(self, name: str) -> None:
+        await (await self.bucket()).delete(name)
+
+
+class S3Packets(PacketStore):
+    """Packets in an S3-compatible bucket (aiobotocore), for SLIPSTREAM_PACKET_STORE=s3."""
+
+    def __init__(self, settings: CommonSettings) -> None:
+        self.settings = settings
+        self.bucket = settings.s3_bucket
+        self.prefix = settings.s3_prefix
+        self._stack = contextlib.AsyncExitStack()
+        self._client: Any = None
+        self._opening = asyncio.Lock()
+
+    async def client(self) -> Any:
+        async with self._opening:
+            if self._client is None:
+                from aiobotocore.config import AioConfig
+                from aiobotocore.session import get_session
+
+                s = self.settings
+                # Our own 3 tries wrap each call: botocore's retries stay few.
+                config = AioConfig(connect_timeout=5, read_timeout=60, retries={"max_attempts": 2, "mode": "standard"})
+                self._client = await self._stack.enter_async_context(get_session().create_client(
+                    "s3", endpoint_url=s.s3_endpoint_url or None, region_name=s.s3_region,
+                    aws_access_key_id=s.s3_access_key_id or None,
+                    aws_secret_access_key=s.s3_secret_access_key or None, config=config))
+        return self._client
+
+    async def prepare(self) -> None:
+        """Create the bucket if it is missing (keys that may not create it need it made already)."""
+        client = await self.client()
         try:
-            await (await self.bucket()).delete(name)
-        except Exception:
-            pass
+            await client.head_bucket(Bucket=self.bucket)
+        except client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
+                raise
+            await client.create_bucket(Bucket=self.bucket)
+
+    async def _write(self, name: str, data: bytes) -> None:
+        await (await self.client()).put_object(Bucket=self.bucket, Key=self.prefix + name, Body=data,
+                                               ContentType="application/json")
+
+    async def _read(self, name: str) -> bytes:
+        client = await self.client()
+        try:
+            answer = await client.get_object(Bucket=self.bucket, Key=self.prefix + name)
+        except client.exceptions.NoSuchKey:
+            raise PacketNotFound(name) from None
+        async with answer["Body"] as body:
+            data: bytes = await body.read()
+        return data
+
+    async def _delete(self, name: str) -> None:
+        await (await self.client()).delete_object(Bucket=self.bucket, Key=self.prefix + name)
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+        self._client = None
+
+
+def open_store(settings: CommonSettings, js: JetStreamContext) -> PacketStore:
+    """The store the settings name (SLIPSTREAM_PACKET_STORE)."""
+    if settings.packet_store == "s3":
+        try:
+            import aiobotocore  # noqa: F401
+        except ImportError:
+            raise SettingsError("SLIPSTREAM_PACKET_STORE=s3 needs aiobotocore: pip install 'slipstream[s3]'") \
+                from None
+        return S3Packets(settings)
+    return NatsPackets(js)
 
 
 def environment_of(name: str) -> str:

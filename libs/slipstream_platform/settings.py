@@ -29,6 +29,15 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     otel_exporter: str = "none"
     # uvloop | asyncio (see docs/adr/0007-uvloop.md)
     event_loop: str = "uvloop"
+    # Where payloads and outputs over 512 KB go (ADR 0012): nats (the JetStream Object Store of
+    # SLIPSTREAM_NATS_URL) | s3 (an S3-compatible store, below; needs `pip install slipstream[s3]`).
+    packet_store: str = "nats"
+    s3_endpoint_url: str = ""  # "": AWS itself; else e.g. http://minio:9000
+    s3_bucket: str = "slipstream-packets"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""  # "": botocore's usual chain (AWS_* variables, profile, instance role)
+    s3_secret_access_key: str = ""
+    s3_prefix: str = ""  # put before every object's name, e.g. "slipstream/"
 
 
 class TriggerApiSettings(CommonSettings, frozen=True, kw_only=True):
@@ -116,10 +125,13 @@ def load_settings(cls: type[S], environ: Mapping[str, str]) -> S:
         )
     if settings.event_loop not in EVENT_LOOPS:
         raise SettingsError(f"SLIPSTREAM_EVENT_LOOP={settings.event_loop!r}: use uvloop or asyncio")
+    if settings.packet_store not in PACKET_STORES:
+        raise SettingsError(f"SLIPSTREAM_PACKET_STORE={settings.packet_store!r}: use nats or s3")
     return settings
 
 
 EVENT_LOOPS = ("uvloop", "asyncio")
+PACKET_STORES = ("nats", "s3")
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:

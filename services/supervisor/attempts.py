@@ -61,7 +61,7 @@ class Supervisor:
         self.service = service
         self.settings = service.settings
         self.environment = environment
-        self.packets = packets.PacketStore(service.nc.jetstream())
+        self.packets = packets.open_store(service.settings, service.nc.jetstream())
         self.worker_id = new_id("worker")
         self.free: list[int] = []  # slots whose process is idle
         # Attempts a take started beyond the free slots (Postgres counted a slot free before
@@ -579,6 +579,7 @@ async def setup(service: Service[SupervisorSettings]) -> None:
     if environment is None:
         raise SettingsError("SLIPSTREAM_SECRET_KEY does not belong to any environment")
     supervisor = Supervisor(service, environment)
+    await supervisor.packets.prepare()
     await supervisor.start_processes()
     signals = await service.bus.nc.subscribe(queue_signals_of(environment.id), cb=supervisor.on_signal)
     sub = await service.bus.js.subscribe(
@@ -600,6 +601,7 @@ async def setup(service: Service[SupervisorSettings]) -> None:
         await signals.unsubscribe()
         await sub.unsubscribe()
         await supervisor.shutdown()
+        await supervisor.packets.close()
 
     service.on_shutdown.append(stop)
     service.spawn(supervisor.taker(), "taker")

@@ -12,7 +12,6 @@ from typing import Any
 import asyncpg
 import msgspec
 from aiohttp import web
-from nats.js.errors import NotFoundError
 from slipstream_platform import packets, telemetry, tokens
 from slipstream_platform.durations import expiration_seconds, resolve_delay
 from slipstream_platform.http import HttpError, cors, decode_body, json_response
@@ -95,7 +94,13 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
     """Register the routes."""
     service.app.middlewares.insert(0, cors(service.settings.cors_origins))  # outermost: errors get it too
     credentials = tokens.Credentials(service.pool)
-    store = packets.PacketStore(service.nc.jetstream())
+    store = packets.open_store(service.settings, service.nc.jetstream())
+    await store.prepare()
+
+    async def close_store(app: web.Application) -> None:
+        await store.close()
+
+    service.app.on_cleanup.append(close_store)
     served = _ServedCache(service.pool)
     openapi = _encoder.encode(openapi_document())
 
@@ -208,7 +213,7 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
             raise HttpError(403, problem)
         try:
             data = await store.get(name)
-        except NotFoundError:
+        except packets.PacketNotFound:
             raise HttpError(404, "Packet not found") from None
         except packets.StoreUnavailable as exc:
             raise HttpError(503, str(exc)) from None
@@ -291,5 +296,5 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
     service.spawn(forget_spent_tokens(), "forget-spent-tokens")
     add_schedule_routes(service, authenticate)
     add_queue_routes(service, authenticate)
-    add_batch_routes(service, authenticate, authorize)
+    add_batch_routes(service, authenticate, authorize, store)
     add_run_routes(service, authenticate)

@@ -42,10 +42,10 @@ _append_decoder = msgspec.json.Decoder(BatchAppendRequest)
 _tracer = telemetry.tracer(__name__)
 
 
-def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate, authorize: Authorize) -> None:
+def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate, authorize: Authorize,
+               store: packets.PacketStore) -> None:
     """Register the batch routes."""
     pool = service.pool
-    store = packets.PacketStore(service.nc.jetstream())
 
     async def parent_of(env: Environment, items: list[BatchItem]) -> Parent | None:
         """The run every item is a child of (the SDK sets it inside a task), or None."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from nats.js.errors import NotFoundError
 from slipstream_platform import bus, packets
 from slipstream_platform.embedded import EmbeddedNats
+from slipstream_platform.settings import CommonSettings
 from slipstream_platform.triggering import TriggerRejected, offload, plan_run
 from slipstream_proto import TriggerOptions
 
@@ -33,7 +33,7 @@ async def test_objects_round_trip_and_a_failed_upload_creates_nothing(nats_serve
     try:
         await bus.ensure_streams(nc.jetstream())
         await bus.ensure_streams(nc.jetstream())  # idempotent
-        store = packets.PacketStore(nc.jetstream())
+        store = packets.NatsPackets(nc.jetstream())
         text = '"' + "q" * (3 * 1024 * 1024) + '"'
         name = await store.put("env_1", "payload", text)
         assert name.startswith("env_1/packet_") and name.endswith("/payload")
@@ -45,7 +45,7 @@ async def test_objects_round_trip_and_a_failed_upload_creates_nothing(nats_serve
         assert stored.payload_json is None and stored.payload_packet and kept is small
         assert (await store.get(stored.payload_packet)).decode() == plan.payload_json
         await store.delete(name)
-        with pytest.raises(NotFoundError):
+        with pytest.raises(packets.PacketNotFound):
             await store.get(name)
     finally:
         await nc.close()
@@ -60,3 +60,31 @@ def test_a_payload_over_10_mb_is_refused_naming_the_limit() -> None:
         plan_run("t", "b" * (10 * 1024 * 1024), TriggerOptions(), environment_type="DEVELOPMENT",
                  now=datetime.now(UTC))
     assert refused.value.status == 413 and "10 MB (10485760 bytes)" in refused.value.message
+
+
+async def test_the_s3_store_round_trips_and_names_missing_objects(s3_server: str) -> None:
+    settings = CommonSettings(packet_store="s3", s3_endpoint_url=s3_server, s3_bucket="slipstream-store-test",
+                              s3_access_key_id="test", s3_secret_access_key="test", s3_prefix="pre/")
+    store = packets.open_store(settings, None)  # type: ignore[arg-type]  # (S3 needs no NATS)
+    assert isinstance(store, packets.S3Packets)
+    try:
+        await store.prepare()
+        await store.prepare()  # the bucket exists now
+        text = '"' + "é" * (2 * 1024 * 1024) + '"'
+        name = await store.put("env_1", "output", text)
+        assert (await store.get(name)).decode() == text
+        client = await store.client()
+        listed = await client.list_objects_v2(Bucket="slipstream-store-test")
+        assert [o["Key"] for o in listed["Contents"]] == ["pre/" + name]
+        await store.delete(name)
+        with pytest.raises(packets.PacketNotFound):
+            await store.get(name)
+    finally:
+        await store.close()
+    unreachable = packets.open_store(CommonSettings(packet_store="s3", s3_endpoint_url="http://127.0.0.1:9",
+                                                    s3_access_key_id="a", s3_secret_access_key="b"), None)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(packets.StoreUnavailable):
+            await unreachable.put("env_1", "payload", "{}", attempts=1)
+    finally:
+        await unreachable.close()
