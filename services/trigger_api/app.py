@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -143,13 +143,16 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
                 plan = (await offload(store, [plan], env.id))[0]
             with _tracer.start_as_current_span("trigger", attributes={"task": task_id}) as span:
                 try:
-                    async with service.pool.acquire() as conn, contextlib.AsyncExitStack() as stack:
-                        if access.jti is not None:  # a one-shot token is spent with the run it makes, or not at all
-                            await stack.enter_async_context(conn.transaction())
-                            await tokens.use_once(conn, access)
-                        result = await trigger_run(conn, plan, environment_id=env.id, served=is_served,
-                                                   parent=parent, traceparent=telemetry.traceparent(),
-                                                   request_id=request.headers.get("x-slipstream-request-id"))
+                    async with service.pool.acquire() as conn:
+                        create = partial(trigger_run, conn, plan, environment_id=env.id, served=is_served,
+                                         parent=parent, traceparent=telemetry.traceparent(),
+                                         request_id=request.headers.get("x-slipstream-request-id"))
+                        if access.jti is None:
+                            result = await create()
+                        else:  # a one-shot token is spent with the run it makes, or not at all
+                            async with conn.transaction():
+                                await tokens.use_once(conn, access)
+                                result = await create()
                 except BaseException:
                     await forget_unused(store, [plan])
                     raise
