@@ -27,6 +27,7 @@ import copy
 import logging
 import math
 import threading
+import uuid
 from typing import Any
 
 import msgspec
@@ -34,7 +35,7 @@ from slipstream_proto import RunMetadata, metadata_key_problem
 
 from slipstream import _client
 from slipstream._waits import is_replaying
-from slipstream.errors import MetadataTooLargeError, TaskRunError
+from slipstream.errors import ApiError, MetadataTooLargeError, TaskRunError
 
 __all__ = ["append", "current", "decrement", "delete", "flush", "get", "increment", "parent", "remove", "replace",
            "root", "set"]
@@ -99,6 +100,8 @@ class _Attempt:
         self.run_id = run_id
         self.value = initial
         self.pending: list[tuple[str, dict[str, Any]]] = []  # (target field, operation), in order
+        # Requests not stored yet, with their request ids: sent again (the server applies an id once).
+        self.unsent: list[tuple[str, list[tuple[str, dict[str, Any]]]]] = []
         self.lock = threading.Lock()
         self.loop = asyncio.get_running_loop()
         self.loop_thread = threading.get_ident()
@@ -141,25 +144,52 @@ class _Attempt:
             self.wake.clear()
             with self.lock:
                 taken, self.pending = self.pending, []
-            # In order, at most MAX_REQUEST_OPERATIONS a request.
-            for first in range(0, len(taken), MAX_REQUEST_OPERATIONS):
+            # In order, at most MAX_REQUEST_OPERATIONS a request, each with its own request id:
+            # the server applies an id once, so a request whose answer was lost is sent again
+            # (increments do not count twice).
+            self.unsent += [(uuid.uuid4().hex, taken[first:first + MAX_REQUEST_OPERATIONS])
+                            for first in range(0, len(taken), MAX_REQUEST_OPERATIONS)]
+            while self.unsent:
+                request_id, ops = self.unsent[0]
                 try:
-                    await _client.request("PUT", f"/api/v1/runs/{self.run_id}/metadata", RunMetadata,
-                                          _body(taken[first:first + MAX_REQUEST_OPERATIONS]))
+                    await _client.request("PUT", f"/api/v1/runs/{self.run_id}/metadata", RunMetadata, _body(ops),
+                                          request_id=request_id)
+                except ApiError as exc:
+                    if exc.status >= 500:
+                        self._not_yet(exc)
+                        if raise_errors:
+                            raise
+                        return
+                    # Refused for good (too large, a bad key): never sent again.
+                    self.unsent.pop(0)
+                    log.error("%d metadata operation(s) of run %s were refused: %s", len(ops), self.run_id, exc)
+                    if raise_errors:
+                        raise
+                    continue
                 except Exception as exc:
-                    # Not sent again: the server may have applied it, and increments must not count twice.
-                    log.error("%d metadata operation(s) of run %s were not stored: %s",
-                              len(taken) - first, self.run_id, exc)
+                    self._not_yet(exc)
                     if raise_errors:
                         raise
                     return
+                self.unsent.pop(0)
+
+    def _not_yet(self, exc: Exception) -> None:
+        count = sum(len(ops) for _, ops in self.unsent)
+        log.warning("%d metadata operation(s) of run %s are not stored yet (sent again with the next flush): %s",
+                    count, self.run_id, exc)
 
     async def close(self) -> None:
         async with self.sending:  # a send going on finishes first
             self.flusher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.flusher
-        await self.flush(raise_errors=False)
+        for attempt in range(3):  # the attempt's last word: a few more tries than a periodic flush
+            await self.flush(raise_errors=False)
+            if not self.unsent:
+                return
+            await asyncio.sleep(0.5 * (attempt + 1))
+        log.error("%d metadata operation(s) of run %s were not stored: the API could not be reached",
+                  sum(len(ops) for _, ops in self.unsent), self.run_id)
 
 
 MAX_REQUEST_OPERATIONS = 1000

@@ -19,6 +19,7 @@ from slipstream_platform.service import Service
 from slipstream_platform.settings import TriggerApiSettings
 from slipstream_platform.store import idempotency, workers
 from slipstream_platform.store import logs as log_store
+from slipstream_platform.store import metadata as metadata_store
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store import waitpoints as waitpoint_store
 from slipstream_platform.store.environments import Environment
@@ -234,13 +235,15 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
             raise HttpError(422, str(exc)) from None
         return json_response(PublicToken(token=token, expires_at=datetime.fromtimestamp(expires, UTC)), status=201)
 
-    async def forget_spent_tokens() -> None:
+    async def housekeeping() -> None:
+        """Every minute: forget spent tokens that expired, and day-old metadata request ids."""
         while True:
             await asyncio.sleep(60)
             try:
                 await tokens.forget_spent(service.pool)
+                await metadata_store.forget_requests(service.pool)
             except Exception:
-                log.exception("cannot delete spent tokens")
+                log.exception("housekeeping failed")
 
     async def cancel(request: web.Request) -> web.Response:
         env = await authenticate(request)
@@ -296,7 +299,7 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
     service.app.router.add_get("/openapi.json", openapi_json)
     service.app.router.add_post("/api/v1/auth/tokens", create_token)
     service.app.router.add_get("/api/v1/packets/{name:.+}", packet)
-    service.spawn(forget_spent_tokens(), "forget-spent-tokens")
+    service.spawn(housekeeping(), "housekeeping")
     add_schedule_routes(service, authenticate)
     add_queue_routes(service, authenticate)
     add_batch_routes(service, authenticate, authorize, store)

@@ -237,7 +237,8 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate)
         changes = [(run_id, own), (found.parent_id or run_id, parent_ops), (found.root_id or run_id, root_ops)]
         try:
             async with service.pool.acquire() as conn:
-                updated = await metadata_store.apply(conn, env.id, changes)
+                updated = await metadata_store.apply(conn, env.id, changes,
+                                                     request_id=request.headers.get("x-slipstream-request-id"))
         except metadata_store.TooLarge as exc:
             raise HttpError(422, str(exc)) from None
         except metadata_store.NoSuchRun:

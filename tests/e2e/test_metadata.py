@@ -105,6 +105,18 @@ async def test_metadata_over_http_and_the_sdk(sdk: None, http: aiohttp.ClientSes
         assert response.status == 400, await response.text()
 
 
+async def test_a_request_sent_again_is_applied_once(sdk: None, http: aiohttp.ClientSession) -> None:
+    handle = await tasks.trigger("echo", {})
+    body = {"operations": [{"type": "increment", "key": "n", "value": 1}]}
+    for request_id in ("req-1", "req-1", "req-2", "req-1"):  # as the SDK sends one whose answer was lost
+        async with http.put(f"/api/v1/runs/{handle.id}/metadata", json=body,
+                            headers={"x-slipstream-request-id": request_id}) as response:
+            assert response.status == 200
+            answer = await response.json()
+    assert answer == {"metadata": {"n": 2}}
+    assert (await runs.retrieve(handle.id)).metadata == {"n": 2}
+
+
 async def test_metadata_changes_reach_realtime_subscribers(sdk: None) -> None:
     handle = await tasks.trigger("echo", {}, delay="1h")  # stays DELAYED: only its metadata changes
     updates = runs.subscribe_to_run(handle.id)

@@ -35,6 +35,7 @@ EXPECTED_COLUMNS = {
                   "deduplication_key", "active", "next_run_at", "last_run_at", "created_at", "updated_at"},
     "run_logs": {"id", "run_id", "attempt_number", "level", "message", "attributes", "logged_at"},
     "spent_tokens": {"jti", "environment_id", "expires_at"},
+    "metadata_requests": {"run_id", "request_id", "created_at"},
 }
 
 

@@ -20,6 +20,11 @@ MAX_BYTES = 256 * 1024
 _encoder = msgspec.json.Encoder()
 
 
+async def forget_requests(conn: asyncpg.Connection | asyncpg.Pool) -> None:
+    """Forget request ids older than a day (a request is not sent again that late)."""
+    await conn.execute("DELETE FROM metadata_requests WHERE created_at < now() - interval '1 day'")
+
+
 class TooLarge(Exception):
     """The run's metadata would be over `MAX_BYTES` once serialized (nothing was stored)."""
 
@@ -52,14 +57,19 @@ class Updated(msgspec.Struct, frozen=True):
     metadata: dict[str, Any]
 
 
-async def apply(conn: asyncpg.Connection, environment_id: str, changes: list[tuple[str, list[dict[str, Any]]]]
-                ) -> dict[str, Updated]:
+async def apply(conn: asyncpg.Connection, environment_id: str, changes: list[tuple[str, list[dict[str, Any]]]],
+                request_id: str | None = None) -> dict[str, Updated]:
     """Apply each (run id, operations) in one transaction, in the order given; each run's
-    change. TooLarge or NoSuchRun leaves every run as it was."""
+    change. TooLarge or NoSuchRun leaves every run as it was. A `request_id` is applied once:
+    the same id again changes nothing (the SDK sends a request again when its answer was lost)."""
     after: dict[str, Updated] = {}
     async with conn.transaction():
         await conn.execute("SELECT 1 FROM runs WHERE id = ANY($1::text[]) AND environment_id = $2"
                            " ORDER BY depth, id FOR UPDATE", [run_id for run_id, ops in changes if ops], environment_id)
+        if request_id is not None and changes and not await conn.fetchval(
+                "INSERT INTO metadata_requests (run_id, request_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+                " RETURNING true", changes[0][0], request_id):
+            return after  # applied before
         for run_id, ops in changes:
             if not ops:
                 continue
