@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install dev test test-unit lint typecheck bench bench-peers openapi up down clean
+.PHONY: install browser dev test test-unit lint typecheck bench bench-peers openapi up down clean
 
 install: $(STAMP)
 
@@ -18,8 +18,16 @@ $(STAMP): pyproject.toml
 dev: install
 	$(BIN)/slipstream dev --tasks examples --trigger hello-world
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q tests
+
+# A headless Chromium and its driver for the browser tests (Debian's packages; tools that fetch
+# their own browser do not work here). Needs root and apt, as on our machines.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q chromium chromium-driver >/dev/null || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; }; }
 
 test-unit: install
 	$(BIN)/python -m pytest -q tests/unit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from aiohttp import web
 
 from examples.browser.server import make_app
+from tests.conftest import eventually
 from tests.e2e.conftest import Platform
 
 pytestmark = pytest.mark.e2e
@@ -55,3 +57,38 @@ async def test_the_page_triggers_and_follows_a_run_with_tokens_only(backend: str
     assert seen[-1]["output"] == {"steps": 3, "greeting": "Hello Ada"}
     assert seen[-1]["metadata"]["progress"] == 1.0 and seen[-1]["metadata"]["step"] == "step 3 of 3"
     assert any(run["status"] == "EXECUTING" for run in seen)
+
+
+def _chromium() -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+async def test_the_page_works_in_a_real_browser(backend: str) -> None:
+    """Headless Chromium (make browser) loads the page, clicks Run, and sees the run finish live."""
+    from selenium.webdriver.common.by import By
+
+    driver = await asyncio.to_thread(_chromium)
+    try:
+        await asyncio.to_thread(driver.get, backend + "/")
+        await asyncio.to_thread(lambda: driver.find_element(By.ID, "run").click())
+
+        async def finished() -> str | None:
+            status = await asyncio.to_thread(lambda: driver.find_element(By.ID, "status").text)
+            return status if status == "COMPLETED" else None
+
+        await eventually(finished, timeout=60, interval=0.2, message="the page did not show COMPLETED")
+        log = await asyncio.to_thread(lambda: driver.find_element(By.ID, "log").text)
+        progress = await asyncio.to_thread(
+            lambda: driver.find_element(By.ID, "progress").get_property("value"))
+        step = await asyncio.to_thread(lambda: driver.find_element(By.ID, "step").text)
+    finally:
+        await asyncio.to_thread(driver.quit)
+    assert "triggered run_" in log and '"greeting":"Hello Ada"' in log, log
+    assert progress == 1 and step == "step 5 of 5"
