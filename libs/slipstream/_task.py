@@ -396,6 +396,19 @@ class Task(Generic[P, R]):
             self.parse(payload)
         return await trigger_task(self.id, payload, trigger_options(**options))
 
+    def trigger_sync(self, payload: P | None = None, **options: Unpack[TriggerKwargs]) -> RunHandle:
+        """`trigger` for code without an event loop (a Django view, a script): blocks until
+        the run is created (see `slipstream.sync`)."""
+        from slipstream._bridge import bridge
+
+        return bridge.call(self.trigger, payload, **options)
+
+    def batch_trigger_sync(self, items: Iterable[BatchItem[P]], **options: Unpack[BatchKwargs]) -> BatchHandle:
+        """`batch_trigger` for code without an event loop."""
+        from slipstream._bridge import bridge
+
+        return bridge.call(self.batch_trigger, items, **options)
+
     async def batch_trigger(self, items: Iterable[BatchItem[P]] | AsyncIterable[BatchItem[P]],
                             **options: Unpack[BatchKwargs]) -> BatchHandle:
         """Start one run of this task per item (`{"payload": ..., "options": {...}}`); return the

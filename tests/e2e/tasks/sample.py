@@ -60,3 +60,10 @@ async def parent(payload: dict, ctx: TaskContext) -> dict:
 async def fan_out(payload: dict, ctx: TaskContext) -> dict:
     handle = await echo.batch_trigger([{"payload": {"i": i}} for i in range(payload["n"])])
     return {"batch": handle.batch_id, "children": [r.id for r in handle.runs]}
+
+
+@task(id="sync-parent")
+def sync_parent(payload: dict, ctx: TaskContext) -> dict:
+    """A plain `def` task triggers a child with the sync client: the child is its child."""
+    child = echo.trigger_sync({"from": "sync"})
+    return {"child": child.id}
