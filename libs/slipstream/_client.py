@@ -106,7 +106,8 @@ async def request(
     """Call the API and decode its answer into `result_type`; typed errors otherwise.
 
     With a `request_id` (triggers send one), a request that fails on the network or with a
-    502/503/504 is sent again with the same id, so the server never creates a second run.
+    502/503/504 is sent again with the same id, so the server never creates a second run; a
+    GET is sent again the same way.
     """
     return (await request_with_headers(method, path, result_type, body, request_id=request_id))[0]
 
@@ -119,7 +120,8 @@ async def request_with_headers(
     pool = await _pool()
     data = _encoder.encode(body) if body is not None else None
     headers = _headers(config, {"x-slipstream-request-id": request_id} if request_id else None)
-    retries = _RETRY_DELAYS if request_id else ()
+    # A GET changes nothing, and a request with a request id is applied once: both are safe to send again.
+    retries = _RETRY_DELAYS if request_id or method == "GET" else ()
     for attempt in range(len(retries) + 1):
         try:
             status, answer_headers, content = await pool.request(method, config.api_url + path, headers, data,

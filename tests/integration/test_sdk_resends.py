@@ -1,4 +1,4 @@
-"""The SDK sends a metadata request again, with its request id, until the API stores it."""
+"""The SDK sends again what is safe to send again: metadata requests (by request id) and GETs."""
 
 from __future__ import annotations
 
@@ -53,3 +53,31 @@ async def test_a_failed_request_is_sent_again_with_the_same_id(api: str) -> None
         [{"type": "increment", "key": "n", "value": 1}],
         [{"type": "increment", "key": "n", "value": 2}]]
     assert SEEN[0][0] == SEEN[1][0] != SEEN[2][0]
+
+
+CALLS = {"n": 0}
+
+
+async def flaky_run(request: web.Request) -> web.Response:
+    CALLS["n"] += 1
+    if CALLS["n"] < 3:
+        return web.json_response({"error": "restarting"}, status=503)
+    return web.json_response({"id": "run_1", "taskIdentifier": "t", "status": "QUEUED",
+                              "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z"})
+
+
+async def test_a_get_is_sent_again_after_a_503(unused_tcp_port: int) -> None:
+    app = web.Application()
+    app.router.add_get("/api/v3/runs/{run_id}", flaky_run)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+    slipstream.configure(api_url=f"http://127.0.0.1:{unused_tcp_port}", secret_key="sk_dev_test")
+    try:
+        run = await slipstream.runs.retrieve("run_1")
+        assert run.id == "run_1" and CALLS["n"] == 3
+    finally:
+        import slipstream._config as config
+
+        config._override = None
+        await runner.cleanup()
