@@ -15,7 +15,7 @@ COPY pyproject.toml README.md ./
 COPY proto ./proto
 COPY libs ./libs
 COPY services ./services
-RUN pip install . && rm -rf build
+RUN pip install ".[server]" && rm -rf build
 
 # Task modules are imported from the working directory: the supervisor serves `examples`.
 COPY examples ./examples

@@ -21,7 +21,7 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from slipstream_platform.cron import timezones  # noqa: E402
+from slipstream_core.cron import timezones  # noqa: E402
 from slipstream_platform.local import LocalPlatform  # noqa: E402
 
 from bench.common import machine, on_platform, pct, write_section  # noqa: E402

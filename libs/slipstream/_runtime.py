@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from slipstream_platform import ipc, run_errors
+from slipstream_core import ipc, run_errors
 from slipstream_proto.machines import MACHINE_PRESETS
 
 from slipstream import _client

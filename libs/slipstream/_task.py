@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
 import msgspec
-from slipstream_platform.definitions import QueueDefinition, RetryPolicy, ScheduleDeclaration, TaskDefinition
-from slipstream_platform.durations import parse_duration
+from slipstream_core.definitions import QueueDefinition, RetryPolicy, ScheduleDeclaration, TaskDefinition
+from slipstream_core.durations import parse_duration
 from slipstream_proto import DebounceOption, QueueOption, TriggerOptions, TriggerRequest, TriggerResponse
 from slipstream_proto.machines import MACHINE_PRESETS
 

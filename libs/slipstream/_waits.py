@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
-from slipstream_platform import ipc
+from slipstream_core import ipc
 
 from slipstream.errors import TaskRunError
 

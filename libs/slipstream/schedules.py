@@ -17,7 +17,7 @@ from typing import Any, TypedDict
 from urllib.parse import quote
 
 import msgspec
-from slipstream_platform.cron import CronError, parse
+from slipstream_core.cron import CronError, parse
 from slipstream_proto import Schedule, SchedulePage, Timezones
 
 from slipstream import _client

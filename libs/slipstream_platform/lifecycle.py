@@ -12,10 +12,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
+from slipstream_core import ipc, run_errors
+from slipstream_core.definitions import TaskDefinition
 from slipstream_proto.machines import DEFAULT_MACHINE, MACHINE_PRESETS
 
-from slipstream_platform import ipc, run_errors
-from slipstream_platform.definitions import TaskDefinition
 from slipstream_platform.store.attempts import AttemptEnd, StartedAttempt, StartRequest
 from slipstream_platform.store.claims import TaskDefaults
 

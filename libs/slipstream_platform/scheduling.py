@@ -16,10 +16,10 @@ from typing import Any
 
 import asyncpg
 import msgspec
+from slipstream_core import cron
+from slipstream_core.definitions import QueueDefinition, TaskDefinition
 from slipstream_proto import TriggerOptions
 
-from slipstream_platform import cron
-from slipstream_platform.definitions import QueueDefinition, TaskDefinition
 from slipstream_platform.store import idempotency, schedules, workers
 from slipstream_platform.store import queues as queue_store
 from slipstream_platform.store import runs as run_store

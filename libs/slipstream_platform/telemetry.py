@@ -18,6 +18,8 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 
+from slipstream_platform.errors import SettingsError
+
 _enabled = False
 
 
@@ -31,7 +33,11 @@ def setup(service_name: str, exporter: str) -> None:
     if exporter == "console":
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
     else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        except ImportError:
+            raise SettingsError("SLIPSTREAM_OTEL_EXPORTER=otlp needs the OTLP exporter:"
+                                " pip install 'slipstream[otel]'") from None
 
         span_exporter = OTLPSpanExporter()
         provider.add_span_processor(BatchSpanProcessor(span_exporter))

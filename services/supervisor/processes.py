@@ -9,7 +9,7 @@ import socket
 import sys
 from typing import Any
 
-from slipstream_platform import ipc
+from slipstream_core import ipc
 from slipstream_platform.errors import PlatformError
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")

@@ -12,8 +12,8 @@ from typing import Any
 import asyncpg
 import msgspec
 from aiohttp import web
+from slipstream_core.durations import expiration_seconds, resolve_delay
 from slipstream_platform import packets, telemetry, tokens
-from slipstream_platform.durations import expiration_seconds, resolve_delay
 from slipstream_platform.http import HttpError, cors, decode_body, json_response
 from slipstream_platform.service import Service
 from slipstream_platform.settings import TriggerApiSettings

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import msgspec
 from aiohttp import web
-from slipstream_platform.durations import parse_duration
+from slipstream_core.durations import parse_duration
 from slipstream_platform.http import HttpError, decode_body, json_response
 from slipstream_platform.ids import new_id
 from slipstream_platform.service import Service

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import asyncpg
 import msgspec
 from aiohttp import web
-from slipstream_platform import cron
+from slipstream_core import cron
 from slipstream_platform.http import HttpError, decode_body, json_response
 from slipstream_platform.service import Service
 from slipstream_platform.settings import TriggerApiSettings

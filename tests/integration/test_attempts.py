@@ -8,8 +8,9 @@ import json
 from datetime import UTC, datetime
 
 import asyncpg
-from slipstream_platform import ipc, lifecycle
-from slipstream_platform.definitions import QueueDefinition, RetryPolicy, TaskDefinition
+from slipstream_core import ipc
+from slipstream_core.definitions import QueueDefinition, RetryPolicy, TaskDefinition
+from slipstream_platform import lifecycle
 from slipstream_platform.lifecycle import Observed
 from slipstream_platform.store import attempts, claims
 from slipstream_platform.store.attempts import AttemptEnd, StartRequest

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from slipstream_platform.definitions import QueueDefinition
+from slipstream_core.definitions import QueueDefinition
 from slipstream_platform.store import claims, environments
 from slipstream_platform.store import queues as queue_store
 

@@ -7,8 +7,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+from slipstream_core.definitions import QueueDefinition, ScheduleDeclaration, TaskDefinition
 from slipstream_platform import scheduling
-from slipstream_platform.definitions import QueueDefinition, ScheduleDeclaration, TaskDefinition
 from slipstream_platform.store import environments, schedules
 
 

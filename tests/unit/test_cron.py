@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from slipstream_platform.cron import CronError, latest_due, next_ticks, parse
+from slipstream_core.cron import CronError, latest_due, next_ticks, parse
 
 NEW_YORK = ZoneInfo("America/New_York")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from slipstream_platform.durations import parse_duration, resolve_delay
+from slipstream_core.durations import parse_duration, resolve_delay
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 

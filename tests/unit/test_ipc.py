@@ -9,8 +9,8 @@ import typing
 from collections.abc import Iterator
 
 import pytest
-from slipstream_platform import ipc
-from slipstream_platform.definitions import QueueDefinition, TaskDefinition
+from slipstream_core import ipc
+from slipstream_core.definitions import QueueDefinition, TaskDefinition
 
 SAMPLES: list[ipc.Message] = [
     ipc.Ready(pid=4242, tasks=[TaskDefinition(id="hello-world", queue=QueueDefinition(name="task/hello-world"))],

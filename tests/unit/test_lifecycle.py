@@ -6,8 +6,9 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from slipstream_platform import ipc, lifecycle
-from slipstream_platform.definitions import QueueDefinition, RetryPolicy, TaskDefinition
+from slipstream_core import ipc
+from slipstream_core.definitions import QueueDefinition, RetryPolicy, TaskDefinition
+from slipstream_platform import lifecycle
 from slipstream_platform.lifecycle import Observed, end_of_attempt
 from slipstream_platform.store.attempts import StartedAttempt
 from slipstream_proto.machines import MACHINE_PRESETS

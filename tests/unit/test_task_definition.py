@@ -11,7 +11,7 @@ import slipstream
 from slipstream import Task, task
 from slipstream._task import registry
 from slipstream.errors import TaskOptionError
-from slipstream_platform.definitions import QueueDefinition, RetryPolicy, TaskDefinition
+from slipstream_core.definitions import QueueDefinition, RetryPolicy, TaskDefinition
 
 DEFAULT_RETRY = {"max_attempts": 3, "factor": 2.0, "min_timeout_ms": 1000, "max_timeout_ms": 60_000, "randomize": True}
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import TypeAlias
 
 import asyncpg
+from slipstream_core.definitions import QueueDefinition
 from slipstream_proto import QueueKeyState, QueueState, RateLimitState
-
-from slipstream_platform.definitions import QueueDefinition
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 

@@ -11,9 +11,9 @@ from typing import Any, TypeAlias
 
 import asyncpg
 import msgspec
+from slipstream_core import run_errors
 from slipstream_proto.statuses import RunStatus
 
-from slipstream_platform import run_errors
 from slipstream_platform.ids import new_id
 from slipstream_platform.statemachine import sources_of
 

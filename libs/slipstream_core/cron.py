@@ -20,12 +20,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 import msgspec
 from croniter import croniter
 
-from slipstream_platform.errors import PlatformError
-
 _LAST_WEEKDAY = re.compile(r"^([0-7])L$")
 
 
-class CronError(PlatformError):
+class CronError(ValueError):
     """A cron expression or time zone that cannot be used; the message says what to write."""
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from slipstream_platform.definitions import QueueDefinition, TaskDefinition
+from slipstream_core.definitions import QueueDefinition, TaskDefinition
 
 
 class Ready(msgspec.Struct, tag="ready", kw_only=True):
