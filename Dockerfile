@@ -1,5 +1,5 @@
 # One image for every Slipstream service; compose.yaml picks the command
-# (`python -m trigger_api`, `python -m supervisor`, `slipstream migrate`, ...).
+# (`python -m slipstream_server.trigger_api`, `python -m slipstream_server.supervisor`, `slipstream migrate`, ...).
 # Untested on the build machine (it has no Docker).
 FROM python:3.11-slim
 
@@ -24,4 +24,4 @@ RUN useradd --system --uid 10001 --no-create-home slipstream
 USER slipstream
 
 EXPOSE 3030 3031
-CMD ["python", "-m", "trigger_api"]
+CMD ["python", "-m", "slipstream_server.trigger_api"]

@@ -112,7 +112,7 @@ class LocalPlatform:
         self.ports[key] = int(env["SLIPSTREAM_HTTP_PORT"])
         log = open(self.logs / f"{key}.log", "ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", name], env=env, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", f"slipstream_server.{name}"], env=env, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, cwd=os.getcwd(),
         )
         log.close()

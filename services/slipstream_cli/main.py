@@ -109,7 +109,7 @@ def worker(args: argparse.Namespace) -> int:
     os.environ["SLIPSTREAM_TASKS"] = args.tasks
     if args.concurrency:
         os.environ["SLIPSTREAM_CONCURRENCY"] = str(args.concurrency)
-    from supervisor.__main__ import main as supervisor_main
+    from slipstream_server.supervisor.__main__ import main as supervisor_main
 
     supervisor_main()
     return 0

@@ -44,7 +44,7 @@ from slipstream_proto import CancelRun, QueueSignal, TriggerOptions, decode_even
 from slipstream_proto.events import DISPATCH_STREAM, dispatch_subject, queue_signals_of
 from slipstream_proto.machines import MACHINE_PRESETS
 
-from supervisor.processes import WorkerProcess, child_environment
+from slipstream_server.supervisor.processes import WorkerProcess, child_environment
 
 log = logging.getLogger(__name__)
 _tracer = telemetry.tracer(__name__)

@@ -1,4 +1,4 @@
-"""Entry point: `python -m trigger_api`."""
+"""Entry point: `python -m slipstream_server.trigger_api`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 from slipstream_platform.service import serve_forever
 from slipstream_platform.settings import TriggerApiSettings
 
-from trigger_api.app import setup
+from slipstream_server.trigger_api.app import setup
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Entry point: `python -m queue_manager`."""
+"""Entry point: `python -m slipstream_server.queue_manager`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 from slipstream_platform.service import serve_forever
 from slipstream_platform.settings import QueueManagerSettings
 
-from queue_manager.wakeups import setup
+from slipstream_server.queue_manager.wakeups import setup
 
 
 def main() -> None:

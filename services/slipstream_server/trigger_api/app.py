@@ -49,10 +49,10 @@ from slipstream_proto import (
 from slipstream_proto.events import dispatch_subject
 from slipstream_proto.openapi import openapi_document
 
-from trigger_api.batches_routes import add_routes as add_batch_routes
-from trigger_api.queues_routes import add_routes as add_queue_routes
-from trigger_api.runs_routes import add_routes as add_run_routes
-from trigger_api.schedules_routes import add_routes as add_schedule_routes
+from slipstream_server.trigger_api.batches_routes import add_routes as add_batch_routes
+from slipstream_server.trigger_api.queues_routes import add_routes as add_queue_routes
+from slipstream_server.trigger_api.runs_routes import add_routes as add_run_routes
+from slipstream_server.trigger_api.schedules_routes import add_routes as add_schedule_routes
 
 
 class _TriggerBody(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):

@@ -1,4 +1,4 @@
-"""Entry point of a worker process: `python -m supervisor.worker_main FD MODULE`."""
+"""Entry point of a worker process: `python -m slipstream_server.supervisor.worker_main FD MODULE`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Entry point: `python -m realtime`."""
+"""Entry point: `python -m slipstream_server.realtime`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 from slipstream_platform.service import serve_forever
 from slipstream_platform.settings import RealtimeSettings
 
-from realtime.subscriptions import setup
+from slipstream_server.realtime.subscriptions import setup
 
 
 def main() -> None:

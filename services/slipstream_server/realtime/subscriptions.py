@@ -25,8 +25,8 @@ from slipstream_platform.views import PacketLinks, load_run
 from slipstream_proto import RealtimeError, RealtimeRun, Run, RunUpdated, decode_event
 from slipstream_proto.events import run_updated_subject
 
-from realtime import collections
-from realtime.auth import access_of
+from slipstream_server.realtime import collections
+from slipstream_server.realtime.auth import access_of
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()

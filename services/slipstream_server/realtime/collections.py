@@ -26,7 +26,7 @@ from slipstream_platform.tokens import Credentials, Denied
 from slipstream_platform.views import PacketLinks, load_run
 from slipstream_proto import RealtimeError, RealtimeRun, RunUpdated, decode_event
 
-from realtime.auth import access_of
+from slipstream_server.realtime.auth import access_of
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()

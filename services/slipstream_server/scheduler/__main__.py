@@ -1,4 +1,4 @@
-"""Entry point: `python -m scheduler`."""
+"""Entry point: `python -m slipstream_server.scheduler`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 from slipstream_platform.service import serve_forever
 from slipstream_platform.settings import SchedulerSettings
 
-from scheduler.loops import setup
+from slipstream_server.scheduler.loops import setup
 
 
 def main() -> None:

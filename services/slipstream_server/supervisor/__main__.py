@@ -1,4 +1,4 @@
-"""Entry point: `python -m supervisor` (or `slipstream worker --tasks MODULE`)."""
+"""Entry point: `python -m slipstream_server.supervisor` (or `slipstream worker --tasks MODULE`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 from slipstream_platform.service import serve_forever
 from slipstream_platform.settings import SupervisorSettings
 
-from supervisor.attempts import setup
+from slipstream_server.supervisor.attempts import setup
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ class WorkerProcess:
         parent, child = socket.socketpair()
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "supervisor.worker_main", str(child.fileno()), self.module,
+                sys.executable, "-m", "slipstream_server.supervisor.worker_main", str(child.fileno()), self.module,
                 pass_fds=[child.fileno()], env=self.env, stdin=asyncio.subprocess.DEVNULL,
             )
         finally:
