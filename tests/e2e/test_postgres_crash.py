@@ -5,6 +5,7 @@ state, none is lost and none is stuck."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -42,32 +43,46 @@ def durable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalPla
 
 
 def kill_postgres(local: LocalPlatform) -> None:
-    """SIGKILL to the postmaster and every backend at once (its own process group), then restart."""
+    """SIGKILL to the postmaster and every backend at once, then restart. (Each backend leads
+    its own process group, so a signal to the postmaster's group does not reach them.)"""
     proc = local.postgres.proc
     assert proc is not None
-    os.killpg(proc.pid, signal.SIGKILL)
+    pids = [proc.pid, *_descendants(proc.pid)]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     proc.wait()
-    # The backends die a moment after the postmaster; a postgres started while one still holds
-    # the shared memory refuses to start ("pre-existing shared memory block is still in use").
+    # A postgres started while a killed backend still holds the shared memory refuses to start
+    # ("pre-existing shared memory block is still in use").
     deadline = time.monotonic() + 30
-    while _alive_in_group(proc.pid) and time.monotonic() < deadline:
+    while any(_running(pid) for pid in pids[1:]) and time.monotonic() < deadline:
         time.sleep(0.02)
     local.postgres.start()
 
 
-def _alive_in_group(pgid: int) -> bool:
-    """Whether a process of the group is still running (zombies hold no shared memory)."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+            for tid in os.listdir(f"/proc/{parent}/task"):
+                with open(f"/proc/{parent}/task/{tid}/children") as f:
+                    children = [int(c) for c in f.read().split()]
+                found += children
+                todo += children
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether the process exists and is not a zombie (a zombie holds no shared memory)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 async def test_killing_postgres_mid_flight_loses_no_run(durable: tuple[LocalPlatform, str]) -> None:
