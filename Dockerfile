@@ -24,4 +24,7 @@ RUN useradd --system --uid 10001 --no-create-home slipstream
 USER slipstream
 
 EXPOSE 3030 3031
+# Ready: the service's /readyz answers 200 (Postgres and NATS reachable); its port is SLIPSTREAM_HTTP_PORT.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('SLIPSTREAM_HTTP_PORT', '3030') + '/readyz', timeout=2)"]
 CMD ["python", "-m", "slipstream_server.trigger_api"]

@@ -36,7 +36,9 @@ class Service(Generic[S]):
             middlewares=[json_errors],
             client_max_size=getattr(settings, "max_body_bytes", 1024 * 1024),
         )
-        self.app.router.add_get("/healthz", self._health)
+        self.app.router.add_get("/livez", self._live)
+        self.app.router.add_get("/readyz", self._ready)
+        self.app.router.add_get("/healthz", self._ready)  # the earlier name of /readyz
         self.pool: asyncpg.Pool
         self.nc: NATS
         self.bus: Bus
@@ -45,12 +47,24 @@ class Service(Generic[S]):
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
         self.failed = False
 
-    async def _health(self, request: web.Request) -> web.Response:
-        await self.pool.fetchval("SELECT 1")
-        ok = self.nc.is_connected
-        return json_response(
-            {"status": "ok" if ok else "degraded", "service": self.name}, 200 if ok else 503
-        )
+    async def _live(self, request: web.Request) -> web.Response:
+        """The process runs and its event loop answers (restart it if not)."""
+        return json_response({"status": "ok", "service": self.name})
+
+    async def _ready(self, request: web.Request) -> web.Response:
+        """Postgres answers within 2 s and NATS is connected (send it no work if not)."""
+        away = []
+        try:
+            async with asyncio.timeout(2):
+                await self.pool.fetchval("SELECT 1")
+        except Exception:
+            away.append("postgres")
+        if not self.nc.is_connected:
+            away.append("nats")
+        body: dict[str, Any] = {"status": "degraded" if away else "ok", "service": self.name}
+        if away:
+            body["unavailable"] = away
+        return json_response(body, 503 if away else 200)
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         """Run a background loop; if it dies with an error, the service stops."""
