@@ -15,7 +15,7 @@ from aiohttp import web
 from nats.aio.client import Client as NATS
 
 from slipstream_platform import bus as bus_module
-from slipstream_platform import db, telemetry
+from slipstream_platform import db, logformat, telemetry
 from slipstream_platform.bus import Bus
 from slipstream_platform.http import json_errors, json_response
 from slipstream_platform.settings import CommonSettings, load_settings, loop_factory
@@ -135,10 +135,7 @@ def serve_forever(
 ) -> None:
     """A service's whole `main`: settings from `environ`, logging, then `run_service`."""
     settings = load_settings(settings_type, environ)
-    logging.basicConfig(
-        level=settings.log_level,
-        format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",
-    )
+    logformat.configure(name, settings.log_level, settings.log_format)
     with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
         ok = runner.run(run_service(name, settings, setup, pool_size=pool_size))
     if not ok:

@@ -25,6 +25,7 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     http_host: str = "127.0.0.1"
     http_port: int = 0
     log_level: str = "INFO"
+    log_format: str = "text"  # text | json (one object a line: service, runId, traceId)
     # none | console | otlp (otlp needs opentelemetry-exporter-otlp installed)
     otel_exporter: str = "none"
     # uvloop | asyncio (see docs/adr/0007-uvloop.md)
@@ -125,6 +126,8 @@ def load_settings(cls: type[S], environ: Mapping[str, str]) -> S:
         )
     if settings.event_loop not in EVENT_LOOPS:
         raise SettingsError(f"SLIPSTREAM_EVENT_LOOP={settings.event_loop!r}: use uvloop or asyncio")
+    if settings.log_format not in ("text", "json"):
+        raise SettingsError(f"SLIPSTREAM_LOG_FORMAT={settings.log_format!r}: use text or json")
     if settings.packet_store not in PACKET_STORES:
         raise SettingsError(f"SLIPSTREAM_PACKET_STORE={settings.packet_store!r}: use nats or s3")
     return settings

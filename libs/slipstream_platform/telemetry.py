@@ -5,6 +5,7 @@ Off by default (`SLIPSTREAM_OTEL_EXPORTER=none`): spans are then no-ops and cost
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 from opentelemetry import context as otel_context
@@ -24,10 +25,16 @@ _enabled = False
 
 
 def setup(service_name: str, exporter: str) -> None:
-    """Install a tracer provider for `exporter` (none, console or otlp)."""
+    """Install a tracer provider for `exporter` (none, console or otlp). The standard variables
+    apply too: `OTEL_TRACES_EXPORTER` when SLIPSTREAM_OTEL_EXPORTER is not set, `OTEL_SERVICE_NAME`
+    for the service's name, and the exporter's own `OTEL_EXPORTER_OTLP_*`."""
     global _enabled
+    standard = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter == "none" and "SLIPSTREAM_OTEL_EXPORTER" not in os.environ and standard in ("otlp", "console"):
+        exporter = standard
     if exporter == "none":
         return
+    service_name = os.environ.get("OTEL_SERVICE_NAME") or service_name
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     span_exporter: SpanExporter
     if exporter == "console":

@@ -3,6 +3,7 @@ Postgres and NATS are there."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import aiohttp
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.e2e
 def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
     folder = tmp_path_factory.mktemp("health")
     folder.chmod(0o755)
-    platform = LocalPlatform(folder, fast_unsafe=True, service_env=FAST_SWEEPS)
+    platform = LocalPlatform(folder, fast_unsafe=True, service_env={**FAST_SWEEPS, "SLIPSTREAM_LOG_FORMAT": "json"})
     try:
         platform.start_servers()
         key = platform.bootstrap("health")["DEVELOPMENT"]
@@ -56,3 +57,12 @@ async def test_every_service_is_live_and_ready_and_says_what_is_away(local: Loca
         return all([(await probe(local.ports[name], "/readyz"))[0] == 200 for name in SERVICES])
 
     await eventually(ready_again, timeout=60, message="the services did not become ready again")
+
+
+def test_json_logs_are_one_object_a_line(local: LocalPlatform) -> None:
+    lines = [line for name in SERVICES for line in (local.logs / f"{name}.log").read_text().splitlines()
+             if line.startswith("{")]
+    assert lines, "no JSON log lines"
+    parsed = [json.loads(line) for line in lines]
+    assert {p["service"] for p in parsed} >= {"supervisor", "trigger-api"}
+    assert all({"time", "level", "service", "logger", "message"} <= p.keys() for p in parsed)

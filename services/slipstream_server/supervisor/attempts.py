@@ -25,7 +25,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from slipstream_core import ipc
 from slipstream_core.definitions import QueueDefinition, TaskDefinition, encode_tasks
-from slipstream_platform import lifecycle, packets, telemetry
+from slipstream_platform import lifecycle, logformat, packets, telemetry
 from slipstream_platform.batching import MAX_WAIT_ITEMS, BatchItem, plan_batch, trigger_batch
 from slipstream_platform.db import UNAVAILABLE
 from slipstream_platform.errors import SettingsError
@@ -251,6 +251,7 @@ class Supervisor:
 
     async def attempt(self, slot: int, started: StartedAttempt) -> None:
         """Run one started attempt in its slot's process, then free the slot."""
+        logformat.current_run.set(started.run_id)  # this task's own context: its log lines name the run
         trace = {"traceparent": started.traceparent} if started.traceparent else None
         try:
             with _tracer.start_as_current_span(
