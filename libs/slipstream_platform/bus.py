@@ -22,7 +22,7 @@ from nats.js.errors import APIError, BadRequestError, NotFoundError
 from slipstream_proto import STREAMS, QueueSignal, RunUpdated, StreamSpec, encode_event
 from slipstream_proto.events import RETIRED_STREAMS, Event, QueueReason, queue_signal_subject, run_updated_subject
 
-from slipstream_platform import packets, telemetry
+from slipstream_platform import metrics, packets, telemetry
 from slipstream_platform.store.runs import Transition
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ class Bus:
             try:
                 await self.nc.publish(subject, encode_event(event), headers=headers)
             except Exception as exc:
+                metrics.publish_failures.inc()
                 log.warning("publish to %s failed (the sweeper will repair): %r", subject, exc)
 
     async def announce(

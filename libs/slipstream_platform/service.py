@@ -15,7 +15,7 @@ from aiohttp import web
 from nats.aio.client import Client as NATS
 
 from slipstream_platform import bus as bus_module
-from slipstream_platform import db, logformat, telemetry
+from slipstream_platform import db, logformat, metrics, telemetry
 from slipstream_platform.bus import Bus
 from slipstream_platform.http import json_errors, json_response
 from slipstream_platform.settings import CommonSettings, load_settings, loop_factory
@@ -39,6 +39,9 @@ class Service(Generic[S]):
         self.app.router.add_get("/livez", self._live)
         self.app.router.add_get("/readyz", self._ready)
         self.app.router.add_get("/healthz", self._ready)  # the earlier name of /readyz
+        self.app.router.add_get("/metrics", self._metrics)
+        # Read before each scrape (the queue-manager's gauges from Postgres).
+        self.before_scrape: list[Callable[[], Awaitable[None]]] = []
         self.pool: asyncpg.Pool
         self.nc: NATS
         self.bus: Bus
@@ -46,6 +49,15 @@ class Service(Generic[S]):
         self._tasks: list[asyncio.Task[None]] = []
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
         self.failed = False
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        for refresh in self.before_scrape:
+            try:
+                async with asyncio.timeout(5):
+                    await refresh()
+            except Exception:
+                log.warning("a metrics refresh failed; serving the last values", exc_info=True)
+        return web.Response(body=metrics.exposition(), headers={"Content-Type": metrics.CONTENT_TYPE})
 
     async def _live(self, request: web.Request) -> web.Response:
         """The process runs and its event loop answers (restart it if not)."""
@@ -102,6 +114,7 @@ async def run_service(
     async with AsyncExitStack() as stack:
         stack.callback(telemetry.shutdown)
         service.pool = await db.create_pool(settings.database_url, max_size=pool_size)
+        metrics.pool_collector.pool = service.pool
         stack.push_async_callback(service.pool.close)
         service.nc = await bus_module.connect(settings.nats_url, name)
         stack.push_async_callback(service.nc.drain)

@@ -17,6 +17,7 @@ import contextlib
 import logging
 
 from nats.aio.msg import Msg
+from slipstream_platform import metrics
 from slipstream_platform.service import Service
 from slipstream_platform.settings import QueueManagerSettings
 from slipstream_platform.store import claims, workers
@@ -86,6 +87,8 @@ class Waker:
 async def setup(service: Service[QueueManagerSettings]) -> None:
     """Hear the timed signals (one queue group shared by all replicas) and wake on time."""
     waker = Waker(service)
+    metrics.serve_snapshot()  # runs by status and queues, read from Postgres at each scrape
+    service.before_scrape.append(lambda: metrics.refresh_snapshot(service.pool))
     for reason in TIMED_REASONS:
         sub = await service.bus.nc.subscribe(queue_signals_for(reason), queue=QUEUE_MANAGER_GROUP, cb=waker.on_signal)
         service.on_shutdown.append(sub.unsubscribe)

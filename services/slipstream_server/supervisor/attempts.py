@@ -15,6 +15,7 @@ import collections
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -25,7 +26,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from slipstream_core import ipc
 from slipstream_core.definitions import QueueDefinition, TaskDefinition, encode_tasks
-from slipstream_platform import lifecycle, logformat, packets, telemetry
+from slipstream_platform import lifecycle, logformat, metrics, packets, telemetry
 from slipstream_platform.batching import MAX_WAIT_ITEMS, BatchItem, plan_batch, trigger_batch
 from slipstream_platform.db import UNAVAILABLE
 from slipstream_platform.errors import SettingsError
@@ -40,7 +41,7 @@ from slipstream_platform.store import waitpoints as waitpoint_store
 from slipstream_platform.store.attempts import AttemptEnd, StartedAttempt
 from slipstream_platform.store.runs import Transition
 from slipstream_platform.triggering import Parent, TriggerRejected, offload, plan_run, trigger_run
-from slipstream_proto import CancelRun, QueueSignal, TriggerOptions, decode_event
+from slipstream_proto import FINAL_STATUSES, CancelRun, QueueSignal, TriggerOptions, decode_event
 from slipstream_proto.events import DISPATCH_STREAM, dispatch_subject, queue_signals_of
 from slipstream_proto.machines import MACHINE_PRESETS
 
@@ -285,6 +286,10 @@ class Supervisor:
                 for w in await waitpoint_store.journal(self.service.pool, started.run_id)
             ]
         timeout = lifecycle.time_left(started)
+        if started.attempt_number == 1 and not started.resuming:
+            metrics.trigger_to_start.labels(started.task_identifier).observe(
+                max(0.0, (datetime.now(UTC) - started.created_at).total_seconds()))
+        began = time.monotonic()
         # The attempt is written to the process before the run counts as executing here, so a
         # cancel always reaches the process after it.
         sent = process.send(lifecycle.execute_message(started, self.environment.type, journal))
@@ -334,6 +339,9 @@ class Supervisor:
         if end.output_json is not None and packets.too_large(end.output_json):
             end = await self.store_output(started, end)
         await self.finish(end)
+        metrics.attempt_duration.labels(started.task_identifier, end.attempt_status).observe(time.monotonic() - began)
+        if end.status in FINAL_STATUSES:
+            metrics.runs_finished.labels(started.task_identifier, end.status).inc()
         if outcome is None or outcome.replace_process:
             await self.replace_process(slot)
 

@@ -13,7 +13,7 @@ import asyncpg
 import msgspec
 from aiohttp import web
 from slipstream_core.durations import expiration_seconds, resolve_delay
-from slipstream_platform import packets, telemetry, tokens
+from slipstream_platform import metrics, packets, telemetry, tokens
 from slipstream_platform.http import HttpError, cors, decode_body, json_response
 from slipstream_platform.service import Service
 from slipstream_platform.settings import TriggerApiSettings
@@ -162,6 +162,8 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
                 span.set_attribute("run", result.run_id)
                 if result.transition is not None:
                     await service.bus.announce([result.transition], "triggered")
+                if not result.is_cached:
+                    metrics.triggers.labels(task_id).inc()
         except TriggerRejected as exc:
             raise HttpError(exc.status, exc.message) from None
         return json_response(TriggerResponse(id=result.run_id, is_cached=result.is_cached),

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import msgspec
 from aiohttp import web
-from slipstream_platform import packets, telemetry, tokens
+from slipstream_platform import metrics, packets, telemetry, tokens
 from slipstream_platform.batching import (
     BatchItem,
     BatchResult,
@@ -95,6 +95,9 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate,
         except TriggerRejected as exc:
             raise HttpError(exc.status, exc.message) from None
         await service.bus.announce(result.transitions, "triggered")
+        for run, task in zip(result.runs, result.task_identifiers, strict=True):
+            if not run.is_cached:
+                metrics.triggers.labels(task).inc()
         return json_response(_answer(result), status=202,
                              headers={tokens.HEADER: access.mint([f"read:batch:{result.batch_id}"])})
 
