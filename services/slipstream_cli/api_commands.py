@@ -1,0 +1,185 @@
+"""The CLI's commands that talk to the API through the SDK (SLIPSTREAM_API_URL and
+SLIPSTREAM_SECRET_KEY): trigger, runs, schedules. Read commands take `--json`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import msgspec
+
+_encoder = msgspec.json.Encoder()
+
+
+def _print_json(value: Any) -> None:
+    print(_encoder.encode(value).decode())
+
+
+def _payload(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"slipstream: --payload is not JSON ({exc.msg} at position {exc.pos})") from None
+
+
+def _run(coro: Callable[[], Coroutine[Any, Any, None]]) -> int:
+    asyncio.run(coro())
+    return 0
+
+
+def trigger(args: argparse.Namespace) -> int:
+    from slipstream import runs, tasks
+
+    async def go() -> None:
+        options: dict[str, Any] = {}
+        if args.tag:
+            options["tags"] = args.tag
+        if args.delay:
+            options["delay"] = args.delay
+        if args.idempotency_key:
+            options["idempotency_key"] = args.idempotency_key
+        handle = await tasks.trigger(args.task, _payload(args.payload), **options)
+        if not args.wait:
+            if args.json:
+                _print_json({"id": handle.id, "isCached": handle.is_cached,
+                             "publicAccessToken": handle.public_access_token})
+            else:
+                print(handle.id + (" (an existing run)" if handle.is_cached else ""))
+            return
+        await _watch(handle.id, args.json, runs)
+
+    return _run(go)
+
+
+async def _watch(run_id: str, as_json: bool, runs: Any) -> None:
+    last = None
+    async for run in runs.subscribe_to_run(run_id):
+        if as_json:
+            _print_json(run)
+            continue
+        if run.status != last:
+            print(f"{run.id}  {run.status}", flush=True)
+            last = run.status
+        if run.is_completed:
+            if run.is_success:
+                print(json.dumps(run.output))
+            elif run.error is not None:
+                print(f"{run.error.name}: {run.error.message}", file=sys.stderr)
+
+
+def runs_command(args: argparse.Namespace) -> int:
+    from slipstream import runs
+
+    async def go() -> None:
+        if args.action == "list":
+            page = await runs.list(status=args.status, task_identifier=args.task, tag=args.tag, period=args.period,
+                                   limit=args.limit)
+            if args.json:
+                _print_json({"data": page.data, "next": page.next_cursor})
+                return
+            print(f"{'id':32} {'task':24} {'status':16} {'created':27} tags")
+            for r in page.data:
+                print(f"{r.id:32} {r.task_identifier[:24]:24} {r.status:16} {r.created_at.isoformat():27}"
+                      f" {','.join(r.tags)}".rstrip())
+            if page.has_next_page():
+                print(f"(more: --after {page.next_cursor})")
+            return
+        if not args.run_id:
+            raise SystemExit(f"slipstream: runs {args.action} needs a run id, e.g. run_01...")
+        if args.action == "get":
+            run = await runs.retrieve(args.run_id)
+            if args.json:
+                _print_json(run)
+            else:
+                print(f"{run.id}  {run.task_identifier}  {run.status}  attempts {run.attempt_count}")
+                print(f"  created {run.created_at.isoformat()}  finished "
+                      f"{run.finished_at.isoformat() if run.finished_at else '-'}")
+                if run.output is not None:
+                    print(f"  output: {json.dumps(run.output)}")
+                if run.error is not None:
+                    print(f"  error: {run.error.name}: {run.error.message}")
+        elif args.action == "logs":
+            lines = await runs.logs(args.run_id)
+            if args.json:
+                _print_json(lines)
+            for line in [] if args.json else lines:
+                print(f"{line.timestamp.isoformat()} attempt {line.attempt_number} {line.level} {line.message}")
+        elif args.action == "cancel":
+            answer = await runs.cancel(args.run_id)
+            _print_json({"id": answer.id}) if args.json else print(f"canceled {answer.id}")
+        elif args.action == "replay":
+            answer = await runs.replay(args.run_id)
+            _print_json({"id": answer.id}) if args.json else print(answer.id)
+        elif args.action == "watch":
+            await _watch(args.run_id, args.json, runs)
+
+    return _run(go)
+
+
+def schedules_command(args: argparse.Namespace) -> int:
+    from slipstream import schedules
+
+    async def go() -> None:
+        if args.action == "list":
+            page = await schedules.list(page=args.page, per_page=args.per_page)
+            if args.json:
+                _print_json(page)
+                return
+            print(f"{'id':32} {'task':24} {'cron':16} {'timezone':16} {'next run':27} active")
+            for s in page.data:
+                nxt = s.next_run.isoformat() if s.next_run else "-"
+                print(f"{s.id:32} {s.task[:24]:24} {s.generator.expression:16} {s.timezone:16} {nxt:27}"
+                      f" {'yes' if s.active else 'no'}")
+        elif args.action == "create":
+            if not (args.task and args.cron and args.dedup):
+                raise SystemExit("slipstream: schedules create needs --task, --cron and --dedup")
+            made = await schedules.create(task=args.task, cron=args.cron, deduplication_key=args.dedup,
+                                          timezone=args.timezone, external_id=args.external_id)
+            _print_json(made) if args.json else print(made.id)
+        elif args.action == "delete":
+            if not args.id:
+                raise SystemExit("slipstream: schedules delete needs a schedule id")
+            await schedules.delete(args.id)
+            _print_json({"id": args.id, "deleted": True}) if args.json else print(f"deleted {args.id}")
+
+    return _run(go)
+
+
+def add_commands(commands: Any) -> None:
+    p = commands.add_parser("trigger", help="trigger a task; --wait follows it to its end")
+    p.add_argument("task")
+    p.add_argument("--payload", default="null", help="JSON (default null)")
+    p.add_argument("--tag", action="append", help="a tag (again for more)")
+    p.add_argument("--delay", help="e.g. 10m, or an ISO time")
+    p.add_argument("--idempotency-key")
+    p.add_argument("--wait", action="store_true", help="print each status until the run ends, then its output")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=trigger)
+
+    p = commands.add_parser("runs", help="list runs, or get, follow (watch), cancel, replay one, or read its logs")
+    p.add_argument("action", choices=["list", "get", "logs", "cancel", "replay", "watch"])
+    p.add_argument("run_id", nargs="?")
+    p.add_argument("--status", action="append", help="a status (again for more)")
+    p.add_argument("--task", action="append", help="a task id (again for more)")
+    p.add_argument("--tag", action="append")
+    p.add_argument("--period", help="created within, e.g. 1h or 7d")
+    p.add_argument("--limit", type=int, default=25)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=runs_command)
+
+    p = commands.add_parser("schedules", help="list, create or delete schedules")
+    p.add_argument("action", choices=["list", "create", "delete"])
+    p.add_argument("id", nargs="?")
+    p.add_argument("--task")
+    p.add_argument("--cron")
+    p.add_argument("--dedup", help="the deduplication key (create is an upsert by it)")
+    p.add_argument("--timezone", default="UTC")
+    p.add_argument("--external-id")
+    p.add_argument("--page", type=int, default=1)
+    p.add_argument("--per-page", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=schedules_command)
