@@ -23,6 +23,7 @@ from slipstream_proto import (
 )
 
 from slipstream import _client
+from slipstream._codec import encoder
 from slipstream._context import BatchResult
 from slipstream._task import PUBLIC_TOKEN_HEADER, BatchHandle, BatchKwargs, RunHandle, trigger_options, with_parent
 from slipstream.errors import BatchItemError
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 MAX_ITEMS = 1000
 _ITEM = '{"payload": ..., "options": {...}}'
-_json = msgspec.json.Encoder()
+_json = encoder
 
 
 class Item(msgspec.Struct, frozen=True):
@@ -160,7 +161,7 @@ async def send(items: Iterable[Any] | AsyncIterable[Any], check: Checker, option
     last seals it."""
     _batch_options(options, open=False)  # unknown options fail before anything is read
     handle: BatchHandle | None = None
-    runs: list[RunHandle] = []
+    runs: list[RunHandle[Any]] = []
     async for chunk, more in _chunks(items, check, MAX_ITEMS):
         if handle is None:
             handle = await _first(chunk, options, task_id=task_id, more=more)
@@ -194,11 +195,11 @@ async def _first(items: list[Item], options: BatchKwargs, *, task_id: str | None
     return BatchHandle(response.id, _handles(response), response.is_cached, headers.get(PUBLIC_TOKEN_HEADER))
 
 
-def _handles(response: BatchTriggerResponse) -> list[RunHandle]:
+def _handles(response: BatchTriggerResponse) -> list[RunHandle[Any]]:
     return [RunHandle(r.id, r.is_cached, r.task_identifier) for r in response.runs]
 
 
-async def wait_for(items: Iterable[Any] | AsyncIterable[Any], check: Checker) -> BatchResult:
+async def wait_for(items: Iterable[Any] | AsyncIterable[Any], check: Checker) -> BatchResult[Any]:
     """Inside a task: trigger the batch and suspend until every run is final (the slot is freed).
     The supervisor creates the batch in one transaction: up to 10,000 items."""
     from slipstream._waits import waitpoint
@@ -210,4 +211,4 @@ async def wait_for(items: Iterable[Any] | AsyncIterable[Any], check: Checker) ->
                                  " several")
         checked = chunk
     entry = await waitpoint("BATCH", items_json=_json.encode(checked).decode())
-    return msgspec.json.decode(entry.result_json or "{}", type=BatchResult)
+    return msgspec.json.decode(entry.result_json or "{}", type=BatchResult[Any])

@@ -13,6 +13,7 @@ import msgspec
 from slipstream_proto import ErrorBody
 
 from slipstream import _config, _http
+from slipstream._codec import encoder
 from slipstream.errors import ApiConnectionError, api_error
 
 T = TypeVar("T")
@@ -27,7 +28,7 @@ _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _http.Pool] = weakr
 _pool_closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncIterator[None]] = (
     weakref.WeakKeyDictionary()
 )
-_encoder = msgspec.json.Encoder()
+_encoder = encoder  # Structs, dataclasses and pydantic models as payloads
 _error_decoder = msgspec.json.Decoder(ErrorBody)
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import threading
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
+
+R = TypeVar("R")
 
 
 class AttemptInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -112,22 +114,23 @@ class TaskResult(msgspec.Struct, frozen=True, kw_only=True):
     error: BaseException | None = None
 
 
-class TaskRunResult(msgspec.Struct, frozen=True, kw_only=True):
-    """What `trigger_and_wait` returns (and each of a batch's `runs`): the child run's outcome.
-    A failed child never raises by itself: check `ok`, or call `unwrap()`."""
+class TaskRunResult(msgspec.Struct, Generic[R], frozen=True, kw_only=True):
+    """What `trigger_and_wait` returns (and each of a batch's `runs`): the child run's outcome,
+    its `output` decoded into the task's declared return type (`TaskRunResult[R]`). A failed
+    child never raises by itself: check `ok`, or call `unwrap()`."""
 
     id: str
     ok: bool
     status: str
     task_identifier: str | None = None
-    output: Any = None
+    output: R | None = None
     error: dict[str, Any] | None = None
 
-    def unwrap(self) -> Any:
+    def unwrap(self) -> R:
         """The output, or SubtaskUnwrapError (with the child's run_id, task_id and cause) if the
         child run did not complete."""
         if self.ok:
-            return self.output
+            return self.output  # type: ignore[return-value]  # a task that returns None has output None
         from slipstream.errors import SubtaskUnwrapError
 
         message = (self.error or {}).get("message", self.status)
@@ -135,9 +138,9 @@ class TaskRunResult(msgspec.Struct, frozen=True, kw_only=True):
                                  run_id=self.id, task_id=self.task_identifier, cause=self.error)
 
 
-class BatchResult(msgspec.Struct, frozen=True, kw_only=True):
+class BatchResult(msgspec.Struct, Generic[R], frozen=True, kw_only=True):
     """What the batch `..._and_wait` functions return: the batch's id and one result per item,
     in the order of the items."""
 
     id: str
-    runs: list[TaskRunResult]
+    runs: list[TaskRunResult[R]]

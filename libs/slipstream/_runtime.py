@@ -27,6 +27,7 @@ from slipstream_proto.machines import MACHINE_PRESETS
 
 from slipstream import _client
 from slipstream import metadata as _metadata
+from slipstream._codec import encoder
 from slipstream._context import (
     AttemptInfo,
     EnvironmentInfo,
@@ -53,7 +54,7 @@ from slipstream.errors import (
 
 # The largest output a run may have (its JSON); over 512 KB it is stored outside the run row.
 OUTPUT_LIMIT = 100 * 1024 * 1024
-_encoder = msgspec.json.Encoder()
+_encoder = encoder  # outputs may be Structs, dataclasses or pydantic models
 
 
 def load_tasks(module_name: str) -> dict[str, Task[Any, Any]]:
@@ -199,11 +200,13 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
     if task is None:
         return outcome(ok=False, error_json=run_errors.task_not_found(message.task_id))
     payload = msgspec.json.decode(message.payload_json) if message.payload_json else None
-    if task.parse is not None:
+    parse = task.parse or task.payload_model
+    if parse is not None:
         try:
-            payload = task.parse(payload)
+            payload = parse(payload)
         except Exception as exc:
-            parse_error = TaskPayloadParsedError(f"the payload does not match task {task.id!r}'s schema: {exc}")
+            what = "schema" if task.parse is not None else "payload type"
+            parse_error = TaskPayloadParsedError(f"the payload does not match task {task.id!r}'s {what}: {exc}")
             return outcome(ok=False, error_json=_error_json(parse_error))
     initial = msgspec.json.decode(message.metadata_json) if message.metadata_json else {}
     ctx = TaskContext(

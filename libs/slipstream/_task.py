@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextvars
+import dataclasses
+import functools
 import inspect
 import re
 import uuid
 import warnings
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable
 from datetime import UTC, datetime
-from typing import Any, Generic, TypedDict, TypeVar, Unpack
+from typing import Any, Generic, Protocol, TypedDict, TypeVar, Unpack, overload
 
 import msgspec
 from slipstream_core.definitions import QueueDefinition, RetryPolicy, ScheduleDeclaration, TaskDefinition
@@ -18,10 +20,11 @@ from slipstream_proto import DebounceOption, QueueOption, TriggerOptions, Trigge
 from slipstream_proto.machines import MACHINE_PRESETS
 
 from slipstream import _client
+from slipstream._codec import convert, convertible, encoder, hints_of
 from slipstream._context import BatchResult, TaskContext, TaskRunResult
 from slipstream._retry import RetryOptions, validate_retry
 from slipstream._schema import json_schema_for, parser_for
-from slipstream.errors import TaskOptionError, TaskRunError
+from slipstream.errors import OutputTypeError, TaskOptionError, TaskRunError
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -158,9 +161,10 @@ def _task_queue(task_id: str, option: object) -> Queue:
 PUBLIC_TOKEN_HEADER = "x-slipstream-jwt"
 
 
-class RunHandle(msgspec.Struct, frozen=True):
-    """What a trigger returns: the new run's id (and whether an existing run was reused); a
-    run of a batch also says its task."""
+class RunHandle(msgspec.Struct, Generic[R], frozen=True):
+    """What a trigger returns: the new run's id (and whether an existing run was reused) and
+    its task. `RunHandle[R]` carries the task's output type: `runs.retrieve(handle)` decodes
+    the output into it."""
 
     id: str
     is_cached: bool = False
@@ -221,7 +225,7 @@ class BatchHandle(msgspec.Struct, frozen=True):
     """What a batch trigger returns: the batch's id and one run handle per item, in order."""
 
     batch_id: str
-    runs: list[RunHandle]
+    runs: list[RunHandle[Any]]
     is_cached: bool = False
     # A token that reads the batch's runs for an hour (`runs.subscribe_to_batch`).
     public_access_token: str | None = None
@@ -281,7 +285,7 @@ current_attempt_number: contextvars.ContextVar[int | None] = contextvars.Context
 )
 
 
-async def trigger_and_wait_task(task_id: str, payload: Any, options: TriggerOptions) -> TaskRunResult:
+async def trigger_and_wait_task(task_id: str, payload: Any, options: TriggerOptions) -> TaskRunResult[Any]:
     """Inside a task: trigger a child run, suspend until it finishes, return its result."""
     from slipstream._waits import waitpoint
 
@@ -291,13 +295,13 @@ async def trigger_and_wait_task(task_id: str, payload: Any, options: TriggerOpti
         payload_json=_json.encode(payload).decode(),
         options_json=_json.encode(options).decode(),
     )
-    return msgspec.json.decode(entry.result_json or "{}", type=TaskRunResult)
+    return msgspec.json.decode(entry.result_json or "{}", type=TaskRunResult[Any])
 
 
-_json = msgspec.json.Encoder()
+_json = encoder
 
 
-async def trigger_task(task_id: str, payload: Any, options: TriggerOptions) -> RunHandle:
+async def trigger_task(task_id: str, payload: Any, options: TriggerOptions) -> RunHandle[Any]:
     """POST /api/v1/tasks/{task_id}/trigger (as a child run when called inside a task)."""
     options = with_parent(options)
     response, headers = await _client.request_with_headers(
@@ -307,7 +311,7 @@ async def trigger_task(task_id: str, payload: Any, options: TriggerOptions) -> R
         TriggerRequest(payload=payload, options=options),
         request_id=uuid.uuid4().hex,
     )
-    return RunHandle(response.id, response.is_cached, public_access_token=headers.get(PUBLIC_TOKEN_HEADER))
+    return RunHandle(response.id, response.is_cached, task_id, public_access_token=headers.get(PUBLIC_TOKEN_HEADER))
 
 
 class Task(Generic[P, R]):
@@ -339,17 +343,50 @@ class Task(Generic[P, R]):
         self.schedule: dict[str, Any] | None = None
         self.queue = Queue(f"task/{id}")
 
+    @functools.cached_property
+    def _hints(self) -> tuple[Any, Any]:
+        # Read on first use, not at decoration: the annotations may name classes defined later.
+        return hints_of(self.fn)
+
+    @property
+    def output_type(self) -> Any:
+        """The declared return type of the task's function (Any if none)."""
+        return self._hints[1]
+
+    @property
+    def payload_model(self) -> Callable[[Any], Any] | None:
+        """How a payload becomes the declared type of the function's first parameter, when that
+        is a msgspec Struct, a dataclass or a pydantic model (None: passed as decoded JSON)."""
+        tp = self._hints[0]
+        if isinstance(tp, type) and (issubclass(tp, msgspec.Struct) or dataclasses.is_dataclass(tp)
+                                     or callable(getattr(tp, "model_validate", None))):
+            return lambda value: convert(value, tp)
+        return None
+
+    def typed_output(self, value: Any) -> Any:
+        """A child's output (decoded JSON) as this task's declared return type."""
+        try:
+            return convert(value, self.output_type)
+        except Exception as exc:
+            raise OutputTypeError(f"the output of task {self.id!r} is not a {self.output_type!r}: {exc}") from None
+
+    def typed_result(self, result: TaskRunResult[Any]) -> TaskRunResult[R]:
+        if not result.ok or result.output is None or not convertible(self.output_type):
+            return result
+        return msgspec.structs.replace(result, output=self.typed_output(result.output))
+
     def __repr__(self) -> str:
         return f"<Task {self.id!r}>"
 
-    async def trigger_and_wait(self, payload: P | None = None, **options: Unpack[TriggerKwargs]) -> TaskRunResult:
+    async def trigger_and_wait(self, payload: P | None = None, **options: Unpack[TriggerKwargs]) -> TaskRunResult[R]:
         """Inside a task: run this task as a child and wait for its result without holding a slot.
 
-        Returns a TaskRunResult (`ok`, `output`, `error`, `unwrap()`).
+        Returns a TaskRunResult (`ok`, `output` decoded into the task's return type, `error`,
+        `unwrap()`).
         """
         if self.parse is not None:
             self.parse(payload)
-        return await trigger_and_wait_task(self.id, payload, trigger_options(**options))
+        return self.typed_result(await trigger_and_wait_task(self.id, payload, trigger_options(**options)))
 
     def to_tool(self) -> dict[str, Any]:
         """A tool definition (JSON Schema of the payload) for LLM tool calling."""
@@ -387,7 +424,7 @@ class Task(Generic[P, R]):
             schedule=None if self.schedule is None else ScheduleDeclaration(**self.schedule),
         )
 
-    async def trigger(self, payload: P | None = None, **options: Unpack[TriggerKwargs]) -> RunHandle:
+    async def trigger(self, payload: P | None = None, **options: Unpack[TriggerKwargs]) -> RunHandle[R]:
         """Start a run of this task and return its handle without waiting for it.
 
         A schema task validates the payload first and raises the schema's own error.
@@ -396,7 +433,7 @@ class Task(Generic[P, R]):
             self.parse(payload)
         return await trigger_task(self.id, payload, trigger_options(**options))
 
-    def trigger_sync(self, payload: P | None = None, **options: Unpack[TriggerKwargs]) -> RunHandle:
+    def trigger_sync(self, payload: P | None = None, **options: Unpack[TriggerKwargs]) -> RunHandle[R]:
         """`trigger` for code without an event loop (a Django view, a script): blocks until
         the run is created (see `slipstream.sync`)."""
         from slipstream._bridge import bridge
@@ -423,14 +460,15 @@ class Task(Generic[P, R]):
         return await send(items, of_task(self, items), options, task_id=self.id)
 
     async def batch_trigger_and_wait(self, items: Iterable[BatchItem[P]] | AsyncIterable[BatchItem[P]]
-                                     ) -> BatchResult:
+                                     ) -> BatchResult[R]:
         """Inside a task: run one child of this task per item and wait, without holding a slot,
         until every child is final. Returns a BatchResult whose `runs` are the children's
         results in the order of the items (a failed child does not raise by itself).
         """
         from slipstream._batch import of_task, wait_for
 
-        return await wait_for(items, of_task(self, items))
+        result = await wait_for(items, of_task(self, items))
+        return msgspec.structs.replace(result, runs=[self.typed_result(r) for r in result.runs])
 
 
 _DEPRECATED_HOOKS = {
@@ -452,9 +490,20 @@ def _machine_name(task_id: str, machine: object) -> str | None:
     return str(name)
 
 
+class TaskDecorator(Protocol):
+    """What `task(...)` returns: it makes a `Task[P, R]` of a function `(payload: P, ctx) -> R`
+    (or `async def ... -> R`), so the payload and output types carry to triggers and results."""
+
+    @overload
+    def __call__(self, fn: Callable[[P, TaskContext], Coroutine[Any, Any, R]]) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[[P, TaskContext], R]) -> Task[P, R]: ...
+
+
 def schema_task(
     id: str, *, schema: Any, description: str | None = None, **options: Any
-) -> Callable[[TaskFunction[P, R]], Task[P, R]]:
+) -> TaskDecorator:
     """A task whose payload is parsed by `schema` (msgspec Struct, pydantic model or function).
 
     `my_task.trigger(bad)` raises the schema's error before any run exists; a run whose
@@ -486,7 +535,7 @@ def task(
     cleanup: Callable[..., Any] | None = None,
     schema: Any = None,
     description: str | None = None,
-) -> Callable[[TaskFunction[P, R]], Task[P, R]]:
+) -> TaskDecorator:
     """Define a task: `@task(id="hello-world")` over `async def run(payload, ctx)`.
 
     Hooks (`on_success=...` etc.) are called with the keyword arguments they declare;

@@ -45,14 +45,14 @@ async def trigger_by_task(items: Items, **options: Unpack[BatchKwargs]) -> Batch
     return await send(items, of_tasks(items, by_task=True), options, task_id=None)
 
 
-async def trigger_and_wait(items: Items) -> BatchResult:
+async def trigger_and_wait(items: Items) -> BatchResult[Any]:
     """Inside a task: `trigger`, then wait without holding a slot until every run is final
     (up to 10,000 items). The result's `runs` are in the order of the items, each with `ok`,
     `id`, `task_identifier` and `output` or `error`."""
     return await wait_for(items, of_tasks(items, by_task=False))
 
 
-async def trigger_by_task_and_wait(items: Items) -> BatchResult:
+async def trigger_by_task_and_wait(items: Items) -> BatchResult[Any]:
     """Inside a task: `trigger_by_task`, then wait until every run is final (see `trigger_and_wait`)."""
     return await wait_for(items, of_tasks(items, by_task=True))
 

@@ -4,6 +4,7 @@
      +-- TaskOptionError        a @task option is wrong (raised when the module is imported)
      +-- BatchItemError         a batch or one of its items (named by index) is wrong; nothing sent
      +-- TokenScopeError        `auth.create_public_token` scopes are not of the seed's shape
+     +-- OutputTypeError        a run's output is not of its task's declared return type
      +-- ConfigurationError     SLIPSTREAM_API_URL / SLIPSTREAM_SECRET_KEY missing or bad
      +-- ApiConnectionError     the API could not be reached
      +-- ApiError               the API answered with an error status
@@ -41,6 +42,10 @@ class BatchItemError(SlipstreamError, ValueError):
 
 class TokenScopeError(SlipstreamError, ValueError):
     """The scopes of a public access token are not of the seed's shape; nothing was sent."""
+
+
+class OutputTypeError(SlipstreamError, TypeError):
+    """A run's output does not decode into its task's declared return type (named in the message)."""
 
 
 class ConfigurationError(SlipstreamError):

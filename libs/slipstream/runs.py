@@ -9,7 +9,7 @@ import math
 import uuid
 from collections.abc import AsyncIterator, Generator, Iterable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, overload
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -29,7 +29,11 @@ from slipstream_proto import (
 )
 
 from slipstream import _client, _config
+from slipstream._codec import convertible
+from slipstream._task import RunHandle, registry
 from slipstream.errors import ApiConnectionError, api_error
+
+R = TypeVar("R")
 
 __all__ = ["RunListing", "RunPage", "add_tags", "cancel", "list", "logs", "replay", "reschedule", "retrieve",
            "subscribe_to_batch", "subscribe_to_run", "subscribe_to_runs_with_tag", "update_metadata"]
@@ -42,11 +46,25 @@ class _HasId(Protocol):
     def id(self) -> str: ...
 
 
-async def retrieve(run: str | _HasId) -> Run:
+@overload
+async def retrieve(run: RunHandle[R]) -> Run[R]: ...
+
+
+@overload
+async def retrieve(run: str | _HasId) -> Run[Any]: ...
+
+
+async def retrieve(run: str | _HasId) -> Run[Any]:
     """The run (by id, or a handle or run object with an `id`) with its status, payload, output,
-    error, attempts, the schedule that created it and its place in its tree (`related_runs`)."""
+    error, attempts, the schedule that created it and its place in its tree (`related_runs`).
+    Given a handle of a task this process defines, the output is decoded into the task's
+    return type (`Run[R]` for a `RunHandle[R]`)."""
     run_id = run if isinstance(run, str) else run.id
-    return await _client.request("GET", f"/api/v3/runs/{quote(run_id, safe='')}", Run)
+    found: Run[Any] = await _client.request("GET", f"/api/v3/runs/{quote(run_id, safe='')}", Run)
+    task = registry.get(getattr(run, "task_identifier", None) or "") if not isinstance(run, str) else None
+    if task is not None and found.output is not None and convertible(task.output_type):
+        return msgspec.structs.replace(found, output=task.typed_output(found.output))
+    return found
 
 
 class RunPage:
@@ -202,7 +220,7 @@ async def cancel(run_id: str) -> RunReference:
     return await _client.request("POST", f"/api/v2/runs/{quote(run_id, safe='')}/cancel", RunReference)
 
 
-async def reschedule(run_id: str, *, delay: str | datetime) -> Run:
+async def reschedule(run_id: str, *, delay: str | datetime) -> Run[Any]:
     """Move a DELAYED run to another time (a duration from now, an ISO string or a datetime)."""
     text = delay.isoformat() if isinstance(delay, datetime) else delay
     return await _client.request(
@@ -216,21 +234,21 @@ async def logs(run_id: str) -> builtins.list[RunLogLine]:
     return answer.data
 
 
-async def subscribe_to_runs_with_tag(tag: str) -> AsyncIterator[Run]:
+async def subscribe_to_runs_with_tag(tag: str) -> AsyncIterator[Run[Any]]:
     """Yield every run with `tag` now (its newest 1,000), then each run with it whenever it
     changes, including runs tagged later; it goes on until you stop iterating."""
     async for run in _subscribe(f"/realtime/v1/runs?{urlencode({'tags': tag})}", stop_on_completion=False):
         yield run
 
 
-async def subscribe_to_batch(batch_id: str) -> AsyncIterator[Run]:
+async def subscribe_to_batch(batch_id: str) -> AsyncIterator[Run[Any]]:
     """Yield every run of a batch now, then each run of it whenever it changes; it goes on
     until you stop iterating."""
     async for run in _subscribe(f"/realtime/v1/batches/{quote(batch_id, safe='')}", stop_on_completion=False):
         yield run
 
 
-async def subscribe_to_run(run_id: str, *, stop_on_completion: bool = True) -> AsyncIterator[Run]:
+async def subscribe_to_run(run_id: str, *, stop_on_completion: bool = True) -> AsyncIterator[Run[Any]]:
     """Yield the run now and after every change (status, metadata, tags); stop once it has
     finished, unless `stop_on_completion=False` (then it goes on until you stop iterating:
     a finished run still changes, e.g. its metadata or tags)."""
@@ -246,7 +264,7 @@ _RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
 _RECONNECTS = 30
 
 
-async def _subscribe(path: str, *, stop_on_completion: bool) -> AsyncIterator[Run]:
+async def _subscribe(path: str, *, stop_on_completion: bool) -> AsyncIterator[Run[Any]]:
     """The run states a realtime path sends; after a dropped connection it connects again,
     asking only for what changed since the newest state it yielded, and never yields a state
     of a run that is not newer than one it yielded already."""

@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 
-async def trigger(task_id: str, payload: Any = None, **options: Unpack[TriggerKwargs]) -> RunHandle:
+async def trigger(task_id: str, payload: Any = None, **options: Unpack[TriggerKwargs]) -> RunHandle[Any]:
     """Start a run of the task `task_id` (no client-side validation) and return its handle."""
     return await trigger_task(task_id, payload, trigger_options(**options))
 
@@ -66,7 +66,7 @@ async def batch_trigger(task_id: str, items: Iterable[dict[str, Any]] | AsyncIte
 
 
 async def batch_trigger_and_wait(task_id: str, items: Iterable[dict[str, Any]] | AsyncIterable[dict[str, Any]]
-                                 ) -> BatchResult:
+                                 ) -> BatchResult[Any]:
     """Inside a task: run one child of `task_id` per item and wait for them all (see
     `Task.batch_trigger_and_wait`)."""
     from slipstream._batch import of_task, wait_for
@@ -74,6 +74,6 @@ async def batch_trigger_and_wait(task_id: str, items: Iterable[dict[str, Any]] |
     return await wait_for(items, of_task(task_id, items))
 
 
-async def trigger_and_wait(task_id: str, payload: Any = None, **options: Unpack[TriggerKwargs]) -> TaskRunResult:
+async def trigger_and_wait(task_id: str, payload: Any = None, **options: Unpack[TriggerKwargs]) -> TaskRunResult[Any]:
     """Inside a task: run `task_id` as a child and wait for its result without holding a slot."""
     return await trigger_and_wait_task(task_id, payload, trigger_options(**options))

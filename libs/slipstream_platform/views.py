@@ -68,7 +68,7 @@ def _summary(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def run_view(row: asyncpg.Record, attempts: list[asyncpg.Record]) -> Run:
+def run_view(row: asyncpg.Record, attempts: list[asyncpg.Record]) -> Run[Any]:
     """The run object of `GET /api/v3/runs/{id}` and of realtime messages."""
     return Run(
         **_summary(row),
@@ -103,7 +103,7 @@ class PacketLinks(msgspec.Struct, frozen=True):
     credentials: Credentials
 
 
-async def _linked(run: Run, row: asyncpg.Record, links: PacketLinks | None) -> Run:
+async def _linked(run: Run[Any], row: asyncpg.Record, links: PacketLinks | None) -> Run[Any]:
     """The run with presigned URLs for its stored payload and output."""
     payload, output = row["payload_packet"], row["output_packet"]
     if links is None or (payload is None and output is None):
@@ -118,7 +118,7 @@ async def _linked(run: Run, row: asyncpg.Record, links: PacketLinks | None) -> R
 
 
 async def load_run(conn: asyncpg.Connection | asyncpg.Pool, environment_id: str, run_id: str, *,
-                   related: bool = False, links: PacketLinks | None = None) -> Run | None:
+                   related: bool = False, links: PacketLinks | None = None) -> Run[Any] | None:
     """Read a run and its attempts and build its wire object; with `related`, also its
     schedule and its place in its tree (`GET /api/v3/runs/{runId}`); with `links`, presigned
     URLs for a payload or output kept outside the row."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
+
+T = TypeVar("T")
 
 
 class _Body(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=False):
@@ -215,8 +217,9 @@ class RunAttempt(_Body):
     error: RunError | None = None
 
 
-class Run(_Body):
-    """A run as `GET /api/v3/runs/{runId}` and realtime return it."""
+class Run(_Body, Generic[T]):
+    """A run as `GET /api/v3/runs/{runId}` and realtime return it (`Run[T]` in the SDK: the
+    output decoded as its task's return type)."""
 
     id: str
     task_identifier: str
@@ -224,7 +227,7 @@ class Run(_Body):
     created_at: datetime
     updated_at: datetime
     payload: Any = None
-    output: Any = None
+    output: T | None = None
     # Payloads and outputs over 512 KB are not inline: these URLs read them for an hour, with no key.
     payload_presigned_url: str | None = None
     output_presigned_url: str | None = None

@@ -9,6 +9,8 @@ and closes with 4000 + the HTTP-like status (4401, 4404, 4500).
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from slipstream_proto.http import Run
@@ -17,7 +19,7 @@ from slipstream_proto.http import Run
 class RealtimeRun(msgspec.Struct, kw_only=True, tag_field="type", tag="run", rename="camel"):
     """The run's current state."""
 
-    run: Run
+    run: Run[Any]
 
 
 class RealtimeError(msgspec.Struct, kw_only=True, tag_field="type", tag="error", rename="camel"):

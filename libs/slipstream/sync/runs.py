@@ -5,20 +5,32 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from slipstream_proto import ListedRun, Run, RunLogLine, RunReference
 
 from slipstream import runs as _runs
 from slipstream._bridge import bridge
+from slipstream._task import RunHandle
 from slipstream.runs import RunPage as _AsyncPage
+
+R = TypeVar("R")
 
 __all__ = ["RunPage", "add_tags", "cancel", "list", "logs", "replay", "reschedule", "retrieve",
            "subscribe_to_batch", "subscribe_to_run", "subscribe_to_runs_with_tag", "update_metadata"]
 
 
-def retrieve(run: Any) -> Run:
-    """The run (by id, or anything with an `id`, such as a handle)."""
+@overload
+def retrieve(run: RunHandle[R]) -> Run[R]: ...
+
+
+@overload
+def retrieve(run: Any) -> Run[Any]: ...
+
+
+def retrieve(run: Any) -> Run[Any]:
+    """The run (by id, or anything with an `id`, such as a handle; a handle's output is decoded
+    into its task's return type)."""
     return bridge.call(_runs.retrieve, run)
 
 
@@ -104,7 +116,7 @@ def cancel(run_id: str) -> RunReference:
     return bridge.call(_runs.cancel, run_id)
 
 
-def reschedule(run_id: str, *, delay: str | datetime) -> Run:
+def reschedule(run_id: str, *, delay: str | datetime) -> Run[Any]:
     """Move a DELAYED run to another time."""
     return bridge.call(_runs.reschedule, run_id, delay=delay)
 
@@ -114,16 +126,16 @@ def logs(run_id: str) -> builtins.list[RunLogLine]:
     return bridge.call(_runs.logs, run_id)
 
 
-def subscribe_to_run(run_id: str, *, stop_on_completion: bool = True) -> Iterator[Run]:
+def subscribe_to_run(run_id: str, *, stop_on_completion: bool = True) -> Iterator[Run[Any]]:
     """Yield the run now and at each change, until it finishes (unless `stop_on_completion=False`)."""
     return bridge.iterate(_runs.subscribe_to_run, run_id, stop_on_completion=stop_on_completion)
 
 
-def subscribe_to_runs_with_tag(tag: str) -> Iterator[Run]:
+def subscribe_to_runs_with_tag(tag: str) -> Iterator[Run[Any]]:
     """Yield every run with the tag, then each change of one (until you stop iterating)."""
     return bridge.iterate(_runs.subscribe_to_runs_with_tag, tag)
 
 
-def subscribe_to_batch(batch_id: str) -> Iterator[Run]:
+def subscribe_to_batch(batch_id: str) -> Iterator[Run[Any]]:
     """Yield every run of the batch, then each change of one."""
     return bridge.iterate(_runs.subscribe_to_batch, batch_id)

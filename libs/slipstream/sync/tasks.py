@@ -12,7 +12,7 @@ from slipstream._task import BatchHandle, BatchKwargs, RunHandle, TriggerKwargs
 __all__ = ["batch_trigger", "trigger"]
 
 
-def trigger(task_id: str, payload: Any = None, **options: Unpack[TriggerKwargs]) -> RunHandle:
+def trigger(task_id: str, payload: Any = None, **options: Unpack[TriggerKwargs]) -> RunHandle[Any]:
     """Start a run of the task `task_id` and return its handle (see `slipstream.tasks.trigger`)."""
     return bridge.call(_tasks.trigger, task_id, payload, **options)
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import datetime
+from typing import Any
 
 import msgspec
 from aiohttp import WSCloseCode, web
@@ -100,7 +101,7 @@ class Hub:
         finally:
             sub.refreshing = False
 
-    async def send(self, sub: Subscription, run: Run, only: web.WebSocketResponse | None = None) -> None:
+    async def send(self, sub: Subscription, run: Run[Any], only: web.WebSocketResponse | None = None) -> None:
         """Send the run to the subscription's sockets that have not seen this state or a newer one."""
         data = _encoder.encode(RealtimeRun(run=run)).decode()
         for ws, seen in list(sub.sockets.items()):
