@@ -14,6 +14,7 @@ from slipstream_proto import ErrorBody
 
 from slipstream import _config, _http
 from slipstream._codec import encoder
+from slipstream._tracing import inject
 from slipstream.errors import ApiConnectionError, api_error
 
 T = TypeVar("T")
@@ -93,6 +94,7 @@ def _headers(config: _config.ClientConfig, extra: dict[str, str] | None = None) 
     headers = {"Authorization": f"Bearer {config.secret_key}", "Content-Type": "application/json"}
     if extra:
         headers.update(extra)
+    inject(headers)  # the caller's trace, where OpenTelemetry is installed and a span is current
     return headers
 
 

@@ -43,6 +43,7 @@ from slipstream._locals import begin_attempt, end_attempt
 from slipstream._logger import current_sink, logger
 from slipstream._retry import retry_delay_ms
 from slipstream._task import Task, current_attempt_number, current_run_id, queues, registry
+from slipstream._tracing import task_span
 from slipstream._waits import ReplayState, Suspend, current_replay
 from slipstream.errors import (
     AbortTaskRunError,
@@ -100,7 +101,9 @@ async def _ignore_errors(name: str, fns: list[Callable[..., Any]], **kwargs: Any
 class _Attempt:
     """One attempt: middleware around the start hooks, init, run and cleanup."""
 
-    def __init__(self, task: Task[Any, Any], payload: Any, ctx: TaskContext, *, resuming: bool = False) -> None:
+    def __init__(self, task: Task[Any, Any], payload: Any, ctx: TaskContext, *, resuming: bool = False,
+                 traceparent: str | None = None) -> None:
+        self.traceparent = traceparent
         self.task = task
         self.payload = payload
         self.ctx = ctx
@@ -125,10 +128,13 @@ class _Attempt:
                 self.init_output = value
         self.ctx = msgspec.structs.replace(self.ctx, init=self.init_output)
         try:
-            if self.task.is_async:
-                result = await self.task.fn(self.payload, self.ctx)
-            else:
-                result = await asyncio.to_thread(contextvars.copy_context().run, self.task.fn, self.payload, self.ctx)
+            with task_span(f"run {self.task.id}", self.traceparent,
+                           {"run": self.ctx.run.id, "attempt": self.ctx.run.attempt.number}):
+                if self.task.is_async:
+                    result = await self.task.fn(self.payload, self.ctx)
+                else:
+                    result = await asyncio.to_thread(contextvars.copy_context().run, self.task.fn, self.payload,
+                                                     self.ctx)
         except Suspend:
             raise  # the attempt is not over: cleanup runs when it is
         except BaseException:
@@ -223,7 +229,7 @@ async def execute(message: ipc.Execute) -> ipc.Outcome:
         machine=_machine_info(message.machine),
         queue=QueueInfo(name=message.queue),
     )
-    attempt = _Attempt(task, payload, ctx, resuming=message.resuming)
+    attempt = _Attempt(task, payload, ctx, resuming=message.resuming, traceparent=message.traceparent)
 
     async def resumed(entry: ipc.JournalEntry) -> None:
         await _ignore_errors("on_resume", _hooks_of(task, "on_resume"), **attempt.kwargs(wait=_wait_info(entry)))

@@ -53,6 +53,8 @@ class Execute(msgspec.Struct, tag="execute", kw_only=True):
     resuming: bool = False
     # The run's metadata as the attempt starts (JSON object), if any.
     metadata_json: str | None = None
+    # The supervisor's attempt span: the worker's span around the task's code is its child.
+    traceparent: str | None = None
 
 
 class JournalEntry(msgspec.Struct, kw_only=True):

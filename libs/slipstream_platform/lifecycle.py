@@ -113,7 +113,8 @@ def trigger_failure(attempt: StartedAttempt, task_id: str | None, reason: str) -
                       attempt_status="FAILED", error_json=run_errors.trigger_failed(task_id, reason))
 
 
-def execute_message(attempt: StartedAttempt, environment_type: str, journal: list[ipc.JournalEntry]) -> ipc.Execute:
+def execute_message(attempt: StartedAttempt, environment_type: str, journal: list[ipc.JournalEntry],
+                    traceparent: str | None = None) -> ipc.Execute:
     """What the worker process is sent to run the attempt."""
     return ipc.Execute(
         run_id=attempt.run_id,
@@ -133,6 +134,7 @@ def execute_message(attempt: StartedAttempt, environment_type: str, journal: lis
         journal=journal,
         resuming=attempt.resuming,
         metadata_json=attempt.metadata_json,
+        traceparent=traceparent,
     )
 
 

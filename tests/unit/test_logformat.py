@@ -35,3 +35,13 @@ def test_a_line_names_the_service_the_run_and_the_trace() -> None:
         current_run.reset(token)
     assert line["runId"] == "run_1" and len(line["traceId"]) == 32 and len(line["spanId"]) == 16
     assert "ValueError: boom" in line["exception"]
+
+
+def test_the_sdk_sends_the_callers_trace() -> None:
+    from slipstream import _client, _config
+
+    config = _config.ClientConfig(api_url="http://x", secret_key="sk", realtime_url="http://x")
+    assert "traceparent" not in _client._headers(config)  # no span: nothing sent
+    with TracerProvider().get_tracer("test").start_as_current_span("view") as span:
+        sent = _client._headers(config)
+    assert sent["traceparent"].split("-")[1] == format(span.get_span_context().trace_id, "032x")

@@ -292,7 +292,8 @@ class Supervisor:
         began = time.monotonic()
         # The attempt is written to the process before the run counts as executing here, so a
         # cancel always reaches the process after it.
-        sent = process.send(lifecycle.execute_message(started, self.environment.type, journal))
+        sent = process.send(lifecycle.execute_message(started, self.environment.type, journal,
+                                                      telemetry.traceparent()))
         run_id = started.run_id
         self.executing[run_id] = slot
         if self.early_cancels.pop(run_id, None) is not None:

@@ -6,8 +6,14 @@ import os
 import sys
 
 from slipstream._runtime import serve
+from slipstream_platform import telemetry
 from slipstream_platform.settings import loop_factory
 
 if __name__ == "__main__":
-    # The supervisor checked SLIPSTREAM_EVENT_LOOP when it started; its processes inherit it.
-    sys.exit(serve(int(sys.argv[1]), sys.argv[2], loop_factory(os.environ.get("SLIPSTREAM_EVENT_LOOP", "uvloop"))))
+    # The supervisor checked SLIPSTREAM_EVENT_LOOP and the exporter when it started; its processes inherit them.
+    telemetry.setup("worker", os.environ.get("SLIPSTREAM_OTEL_EXPORTER", "none"))
+    try:
+        code = serve(int(sys.argv[1]), sys.argv[2], loop_factory(os.environ.get("SLIPSTREAM_EVENT_LOOP", "uvloop")))
+    finally:
+        telemetry.shutdown()
+    sys.exit(code)

@@ -142,7 +142,10 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
             is_served = plan.delayed_until is None and await served.served(env.id, task_id)
             if packets.too_large(plan.payload_json):  # stored before the row that names it
                 plan = (await offload(store, [plan], env.id))[0]
-            with _tracer.start_as_current_span("trigger", attributes={"task": task_id}) as span:
+            # An incoming traceparent (the SDK sends the caller's) is continued.
+            sent = request.headers.get("traceparent")
+            incoming = telemetry.extract({"traceparent": sent} if sent else None)
+            with _tracer.start_as_current_span("trigger", context=incoming, attributes={"task": task_id}) as span:
                 try:
                     async with service.pool.acquire() as conn:
                         create = partial(trigger_run, conn, plan, environment_id=env.id, served=is_served,
