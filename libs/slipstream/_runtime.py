@@ -128,13 +128,12 @@ class _Attempt:
                 self.init_output = value
         self.ctx = msgspec.structs.replace(self.ctx, init=self.init_output)
         try:
-            with task_span(f"run {self.task.id}", self.traceparent,
-                           {"run": self.ctx.run.id, "attempt": self.ctx.run.attempt.number}):
-                if self.task.is_async:
-                    result = await self.task.fn(self.payload, self.ctx)
-                else:
-                    result = await asyncio.to_thread(contextvars.copy_context().run, self.task.fn, self.payload,
-                                                     self.ctx)
+            if self.traceparent is None:  # tracing off: no span to open
+                result = await self._call()
+            else:
+                with task_span(f"run {self.task.id}", self.traceparent,
+                               {"run": self.ctx.run.id, "attempt": self.ctx.run.attempt.number}):
+                    result = await self._call()
         except Suspend:
             raise  # the attempt is not over: cleanup runs when it is
         except BaseException:
@@ -142,6 +141,11 @@ class _Attempt:
             raise
         await self.cleanup()
         return result
+
+    async def _call(self) -> Any:
+        if self.task.is_async:
+            return await self.task.fn(self.payload, self.ctx)
+        return await asyncio.to_thread(contextvars.copy_context().run, self.task.fn, self.payload, self.ctx)
 
     async def cleanup(self) -> None:
         for fn in _hooks_of(self.task, "cleanup"):

@@ -353,7 +353,7 @@ class Task(Generic[P, R]):
         """The declared return type of the task's function (Any if none)."""
         return self._hints[1]
 
-    @property
+    @functools.cached_property
     def payload_model(self) -> Callable[[Any], Any] | None:
         """How a payload becomes the declared type of the function's first parameter, when that
         is a msgspec Struct, a dataclass or a pydantic model (None: passed as decoded JSON)."""

@@ -8,6 +8,7 @@ queues) is the queue-manager's collector, so one process pays for those queries.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -32,6 +33,18 @@ runs_finished = Counter("slipstream_runs_finished", "Runs that reached a final s
                         ["task", "status"], registry=REGISTRY)
 publish_failures = Counter("slipstream_publish_failures", "NATS publishes that failed (repaired by the sweepers)",
                            registry=REGISTRY)
+
+
+_children: dict[tuple[object, tuple[str, ...]], object] = {}
+
+
+def child(metric: Any, *labels: str) -> Any:
+    """`metric.labels(*labels)`, remembered: `labels` takes a lock and builds its key each call."""
+    key = (metric, labels)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*labels)
+    return found
 
 
 class PoolCollector(Collector):

@@ -287,7 +287,7 @@ class Supervisor:
             ]
         timeout = lifecycle.time_left(started)
         if started.attempt_number == 1 and not started.resuming:
-            metrics.trigger_to_start.labels(started.task_identifier).observe(
+            metrics.child(metrics.trigger_to_start, started.task_identifier).observe(
                 max(0.0, (datetime.now(UTC) - started.created_at).total_seconds()))
         began = time.monotonic()
         # The attempt is written to the process before the run counts as executing here, so a
@@ -340,9 +340,10 @@ class Supervisor:
         if end.output_json is not None and packets.too_large(end.output_json):
             end = await self.store_output(started, end)
         await self.finish(end)
-        metrics.attempt_duration.labels(started.task_identifier, end.attempt_status).observe(time.monotonic() - began)
+        metrics.child(metrics.attempt_duration, started.task_identifier, end.attempt_status).observe(
+            time.monotonic() - began)
         if end.status in FINAL_STATUSES:
-            metrics.runs_finished.labels(started.task_identifier, end.status).inc()
+            metrics.child(metrics.runs_finished, started.task_identifier, end.status).inc()
         if outcome is None or outcome.replace_process:
             await self.replace_process(slot)
 

@@ -166,7 +166,7 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
                 if result.transition is not None:
                     await service.bus.announce([result.transition], "triggered")
                 if not result.is_cached:
-                    metrics.triggers.labels(task_id).inc()
+                    metrics.child(metrics.triggers, task_id).inc()
         except TriggerRejected as exc:
             raise HttpError(exc.status, exc.message) from None
         return json_response(TriggerResponse(id=result.run_id, is_cached=result.is_cached),

@@ -97,7 +97,7 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate,
         await service.bus.announce(result.transitions, "triggered")
         for run, task in zip(result.runs, result.task_identifiers, strict=True):
             if not run.is_cached:
-                metrics.triggers.labels(task).inc()
+                metrics.child(metrics.triggers, task).inc()
         return json_response(_answer(result), status=202,
                              headers={tokens.HEADER: access.mint([f"read:batch:{result.batch_id}"])})
 
