@@ -21,7 +21,8 @@ import contextlib
 import hashlib
 import hmac
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from nats.js import JetStreamContext, api
@@ -80,28 +81,13 @@ class PacketStore:
         """Store JSON text; the object's name (`<environment>/<packet id>/<kind>`)."""
         name = f"{environment_id}/{new_id('packet')}/{kind}"
         data = text.encode()
-        for attempt in range(attempts):
-            try:
-                await self._write(name, data)
-                return name
-            except Exception as exc:
-                if attempt == attempts - 1:
-                    raise StoreUnavailable(f"the payload store did not take {len(data)} bytes: {exc!r}") from exc
-                await asyncio.sleep(0.2 * (attempt + 1))
-        raise AssertionError("unreachable")
+        await _retrying(lambda: self._write(name, data), attempts,
+                        f"the payload store did not take {len(data)} bytes")
+        return name
 
     async def get(self, name: str, *, attempts: int = 3) -> bytes:
         """An object's bytes; PacketNotFound if there is none."""
-        for attempt in range(attempts):
-            try:
-                return await self._read(name)
-            except PacketNotFound:
-                raise
-            except Exception as exc:
-                if attempt == attempts - 1:
-                    raise StoreUnavailable(f"the payload store could not read {name}: {exc!r}") from exc
-                await asyncio.sleep(0.2 * (attempt + 1))
-        raise AssertionError("unreachable")
+        return await _retrying(lambda: self._read(name), attempts, f"the payload store could not read {name}")
 
     async def delete(self, name: str) -> None:
         """Forget an object nobody names (best effort)."""
@@ -232,6 +218,24 @@ def open_store(settings: CommonSettings, js: JetStreamContext) -> PacketStore:
                 from None
         return S3Packets(settings)
     return NatsPackets(js)
+
+
+T = TypeVar("T")
+
+
+async def _retrying(call: Callable[[], Awaitable[T]], attempts: int, failure: str) -> T:
+    """`call()`, tried `attempts` times with a short back-off; StoreUnavailable naming `failure`
+    after the last (PacketNotFound is an answer, not a failure: raised at once)."""
+    for attempt in range(attempts):
+        try:
+            return await call()
+        except PacketNotFound:
+            raise
+        except Exception as exc:
+            if attempt == attempts - 1:
+                raise StoreUnavailable(f"{failure}: {exc!r}") from exc
+            await asyncio.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def environment_of(name: str) -> str:

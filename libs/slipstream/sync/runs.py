@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from typing import Any, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
 from slipstream_proto import ListedRun, Run, RunLogLine, RunReference
 
@@ -15,6 +15,7 @@ from slipstream._task import RunHandle
 from slipstream.runs import RunPage as _AsyncPage
 
 R = TypeVar("R")
+P = ParamSpec("P")
 
 __all__ = ["RunPage", "add_tags", "cancel", "list", "logs", "replay", "reschedule", "retrieve",
            "subscribe_to_batch", "subscribe_to_run", "subscribe_to_runs_with_tag", "update_metadata"]
@@ -70,29 +71,17 @@ class RunListing:
         return bridge.iterate(self._listing.__aiter__)
 
 
-def list(  # noqa: A001 - the seed's name
-    *,
-    status: str | Iterable[str] | None = None,
-    task_identifier: str | Iterable[str] | None = None,
-    version: str | Iterable[str] | None = None,
-    tag: str | Iterable[str] | None = None,
-    queue: str | Iterable[str] | None = None,
-    batch: str | None = None,
-    schedule: str | None = None,
-    is_test: bool | None = None,
-    created_from: datetime | None = None,
-    created_to: datetime | None = None,
-    period: str | None = None,
-    limit: int = 25,
-    after: str | None = None,
-    before: str | None = None,
-) -> RunListing:
-    """Runs newest first, filtered as `slipstream.runs.list`: `list(...).page()` for a page
-    (`data`, `has_next_page()`, `get_next_page()`), `for run in list(...)` for every run."""
-    return RunListing(_runs.list(status=status, task_identifier=task_identifier, version=version, tag=tag,
-                                 queue=queue, batch=batch, schedule=schedule, is_test=is_test,
-                                 created_from=created_from, created_to=created_to, period=period, limit=limit,
-                                 after=after, before=before))
+def _listing(make: Callable[P, _runs.RunListing]) -> Callable[P, RunListing]:
+    def listing(*args: P.args, **kwargs: P.kwargs) -> RunListing:
+        return RunListing(make(*args, **kwargs))
+
+    listing.__doc__ = """Runs newest first, filtered as `slipstream.runs.list` (the same arguments):
+    `list(...).page()` for a page (`data`, `has_next_page()`, `get_next_page()`), `for run in
+    list(...)` for every run."""
+    return listing
+
+
+list = _listing(_runs.list)  # noqa: A001 - the seed's name
 
 
 def replay(run_id: str) -> RunReference:

@@ -4,8 +4,28 @@ refused. Scopes are checked when the socket opens."""
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 from slipstream_platform.tokens import Access, Credentials
+from slipstream_platform.views import PacketLinks
+from slipstream_proto import RealtimeError
+
+_encoder = msgspec.json.Encoder()
+
+
+class Readers(msgspec.Struct, frozen=True):
+    """What both kinds of subscription share in one process: the credentials cache, and how
+    runs link to payloads kept outside the row."""
+
+    credentials: Credentials
+    links: PacketLinks
+
+
+async def refuse(ws: web.WebSocketResponse, status: int, message: str) -> web.WebSocketResponse:
+    """End a subscription: an `error` message, then a close with code 4000 + status."""
+    await ws.send_str(_encoder.encode(RealtimeError(error=message, status=status)).decode())
+    await ws.close(code=4000 + status, message=message[:100].encode())
+    return ws
 
 
 async def access_of(credentials: Credentials, request: web.Request) -> Access:

@@ -22,11 +22,11 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 from slipstream_platform.service import Service
 from slipstream_platform.settings import RealtimeSettings
-from slipstream_platform.tokens import Credentials, Denied
-from slipstream_platform.views import PacketLinks, load_run
-from slipstream_proto import RealtimeError, RealtimeRun, RunUpdated, decode_event
+from slipstream_platform.tokens import Denied
+from slipstream_platform.views import load_run
+from slipstream_proto import RealtimeRun, RunUpdated, decode_event
 
-from slipstream_server.realtime.auth import access_of
+from slipstream_server.realtime.auth import Readers, access_of, refuse
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
@@ -79,10 +79,10 @@ class RunSet:
 class RunSets:
     """All the sets of runs this process serves."""
 
-    def __init__(self, service: Service[RealtimeSettings]) -> None:
+    def __init__(self, service: Service[RealtimeSettings], readers: Readers) -> None:
         self.service = service
-        self.credentials = Credentials(service.pool)
-        self.links = PacketLinks(service.settings.api_url, self.credentials)
+        self.credentials = readers.credentials
+        self.links = readers.links
         self.sets: dict[tuple[str, str, str], RunSet] = {}
         self.events: dict[str, NatsSubscription] = {}  # per environment with a watched set
         self._tasks: set[asyncio.Task[None]] = set()
@@ -162,10 +162,6 @@ class RunSets:
         ws = web.WebSocketResponse(heartbeat=30)
         await ws.prepare(request)
 
-        async def fail(status: int, message: str) -> web.WebSocketResponse:
-            await ws.send_str(_encoder.encode(RealtimeError(error=message, status=status)).decode())
-            await ws.close(code=4000 + status, message=message[:100].encode())
-            return ws
 
         try:
             access = await access_of(self.credentials, request)
@@ -174,14 +170,14 @@ class RunSets:
                 raise Denied(400, f"a {kind} is 1-256 characters")
             access.require_kind("tags" if kind == "tag" else kind, value)
         except Denied as exc:
-            return await fail(exc.status, exc.message)
+            return await refuse(ws, exc.status, exc.message)
         if kind == "batch" and not await self.service.pool.fetchval(
                 "SELECT EXISTS (SELECT 1 FROM batches WHERE id = $1 AND environment_id = $2)", value, env.id):
-            return await fail(404, "Batch not found")
+            return await refuse(ws, 404, "Batch not found")
         try:
             since = since_of(request)
         except ValueError as exc:
-            return await fail(400, str(exc))
+            return await refuse(ws, 400, str(exc))
         # Register first, then read: a change between the two is not missed.
         run_set = self.sets.setdefault((env.id, kind, value), RunSet(env.id, kind, value))
         run_set.sockets[ws] = {}
@@ -196,7 +192,7 @@ class RunSets:
         except Exception:
             log.exception("subscription to %s %s failed", kind, value)
             if not ws.closed:
-                return await fail(500, "internal error in realtime; subscribe again")
+                return await refuse(ws, 500, "internal error in realtime; subscribe again")
             return ws
         finally:
             run_set.sockets.pop(ws, None)
@@ -209,9 +205,9 @@ class RunSets:
                         await events.unsubscribe()
 
 
-async def setup(service: Service[RealtimeSettings]) -> None:
+async def setup(service: Service[RealtimeSettings], readers: Readers) -> None:
     """Route the set subscriptions, poll as a safety net."""
-    sets = RunSets(service)
+    sets = RunSets(service, readers)
 
     async def by_tag(request: web.Request) -> web.StreamResponse:
         return await sets.handle(request, "tag", request.query.get("tags", ""))

@@ -23,11 +23,11 @@ from slipstream_platform.settings import RealtimeSettings
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.tokens import Credentials, Denied
 from slipstream_platform.views import PacketLinks, load_run
-from slipstream_proto import RealtimeError, RealtimeRun, Run, RunUpdated, decode_event
+from slipstream_proto import RealtimeRun, Run, RunUpdated, decode_event
 from slipstream_proto.events import run_updated_subject
 
 from slipstream_server.realtime import collections
-from slipstream_server.realtime.auth import access_of
+from slipstream_server.realtime.auth import Readers, access_of, refuse
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
@@ -51,10 +51,10 @@ class Subscription:
 class Hub:
     """All subscriptions of this process."""
 
-    def __init__(self, service: Service[RealtimeSettings]) -> None:
+    def __init__(self, service: Service[RealtimeSettings], readers: Readers) -> None:
         self.service = service
-        self.credentials = Credentials(service.pool)
-        self.links = PacketLinks(service.settings.api_url, self.credentials)
+        self.credentials = readers.credentials
+        self.links = readers.links
         self.runs: dict[str, Subscription] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -132,24 +132,20 @@ class Hub:
         await ws.prepare(request)
         run_id = request.match_info["run_id"]
 
-        async def fail(status: int, message: str) -> web.WebSocketResponse:
-            await ws.send_str(_encoder.encode(RealtimeError(error=message, status=status)).decode())
-            await ws.close(code=4000 + status, message=message[:100].encode())
-            return ws
 
         try:
             access = await access_of(self.credentials, request)
         except Denied as exc:
-            return await fail(exc.status, exc.message)
+            return await refuse(ws, exc.status, exc.message)
         env = access.environment
         # Register first, then read: an update between the two is not missed.
         sub = self.runs.setdefault(run_id, Subscription(env.id))
         if sub.environment_id != env.id:
-            return await fail(404, "Run not found")
+            return await refuse(ws, 404, "Run not found")
         try:
             since = collections.since_of(request)
         except ValueError as exc:
-            return await fail(400, str(exc))
+            return await refuse(ws, 400, str(exc))
         # A client that comes back after a drop says what it saw last: it is sent only newer states.
         sub.sockets[ws] = since
         keep_open = request.query.get("stopOnCompletion", "true").lower() == "false"
@@ -163,9 +159,9 @@ class Hub:
             # A token learns nothing of runs outside its scopes, not even whether they exist.
             fields = {} if run is None else {"task": run.task_identifier, "tags": run.tags, "batch_id": run.batch_id}
             if not access.can_read(run_id=run_id, **fields):  # type: ignore[arg-type]
-                return await fail(403, f"this public access token's scopes do not include read:runs:{run_id}")
+                return await refuse(ws, 403, f"this public access token's scopes do not include read:runs:{run_id}")
             if run is None:
-                return await fail(404, "Run not found")
+                return await refuse(ws, 404, "Run not found")
             await self.send(sub, run, only=ws)
             if run.is_completed and not keep_open:  # (a client that had the final state gets just the close)
                 await ws.close(code=WSCloseCode.OK, message=b"run finished")
@@ -176,7 +172,7 @@ class Hub:
         except Exception:
             log.exception("subscription to %s failed", run_id)
             if not ws.closed:
-                return await fail(500, "internal error in realtime; subscribe again")
+                return await refuse(ws, 500, "internal error in realtime; subscribe again")
             return ws
         finally:
             sub.sockets.pop(ws, None)
@@ -197,7 +193,9 @@ class Hub:
 
 async def setup(service: Service[RealtimeSettings]) -> None:
     """Route the websockets (one run here; sets of runs in `collections`), poll as a safety net."""
-    hub = Hub(service)
+    credentials = Credentials(service.pool)  # one cache of keys for both kinds of subscription
+    readers = Readers(credentials, PacketLinks(service.settings.api_url, credentials))
+    hub = Hub(service, readers)
     service.app.router.add_get("/realtime/v1/runs/{run_id}", hub.handle)
     service.spawn(hub.poll(), "poll")
-    await collections.setup(service)
+    await collections.setup(service, readers)
