@@ -89,7 +89,8 @@ class SupervisorSettings(CommonSettings, frozen=True, kw_only=True):
     cancel_grace: float = 30.0
     # How often the memory of an executing worker process is compared with its machine's limit.
     memory_poll_interval: float = 0.1
-    version: str = "dev"
+    # The version this worker registers under; empty: a hash of the task module's source.
+    version: str = ""
 
 
 class RealtimeSettings(CommonSettings, frozen=True, kw_only=True):

@@ -111,6 +111,8 @@ def worker(args: argparse.Namespace) -> int:
     os.environ["SLIPSTREAM_TASKS"] = args.tasks
     if args.concurrency:
         os.environ["SLIPSTREAM_CONCURRENCY"] = str(args.concurrency)
+    if args.version:
+        os.environ["SLIPSTREAM_VERSION"] = args.version
     from slipstream_server.supervisor.__main__ import main as supervisor_main
 
     supervisor_main()
@@ -222,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("worker", help="serve a task module against a running platform")
     p.add_argument("--tasks", required=True)
     p.add_argument("--concurrency", type=int)
+    p.add_argument("--version", dest="version",
+                   help="the version this worker registers under (default: a hash of the task module's source)")
     p.set_defaults(func=worker)
 
     p = commands.add_parser("migrate", help="apply database migrations")

@@ -154,3 +154,21 @@ async def test_browsers_may_call_the_api_and_read_the_zones_without_a_key(platfo
             assert response.status == 401 and response.headers["Access-Control-Allow-Origin"] == "*"
         async with bare.get("/api/v1/timezones") as response:  # no Origin: no CORS headers
             assert "Access-Control-Allow-Origin" not in response.headers
+
+
+async def test_a_started_run_records_the_version_of_its_worker(sdk: None) -> None:
+    from slipstream_server.supervisor.versions import code_version
+
+    tag = f"version-{uuid.uuid4().hex[:8]}"
+    handle = await tasks.trigger("echo", {"v": 1}, tags=[tag])
+    await eventually(lambda: _completed(handle.id), message="the run completed")
+    run = await runs.retrieve(handle.id)
+    # No `worker --version`: the hash of the task package's source.
+    assert run.version == code_version("tests.e2e.tasks")
+    assert run.version is not None and run.version.startswith("code-")
+    assert [r.id async for r in runs.list(tag=tag, version=run.version)] == [handle.id]
+    assert [r.id async for r in runs.list(tag=tag, version="code-000000000000")] == []
+
+
+async def _completed(run_id: str) -> bool:
+    return (await runs.retrieve(run_id)).status == "COMPLETED"

@@ -46,6 +46,7 @@ from slipstream_proto.events import DISPATCH_STREAM, dispatch_subject, queue_sig
 from slipstream_proto.machines import MACHINE_PRESETS
 
 from slipstream_server.supervisor.processes import WorkerProcess, child_environment
+from slipstream_server.supervisor.versions import VERSION, code_version
 
 log = logging.getLogger(__name__)
 _tracer = telemetry.tracer(__name__)
@@ -65,6 +66,10 @@ class Supervisor:
         self.environment = environment
         self.packets = packets.open_store(service.settings, service.nc.jetstream())
         self.worker_id = new_id("worker")
+        self.version = self.settings.version or code_version(self.settings.tasks)
+        if not VERSION.match(self.version):
+            raise SettingsError(f"SLIPSTREAM_VERSION {self.version[:80]!r} is not a version: use 1-64 letters,"
+                                " digits and . _ + - (starting with a letter or digit)")
         self.free: list[int] = []  # slots whose process is idle
         # Attempts a take started beyond the free slots (Postgres counted a slot free before
         # its attempt let go of it): each gets the next slot that frees.
@@ -123,14 +128,14 @@ class Supervisor:
                 task_ids=sorted(self.tasks),
                 manifest_json=encode_tasks(list(self.tasks.values())),
                 capacity=self.settings.concurrency,
-                version=self.settings.version,
+                version=self.version,
                 hostname=socket.gethostname(),
             )
             await sync_schedules(conn, self.environment, list(self.tasks.values()), self.declared_queues)
             promoted = await run_store.promote_pending_version(conn, self.environment.id)
         await self.service.bus.announce(promoted, "worker", [self.environment.id])
-        log.info("worker %s serves %d task(s) in %s with %d process(es)", self.worker_id,
-                 len(self.tasks), self.environment.type, len(self.processes))
+        log.info("worker %s (version %s) serves %d task(s) in %s with %d process(es)", self.worker_id,
+                 self.version, len(self.tasks), self.environment.type, len(self.processes))
 
     async def on_dispatch(self, msg: Msg) -> None:
         try:
