@@ -11,7 +11,20 @@ from __future__ import annotations
 
 from slipstream_proto import Run, RunStatus
 
-from slipstream import auth, batch, errors, idempotency_keys, metadata, queues, retry, runs, schedules, tasks, wait
+from slipstream import (
+    auth,
+    batch,
+    deployments,
+    errors,
+    idempotency_keys,
+    metadata,
+    queues,
+    retry,
+    runs,
+    schedules,
+    tasks,
+    wait,
+)
 from slipstream._client import aclose
 from slipstream._config import configure
 from slipstream._context import BatchResult, TaskContext, TaskResult, TaskRunResult
@@ -40,6 +53,7 @@ __all__ = [
     "auth",
     "batch",
     "configure",
+    "deployments",
     "errors",
     "idempotency_keys",
     "locals",

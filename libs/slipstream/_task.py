@@ -205,6 +205,8 @@ class TriggerKwargs(TypedDict, total=False):
     idempotency_key: str
     idempotency_key_ttl: str
     debounce: DebounceKwargs
+    # Only workers of this version take the run (it waits PENDING_VERSION while none runs).
+    lock_to_version: str
 
 
 class BatchItem(TypedDict, Generic[P], total=False):

@@ -5,7 +5,9 @@ different ones), their runs are created with one INSERT, each with the idempoten
 `slipstream:schedule:<id>:<tick>`, and their next ticks are stored with one UPDATE, all in
 one transaction. Schedules with the same expression and zone share the tick arithmetic.
 If the set-based statements fail, the batch is fired again one schedule at a time, so one
-bad schedule cannot hold back the others.
+bad schedule cannot hold back the others. A tick of a task that neither the current deployment
+nor (in DEVELOPMENT) a running worker has is skipped, as the seed's "When schedules won't
+trigger" says (`slipstream_schedule_fires`, migration 0030).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from slipstream_core import cron
 from slipstream_core.definitions import QueueDefinition, TaskDefinition
 from slipstream_proto import TriggerOptions
 
-from slipstream_platform.store import idempotency, schedules, workers
+from slipstream_platform.store import deployments, idempotency, schedules, workers
 from slipstream_platform.store import queues as queue_store
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store.environments import Environment
@@ -95,9 +97,15 @@ async def _fire_batch(conn: asyncpg.Connection, now: datetime, limit: int) -> li
     ticks = _Ticks(now)
     planned: list[tuple[asyncpg.Record, RunPlan]] = []
     fired: list[tuple[str, datetime, datetime]] = []
-    for schedule in await schedules.due(conn, now, limit):
+    due = await schedules.due(conn, now, limit)
+    firing = await deployments.schedules_fire(conn, sorted({(s["environment_id"], s["task_identifier"]) for s in due}))
+    for schedule in due:
         tick, following, upcoming = ticks.of(schedule)
         fired.append((schedule["id"], tick, following))
+        if (schedule["environment_id"], schedule["task_identifier"]) not in firing:
+            log.debug("schedule %s skips its tick %s: no current worker or deployment has task %r",
+                      schedule["id"], tick, schedule["task_identifier"])
+            continue
         try:
             planned.append((schedule, _tick_plan(schedule, tick, upcoming, now)))
         except TriggerRejected as exc:
@@ -118,11 +126,17 @@ async def _fire_one_by_one(conn: asyncpg.Connection, now: datetime, limit: int) 
     created: list[Transition] = []
     ticks = _Ticks(now)
     async with conn.transaction():
-        for schedule in await schedules.due(conn, now, limit):
+        due = await schedules.due(conn, now, limit)
+        firing = await deployments.schedules_fire(
+            conn, sorted({(s["environment_id"], s["task_identifier"]) for s in due}))
+        for schedule in due:
             try:
                 tick, following, upcoming = ticks.of(schedule)
             except cron.CronError:
                 log.exception("schedule %s has a cron it cannot fire; skipping it", schedule["id"])
+                continue
+            if (schedule["environment_id"], schedule["task_identifier"]) not in firing:
+                await schedules.advance(conn, schedule["id"], tick, following)
                 continue
             try:
                 async with conn.transaction():  # a savepoint: one bad schedule does not undo the batch

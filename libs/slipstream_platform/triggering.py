@@ -13,12 +13,13 @@ from typing import Any
 import asyncpg
 import msgspec
 from slipstream_core.durations import parse_duration, resolve_delay
+from slipstream_core.versions import VERSION
 from slipstream_proto import TriggerOptions
 from slipstream_proto.machines import MACHINE_PRESETS
 
 from slipstream_platform import packets
 from slipstream_platform.errors import PlatformError
-from slipstream_platform.store import idempotency
+from slipstream_platform.store import deployments, idempotency, workers
 from slipstream_platform.store import queues as queue_store
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store.runs import NewRun, Transition
@@ -31,7 +32,6 @@ DEVELOPMENT_TTL_SECONDS = 600
 # Options of the seed that later issues implement; until then they are refused, not ignored.
 NOT_YET = {
     "region": "region",
-    "lock_to_version": "lockToVersion",
 }
 
 # How long an idempotency key stands for its run unless idempotencyKeyTTL says otherwise.
@@ -83,6 +83,7 @@ class RunPlan(msgspec.Struct, frozen=True, kw_only=True):
     debounce: DebouncePlan | None = None
     schedule_id: str | None = None  # a schedule's tick: the schedule
     payload_packet: str | None = None  # the stored payload's object (payload_json is None then)
+    lock_to_version: str | None = None  # only workers of this version take the run
 
 
 class Parent(msgspec.Struct, frozen=True):
@@ -168,6 +169,9 @@ def plan_run(
         raise TriggerRejected(422, f"idempotencyKey must be 1-2048 characters, got {len(options.idempotency_key)}")
     if options.idempotency_key is not None and options.idempotency_key.startswith(RESERVED_KEY_PREFIX):
         raise TriggerRejected(422, f"idempotencyKeys starting with {RESERVED_KEY_PREFIX!r} are reserved")
+    if options.lock_to_version is not None and not VERSION.match(options.lock_to_version):
+        raise TriggerRejected(422, f"lockToVersion {options.lock_to_version[:80]!r} is not a version: 1-64 letters,"
+                                   " digits and ._+- starting with a letter or digit")
     idempotency_ttl = IDEMPOTENCY_KEY_TTL_SECONDS
     if options.idempotency_key_ttl is not None:
         idempotency_ttl = duration_seconds("idempotencyKeyTTL", options.idempotency_key_ttl)
@@ -214,7 +218,22 @@ def plan_run(
         idempotency_key=options.idempotency_key,
         idempotency_ttl_seconds=idempotency_ttl,
         debounce=debounce,
+        lock_to_version=options.lock_to_version,
     )
+
+
+async def check_versions(conn: asyncpg.Connection | asyncpg.Pool, environment_id: str, plans: list[RunPlan],
+                         first_index: int | None = None) -> None:
+    """TriggerRejected (422, naming the known versions and, in a batch, the item) if a plan
+    locks to a version the environment has never registered."""
+    if all(p.lock_to_version is None for p in plans):
+        return
+    known = await deployments.known(conn, environment_id)
+    for i, plan in enumerate(plans):
+        if plan.lock_to_version is not None and plan.lock_to_version not in known:
+            where = f"items[{first_index + i}]: " if first_index is not None else ""
+            raise TriggerRejected(422, f"{where}lockToVersion {plan.lock_to_version!r} is not a version of this"
+                                       f" environment; known: {', '.join(known[:20]) or 'none (no worker registered)'}")
 
 
 def first_status(plan: RunPlan, served: bool) -> str:
@@ -281,6 +300,9 @@ async def trigger_run(
     exactly one run exists per live key even with many API replicas.
     """
     key, key_ttl = plan.idempotency_key, plan.idempotency_ttl_seconds
+    if plan.lock_to_version is not None:
+        await check_versions(conn, environment_id, [plan])
+        served = await workers.serves_task(conn, environment_id, plan.task_identifier, plan.lock_to_version)
     if key is None and plan.debounce is None and plan.queue_limit is None:
         # A plain trigger is one INSERT; a repeated request id finds the run it made.
         try:
@@ -389,6 +411,7 @@ def new_run(
         batch_id=batch_id,
         schedule_id=plan.schedule_id,
         payload_packet=plan.payload_packet,
+        locked_version=plan.lock_to_version,
     )
 
 

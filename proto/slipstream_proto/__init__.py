@@ -28,9 +28,12 @@ from slipstream_proto.http import (
     BatchTriggerRequest,
     BatchTriggerResponse,
     BatchTriggerTasksRequest,
+    CreateDeploymentRequest,
     CreateScheduleRequest,
     CreateTokenRequest,
     DebounceOption,
+    Deployment,
+    DeploymentList,
     EnvironmentLimits,
     EnvironmentLimitsUpdate,
     ErrorBody,
@@ -74,6 +77,9 @@ from slipstream_proto.realtime import RealtimeError, RealtimeMessage, RealtimeRu
 from slipstream_proto.statuses import FINAL_STATUSES, RunStatus
 
 __all__ = [
+    "CreateDeploymentRequest",
+    "Deployment",
+    "DeploymentList",
     "EnvironmentLimits",
     "EnvironmentLimitsUpdate",
     "QueueKeyState",

@@ -540,3 +540,33 @@ class EnvironmentLimitsUpdate(_Body, forbid_unknown_fields=True):
 
     concurrency_limit: int | None = None
     burst_factor: float | None = None
+
+
+class Deployment(_Body):
+    """A version of the environment's task code (`GET /api/v1/deployments`). CURRENT: new runs go
+    to its workers (before a first deploy, every version with a live worker is current);
+    DRAINING: not current, runs locked to it are unfinished; INACTIVE: neither."""
+
+    version: str
+    status: Literal["CURRENT", "DRAINING", "INACTIVE"]
+    tasks: list[str]
+    live_workers: int
+    unfinished_runs: int
+    created_at: datetime
+    promoted_at: datetime | None = None
+
+
+class DeploymentList(_Body):
+    """`GET /api/v1/deployments`: newest registration first."""
+
+    data: list[Deployment]
+
+
+class CreateDeploymentRequest(_Body, forbid_unknown_fields=True):
+    """Body of `POST /api/v1/deployments`: register a version's task catalog (what `slipstream
+    deploy` sends: the definitions its workers will register) and, with `promote`, make it current."""
+
+    version: str
+    tasks: list[dict[str, Any]] = []
+    queues: list[dict[str, Any]] = []
+    promote: bool = False

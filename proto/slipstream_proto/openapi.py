@@ -20,8 +20,11 @@ from slipstream_proto.http import (
     BatchTriggerRequest,
     BatchTriggerResponse,
     BatchTriggerTasksRequest,
+    CreateDeploymentRequest,
     CreateScheduleRequest,
     CreateTokenRequest,
+    Deployment,
+    DeploymentList,
     EnvironmentLimits,
     EnvironmentLimitsUpdate,
     ErrorBody,
@@ -92,13 +95,14 @@ def openapi_document() -> dict[str, Any]:
     (trigger_req, trigger_resp, run, error, reference, logs, reschedule, reset, schedule, create_schedule,
      update_schedule, schedule_page, zones, queue_list, env_limits, env_update, batch_req, batch_tasks_req,
      batch_resp, batch, step, batch_append, run_list, tags_req, run_tags, metadata_req, run_metadata, token_req,
-     token), components = (
+     token, deployment, deployment_list, create_deployment), components = (
         _components(
             [TriggerRequest, TriggerResponse, Run, ErrorBody, RunReference, RunLogs, RescheduleRequest,
              ResetIdempotencyKeyRequest, Schedule, CreateScheduleRequest, UpdateScheduleRequest, SchedulePage,
              Timezones, QueueList, EnvironmentLimits, EnvironmentLimitsUpdate, BatchTriggerRequest,
              BatchTriggerTasksRequest, BatchTriggerResponse, Batch, StepRequest, BatchAppendRequest, RunList,
-             AddTagsRequest, RunTags, UpdateMetadataRequest, RunMetadata, CreateTokenRequest, PublicToken],
+             AddTagsRequest, RunTags, UpdateMetadataRequest, RunMetadata, CreateTokenRequest, PublicToken,
+             Deployment, DeploymentList, CreateDeploymentRequest],
             ref_template=REF,
         )
     )
@@ -120,6 +124,8 @@ def openapi_document() -> dict[str, Any]:
     token_header = {"x-slipstream-jwt": {"description": "A public access token that reads what was made for"
                                                         " an hour", "schema": {"type": "string"}}}
     schedule_id = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    version = [{"name": "version", "in": "path", "required": True,
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"}}]
 
     def op(summary: str, operation: str, ok: dict[str, Any], *, body: dict[str, Any] | None = None,
            params: list[dict[str, Any]] | None = None, fails: tuple[int, ...] = (401,), code: int = 200
@@ -298,6 +304,22 @@ def openapi_document() -> dict[str, Any]:
                           _json(env_limits, "The limits")),
                 "patch": op("Change the environment's limits", "setEnvironmentLimits", _json(env_limits, "The limits"),
                             body=env_update, fails=(400, 401, 422)),
+            },
+            "/api/v1/deployments": {
+                "get": op("The environment's versions: current, draining or inactive, with live workers and the"
+                          " unfinished runs locked to each", "listDeployments", _json(deployment_list, "The versions")),
+                "post": op("Register a version's task catalog (what `slipstream deploy` sends); with `promote`,"
+                           " make it current", "createDeployment", _json(deployment, "The version"),
+                           body=create_deployment, fails=(400, 401, 404, 422), code=201),
+            },
+            "/api/v1/deployments/{version}": {
+                "get": op("One version", "retrieveDeployment", _json(deployment, "The version"),
+                          params=version, fails=(401, 404, 422)),
+            },
+            "/api/v1/deployments/{version}/promote": {
+                "post": op("Make a registered version current: new runs go to its workers, others drain",
+                           "promoteDeployment", _json(deployment, "The version"), params=version,
+                           fails=(401, 404, 422)),
             },
             "/api/v1/packets/{name}": {
                 "get": {

@@ -1,5 +1,5 @@
 """The CLI's commands that talk to the API through the SDK (SLIPSTREAM_API_URL and
-SLIPSTREAM_SECRET_KEY): trigger, runs, schedules. Read commands take `--json`."""
+SLIPSTREAM_SECRET_KEY): trigger, runs, schedules, deploy, deployments. Read commands take `--json`."""
 
 from __future__ import annotations
 
@@ -149,6 +149,71 @@ def schedules_command(args: argparse.Namespace) -> int:
     return _run(go)
 
 
+def deploy_command(args: argparse.Namespace) -> int:
+    import time
+
+    from slipstream import deployments
+
+    async def go() -> None:
+        if args.module:
+            made = await deployments.deploy(args.module, args.version)
+        elif args.version:
+            made = await deployments.promote(args.version)
+        else:
+            raise SystemExit("slipstream: deploy needs a task module (to register and promote its tasks) or --version")
+        if not args.wait:
+            _print_json(made) if args.json else print(f"{made.version} is current ({len(made.tasks)} task(s),"
+                                                      f" {made.live_workers} live worker(s))")
+            return
+        # Live status until the new version has a worker and every other version has drained.
+        deadline = time.monotonic() + args.timeout
+        last = None
+        while True:
+            listed = await deployments.list()
+            mine = next(d for d in listed if d.version == made.version)
+            draining = [d for d in listed if d.status == "DRAINING"]
+            state = (mine.live_workers, tuple((d.version, d.unfinished_runs, d.live_workers) for d in draining))
+            if state != last:
+                last = state
+                if args.json:
+                    _print_json({"version": mine.version, "liveWorkers": mine.live_workers,
+                                 "draining": [{"version": d.version, "unfinishedRuns": d.unfinished_runs,
+                                               "liveWorkers": d.live_workers} for d in draining]})
+                else:
+                    old = ", ".join(f"{d.version}: {d.unfinished_runs} unfinished run(s)" for d in draining)
+                    print(f"{mine.version}: {mine.live_workers} live worker(s); draining: {old or 'none'}", flush=True)
+            if mine.live_workers > 0 and not draining:
+                return
+            if time.monotonic() > deadline:
+                raise SystemExit(f"slipstream: not done after {args.timeout:.0f}s (a worker of {made.version}"
+                                 " must run, and older versions finish their runs)")
+            await asyncio.sleep(1.0)
+
+    return _run(go)
+
+
+def deployments_command(args: argparse.Namespace) -> int:
+    from slipstream import deployments
+
+    async def go() -> None:
+        if args.action == "get":
+            if not args.version:
+                raise SystemExit("slipstream: deployments get needs a version")
+            found = [await deployments.retrieve(args.version)]
+        else:
+            found = await deployments.list()
+        if args.json:
+            _print_json(found[0] if args.action == "get" else {"data": found})
+            return
+        print(f"{'version':24} {'status':9} {'workers':>7} {'unfinished':>10} {'tasks':>5} promoted")
+        for d in found:
+            promoted = d.promoted_at.isoformat() if d.promoted_at else "-"
+            print(f"{d.version[:24]:24} {d.status:9} {d.live_workers:7} {d.unfinished_runs:10} {len(d.tasks):5}"
+                  f" {promoted}")
+
+    return _run(go)
+
+
 def add_commands(commands: Any) -> None:
     p = commands.add_parser("trigger", help="trigger a task; --wait follows it to its end")
     p.add_argument("task")
@@ -183,3 +248,20 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--per-page", type=int, default=10)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=schedules_command)
+
+    p = commands.add_parser("deploy", help="register a task module's tasks as a version and make it current;"
+                                           " --wait follows the old versions' drain")
+    p.add_argument("module", nargs="?", help="module (or package) with your @task functions; without it,"
+                                             " --version promotes a version a worker registered")
+    p.add_argument("--version", help="the version (default: a hash of the module's source, as a worker's)")
+    p.add_argument("--wait", action="store_true",
+                   help="print the drain's progress until a worker of the version runs and old versions are done")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds --wait waits at most (default 3600)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=deploy_command)
+
+    p = commands.add_parser("deployments", help="list the environment's versions, or get one")
+    p.add_argument("action", nargs="?", choices=["list", "get"], default="list")
+    p.add_argument("version", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=deployments_command)

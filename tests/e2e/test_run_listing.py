@@ -157,7 +157,7 @@ async def test_browsers_may_call_the_api_and_read_the_zones_without_a_key(platfo
 
 
 async def test_a_started_run_records_the_version_of_its_worker(sdk: None) -> None:
-    from slipstream_server.supervisor.versions import code_version
+    from slipstream_core.versions import code_version
 
     tag = f"version-{uuid.uuid4().hex[:8]}"
     handle = await tasks.trigger("echo", {"v": 1}, tags=[tag])

@@ -8,7 +8,7 @@ from slipstream_platform import db
 EXPECTED_COLUMNS = {
     "projects": {"id", "name", "created_at"},
     "environments": {"id", "project_id", "type", "api_key", "concurrency_limit", "created_at", "burst_factor",
-                     "dispatch_queue", "dispatch_key"},
+                     "dispatch_queue", "dispatch_key", "current_version"},
     "queues": {"environment_id", "name", "concurrency_limit", "paused", "updated_at", "per_key_limit", "rate_limit",
                "rate_period", "per_key_rate_limit", "per_key_rate_period"},
     "queue_starts": {"environment_id", "queue", "concurrency_key", "started_at"},
@@ -21,7 +21,7 @@ EXPECTED_COLUMNS = {
              "parent_run_id", "root_run_id", "depth", "machine", "ttl_seconds", "expires_at", "expired_at",
              "resume_pending", "executed_ms", "segment_started_at", "idempotency_key", "debounce_key",
              "debounce_deadline", "request_id", "batch_id", "schedule_id", "replayed_from_run_id",
-             "payload_packet", "output_packet"},
+             "payload_packet", "output_packet", "locked_version", "lock_to_version"},
     "batches": {"id", "environment_id", "task_identifier", "run_ids", "cached_run_ids", "parent_run_id",
                 "idempotency_key", "idempotency_expires_at", "request_id", "created_at", "updated_at", "sealed"},
     "batch_chunks": {"batch_id", "request_id", "first_index", "item_count"},
@@ -36,6 +36,8 @@ EXPECTED_COLUMNS = {
     "run_logs": {"id", "run_id", "attempt_number", "level", "message", "attributes", "logged_at"},
     "spent_tokens": {"jti", "environment_id", "expires_at"},
     "metadata_requests": {"run_id", "request_id", "created_at"},
+    "deployments": {"environment_id", "version", "task_ids", "manifest", "queues", "created_at", "registered_at",
+                    "promoted_at"},
 }
 
 

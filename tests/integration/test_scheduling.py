@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from slipstream_core.definitions import QueueDefinition, ScheduleDeclaration, TaskDefinition
 from slipstream_platform import scheduling
-from slipstream_platform.store import environments, schedules
+from slipstream_platform.store import deployments, environments, schedules
 
 
 async def make_schedule(pool: asyncpg.Pool, cron: str, next_run_at: datetime) -> tuple[str, str]:
@@ -18,6 +18,8 @@ async def make_schedule(pool: asyncpg.Pool, cron: str, next_run_at: datetime) ->
         env = await environments.by_api_key(conn, keys["PRODUCTION"])
         assert env is not None
         await schedules.register_tasks(conn, env.id, [("report", True)])
+        # A worker registered version v1 with the task (no deploy yet): its schedules fire.
+        await deployments.register(conn, env.id, "v1", ["report"], "[]", "[]")
         row = await schedules.upsert(conn, environment_id=env.id, task_identifier="report", type="IMPERATIVE",
                                      cron=cron, timezone="UTC", external_id="tenant-1",
                                      deduplication_key="tenant-1-report", next_run_at=next_run_at)
@@ -91,6 +93,8 @@ async def test_a_batch_of_schedules_fires_with_one_run_each_and_a_bad_one_is_ski
         env = await environments.by_api_key(conn, keys["PRODUCTION"])
         assert env is not None
         await schedules.register_tasks(conn, env.id, [("report", True)])
+        # A worker registered version v1 with the task (no deploy yet): its schedules fire.
+        await deployments.register(conn, env.id, "v1", ["report"], "[]", "[]")
         zones = ["UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo"]
         for i in range(200):
             await schedules.upsert(conn, environment_id=env.id, task_identifier="report", type="IMPERATIVE",

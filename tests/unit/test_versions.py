@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from slipstream_server.supervisor.versions import VERSION, code_version
+from slipstream_core.versions import VERSION, code_version
 
 
 def test_the_default_version_follows_the_task_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -65,17 +65,11 @@ async def live(conn: asyncpg.Connection | asyncpg.Pool) -> list[LiveWorker]:
 
 
 async def serves_task(
-    conn: asyncpg.Connection | asyncpg.Pool, environment_id: str, task_id: str
+    conn: asyncpg.Connection | asyncpg.Pool, environment_id: str, task_id: str, version: str | None = None
 ) -> bool:
-    """Whether a live worker of the environment has registered the task."""
-    return bool(
-        await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM workers WHERE environment_id = $1"
-            " AND stopped_at IS NULL AND $2 = ANY(task_ids))",
-            environment_id,
-            task_id,
-        )
-    )
+    """Whether a live worker of the environment may take a new run of the task: one of the
+    current version, or of `version` for a run locked to it (`lockToVersion`)."""
+    return bool(await conn.fetchval("SELECT slipstream_serves($1, $2, $3)", environment_id, task_id, version))
 
 
 async def stop_silent(conn: asyncpg.Connection, timeout_seconds: float) -> list[str]:

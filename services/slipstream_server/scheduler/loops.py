@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from slipstream_platform import scheduling
 from slipstream_platform.service import Service
 from slipstream_platform.settings import SchedulerSettings
+from slipstream_platform.store import deployments, schedules, waitpoints, workers
 from slipstream_platform.store import queues as queue_store
 from slipstream_platform.store import runs as run_store
-from slipstream_platform.store import schedules, waitpoints, workers
 from slipstream_platform.store.runs import Transition
 
 log = logging.getLogger(__name__)
@@ -86,12 +86,15 @@ async def sweep_once(service: Service[SchedulerSettings]) -> list[Transition]:
             log.warning("workers stopped sending heartbeats: %s", ", ".join(silent))
         async with conn.transaction():
             changed += await run_store.recover_from_stopped_workers(conn)
+        # After the recovery, which puts the stopped workers' runs back in the queue with their lock.
+        released = await deployments.unlock_orphaned(conn)
         changed += await run_store.requeue_dequeued(conn, older_than_seconds=settings.dequeued_timeout)
         changed += await run_store.promote_pending_version(conn)
         await queue_store.prune_starts(conn)
     if changed:
         log.info("sweeper moved %d run(s)", len(changed))
-        await service.bus.announce(changed, "requeued")
+    if changed or released:
+        await service.bus.announce(changed, "requeued", released)
     return changed
 
 

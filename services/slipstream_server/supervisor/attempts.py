@@ -26,6 +26,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from slipstream_core import ipc
 from slipstream_core.definitions import QueueDefinition, TaskDefinition, encode_tasks
+from slipstream_core.versions import VERSION, code_version
 from slipstream_platform import lifecycle, logformat, metrics, packets, telemetry
 from slipstream_platform.batching import MAX_WAIT_ITEMS, BatchItem, plan_batch, trigger_batch
 from slipstream_platform.db import UNAVAILABLE
@@ -34,7 +35,7 @@ from slipstream_platform.ids import new_id
 from slipstream_platform.scheduling import sync_schedules
 from slipstream_platform.service import Service
 from slipstream_platform.settings import SupervisorSettings
-from slipstream_platform.store import attempts, claims, environments, workers
+from slipstream_platform.store import attempts, claims, deployments, environments, workers
 from slipstream_platform.store import logs as log_store
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store import waitpoints as waitpoint_store
@@ -46,7 +47,6 @@ from slipstream_proto.events import DISPATCH_STREAM, dispatch_subject, queue_sig
 from slipstream_proto.machines import MACHINE_PRESETS
 
 from slipstream_server.supervisor.processes import WorkerProcess, child_environment
-from slipstream_server.supervisor.versions import VERSION, code_version
 
 log = logging.getLogger(__name__)
 _tracer = telemetry.tracer(__name__)
@@ -120,22 +120,30 @@ class Supervisor:
         self.free = list(range(len(self.processes)))
 
     async def register(self) -> None:
+        manifest = encode_tasks(list(self.tasks.values()))
         async with self.service.pool.acquire() as conn, conn.transaction():
             await workers.register(
                 conn,
                 worker_id=self.worker_id,
                 environment_id=self.environment.id,
                 task_ids=sorted(self.tasks),
-                manifest_json=encode_tasks(list(self.tasks.values())),
+                manifest_json=manifest,
                 capacity=self.settings.concurrency,
                 version=self.version,
                 hostname=socket.gethostname(),
             )
-            await sync_schedules(conn, self.environment, list(self.tasks.values()), self.declared_queues)
+            await deployments.register(conn, self.environment.id, self.version, sorted(self.tasks), manifest,
+                                       msgspec.json.encode(self.declared_queues or []).decode())
+            # Only a current worker's catalog is the truth for schedules and queues: a worker of
+            # an older version still draining must not bring back what a deploy removed.
+            current = await deployments.is_current(conn, self.environment.id, self.version)
+            if current:
+                await sync_schedules(conn, self.environment, list(self.tasks.values()), self.declared_queues)
             promoted = await run_store.promote_pending_version(conn, self.environment.id)
         await self.service.bus.announce(promoted, "worker", [self.environment.id])
-        log.info("worker %s (version %s) serves %d task(s) in %s with %d process(es)", self.worker_id,
-                 self.version, len(self.tasks), self.environment.type, len(self.processes))
+        log.info("worker %s (version %s%s) serves %d task(s) in %s with %d process(es)", self.worker_id,
+                 self.version, "" if current else ", not current: it drains", len(self.tasks),
+                 self.environment.type, len(self.processes))
 
     async def on_dispatch(self, msg: Msg) -> None:
         try:
@@ -580,6 +588,10 @@ class Supervisor:
             for process in self.processes:
                 process.kill()
         await workers.stop(self.service.pool, self.worker_id)
+        # The last worker of its version gone: its locked runs may go to current workers.
+        released = await deployments.unlock_orphaned(self.service.pool, self.environment.id)
+        if released:
+            await self.service.bus.announce([], "worker", released)
         await asyncio.gather(*(p.stop() for p in self.processes), return_exceptions=True)
         try:
             await self.service.bus.js.delete_consumer(DISPATCH_STREAM.name, self.worker_id)

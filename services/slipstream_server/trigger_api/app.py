@@ -50,6 +50,7 @@ from slipstream_proto.events import dispatch_subject
 from slipstream_proto.openapi import openapi_document
 
 from slipstream_server.trigger_api.batches_routes import add_routes as add_batch_routes
+from slipstream_server.trigger_api.deployments_routes import add_routes as add_deployment_routes
 from slipstream_server.trigger_api.queues_routes import add_routes as add_queue_routes
 from slipstream_server.trigger_api.runs_routes import add_routes as add_run_routes
 from slipstream_server.trigger_api.schedules_routes import add_routes as add_schedule_routes
@@ -139,7 +140,8 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
                         422, f"parentRunId {options.parent_run_id!r} is not a run of this environment"
                     )
                 parent = Parent.of(parent_row)
-            is_served = plan.delayed_until is None and await served.served(env.id, task_id)
+            is_served = (plan.delayed_until is None and plan.lock_to_version is None
+                         and await served.served(env.id, task_id))
             if packets.too_large(plan.payload_json):  # stored before the row that names it
                 plan = (await offload(store, [plan], env.id))[0]
             # An incoming traceparent (the SDK sends the caller's) is continued.
@@ -307,5 +309,6 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
     service.spawn(housekeeping(), "housekeeping")
     add_schedule_routes(service, authenticate)
     add_queue_routes(service, authenticate)
+    add_deployment_routes(service, authenticate)
     add_batch_routes(service, authenticate, authorize, store)
     add_run_routes(service, authenticate)
