@@ -207,6 +207,8 @@ class TriggerKwargs(TypedDict, total=False):
     debounce: DebounceKwargs
     # Only workers of this version take the run (it waits PENDING_VERSION while none runs).
     lock_to_version: str
+    # Only workers started with `--region` of this name take it (default: the environment's).
+    region: str
 
 
 class BatchItem(TypedDict, Generic[P], total=False):

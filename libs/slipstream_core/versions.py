@@ -1,5 +1,6 @@
 """The version a worker registers under when `worker --version` is not given: a hash of its
-task module's source, so that changed task code is a new version and the same code is the same."""
+task module's source, so that changed task code is a new version and the same code is the same;
+and the forms of versions and region names."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import re
 from pathlib import Path
 
 VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+# A region a worker serves (`worker --region`) and a trigger names (`region`), e.g. eu-central-1.
+REGION = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 def code_version(module: str) -> str:

@@ -31,7 +31,7 @@ from slipstream_platform.triggering import (
     RunPlan,
     TriggerRejected,
     TriggerResult,
-    check_versions,
+    check_routing,
     duration_seconds,
     new_run,
     plan_run,
@@ -217,7 +217,7 @@ async def _create_runs(conn: asyncpg.Connection, plans: list[RunPlan], *, enviro
     results: list[TriggerResult | None] = [None] * len(plans)
     # (Their queue limits are set above: trigger_run need not set them again.)
     plain = [i for i, plan in enumerate(plans) if plan.idempotency_key is None and plan.debounce is None]
-    await check_versions(conn, environment_id, plans, first_index)
+    await check_routing(conn, environment_id, plans, first_index)
     try:
         created = await run_store.insert_many(conn, [
             new_run(plans[i], environment_id=environment_id,

@@ -91,6 +91,8 @@ class SupervisorSettings(CommonSettings, frozen=True, kw_only=True):
     memory_poll_interval: float = 0.1
     # The version this worker registers under; empty: a hash of the task module's source.
     version: str = ""
+    # The region whose runs this worker takes; empty: the environment's default region.
+    region: str = ""
 
 
 class RealtimeSettings(CommonSettings, frozen=True, kw_only=True):

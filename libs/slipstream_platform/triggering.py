@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import msgspec
 from slipstream_core.durations import parse_duration, resolve_delay
-from slipstream_core.versions import VERSION
+from slipstream_core.versions import REGION, VERSION
 from slipstream_proto import TriggerOptions
 from slipstream_proto.machines import MACHINE_PRESETS
 
@@ -28,11 +28,6 @@ TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 # Runs in DEVELOPMENT that nobody starts are dropped after this, unless a ttl is given.
 DEVELOPMENT_TTL_SECONDS = 600
-
-# Options of the seed that later issues implement; until then they are refused, not ignored.
-NOT_YET = {
-    "region": "region",
-}
 
 # How long an idempotency key stands for its run unless idempotencyKeyTTL says otherwise.
 IDEMPOTENCY_KEY_TTL_SECONDS = 30 * 24 * 3600
@@ -84,6 +79,7 @@ class RunPlan(msgspec.Struct, frozen=True, kw_only=True):
     schedule_id: str | None = None  # a schedule's tick: the schedule
     payload_packet: str | None = None  # the stored payload's object (payload_json is None then)
     lock_to_version: str | None = None  # only workers of this version take the run
+    region: str | None = None  # only workers of this region take it (None: the environment's default)
 
 
 class Parent(msgspec.Struct, frozen=True):
@@ -139,9 +135,6 @@ def plan_run(
     if not TASK_ID.match(task_id):
         raise TriggerRejected(400, f"task id {task_id[:140]!r} is not valid")
     options = options or TriggerOptions()
-    for field, wire in NOT_YET.items():
-        if getattr(options, field) is not None:
-            raise TriggerRejected(422, f"option {wire!r} is not supported yet by this server")
     tags = [options.tags] if isinstance(options.tags, str) else list(options.tags or [])
     if len(tags) > 10:
         raise TriggerRejected(422, f"a run may have at most 10 tags, got {len(tags)}")
@@ -172,6 +165,9 @@ def plan_run(
     if options.lock_to_version is not None and not VERSION.match(options.lock_to_version):
         raise TriggerRejected(422, f"lockToVersion {options.lock_to_version[:80]!r} is not a version: 1-64 letters,"
                                    " digits and ._+- starting with a letter or digit")
+    if options.region is not None and not REGION.match(options.region):
+        raise TriggerRejected(422, f"region {options.region[:80]!r} is not a region name: 1-64 lowercase letters,"
+                                   " digits and -._ starting with a letter or digit")
     idempotency_ttl = IDEMPOTENCY_KEY_TTL_SECONDS
     if options.idempotency_key_ttl is not None:
         idempotency_ttl = duration_seconds("idempotencyKeyTTL", options.idempotency_key_ttl)
@@ -219,21 +215,28 @@ def plan_run(
         idempotency_ttl_seconds=idempotency_ttl,
         debounce=debounce,
         lock_to_version=options.lock_to_version,
+        region=options.region,
     )
 
 
-async def check_versions(conn: asyncpg.Connection | asyncpg.Pool, environment_id: str, plans: list[RunPlan],
-                         first_index: int | None = None) -> None:
-    """TriggerRejected (422, naming the known versions and, in a batch, the item) if a plan
-    locks to a version the environment has never registered."""
-    if all(p.lock_to_version is None for p in plans):
+async def check_routing(conn: asyncpg.Connection | asyncpg.Pool, environment_id: str, plans: list[RunPlan],
+                        first_index: int | None = None) -> None:
+    """TriggerRejected (422, naming the known ones and, in a batch, the item) if a plan locks to
+    a version the environment has never registered, or names a region it does not know."""
+    if all(p.lock_to_version is None for p in plans) and all(p.region is None for p in plans):
         return
-    known = await deployments.known(conn, environment_id)
+    versions = await deployments.known(conn, environment_id) if any(p.lock_to_version for p in plans) else []
+    regions = [r["name"] for r in await workers.regions(conn, environment_id)] if any(p.region for p in plans) else []
     for i, plan in enumerate(plans):
-        if plan.lock_to_version is not None and plan.lock_to_version not in known:
-            where = f"items[{first_index + i}]: " if first_index is not None else ""
+        where = f"items[{first_index + i}]: " if first_index is not None else ""
+        if plan.lock_to_version is not None and plan.lock_to_version not in versions:
+            known = ", ".join(versions[:20]) or "none (no worker registered)"
             raise TriggerRejected(422, f"{where}lockToVersion {plan.lock_to_version!r} is not a version of this"
-                                       f" environment; known: {', '.join(known[:20]) or 'none (no worker registered)'}")
+                                       f" environment; known: {known}")
+        if plan.region is not None and plan.region not in regions:
+            raise TriggerRejected(422, f"{where}region {plan.region!r} is not a region of this environment; known:"
+                                       f" {', '.join(regions[:20])} (a region is known once a worker registers"
+                                       " with `slipstream worker --region`)")
 
 
 def first_status(plan: RunPlan, served: bool) -> str:
@@ -300,9 +303,10 @@ async def trigger_run(
     exactly one run exists per live key even with many API replicas.
     """
     key, key_ttl = plan.idempotency_key, plan.idempotency_ttl_seconds
-    if plan.lock_to_version is not None:
-        await check_versions(conn, environment_id, [plan])
-        served = await workers.serves_task(conn, environment_id, plan.task_identifier, plan.lock_to_version)
+    if plan.lock_to_version is not None or plan.region is not None:
+        await check_routing(conn, environment_id, [plan])
+        served = await workers.serves_task(conn, environment_id, plan.task_identifier, plan.lock_to_version,
+                                           plan.region)
     if key is None and plan.debounce is None and plan.queue_limit is None:
         # A plain trigger is one INSERT; a repeated request id finds the run it made.
         try:
@@ -412,6 +416,7 @@ def new_run(
         schedule_id=plan.schedule_id,
         payload_packet=plan.payload_packet,
         locked_version=plan.lock_to_version,
+        region=plan.region,
     )
 
 

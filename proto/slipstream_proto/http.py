@@ -527,12 +527,14 @@ class QueueList(_Body):
 
 
 class EnvironmentLimits(_Body):
-    """`GET|PATCH /api/v1/environment`: the environment's concurrency limit and burst factor."""
+    """`GET|PATCH /api/v1/environment`: the environment's concurrency limit, burst factor and
+    the region of runs triggered without one."""
 
     id: str
     type: str
     concurrency_limit: int
     burst_factor: float
+    default_region: str = "default"
 
 
 class EnvironmentLimitsUpdate(_Body, forbid_unknown_fields=True):
@@ -540,6 +542,22 @@ class EnvironmentLimitsUpdate(_Body, forbid_unknown_fields=True):
 
     concurrency_limit: int | None = None
     burst_factor: float | None = None
+    default_region: str | None = None
+
+
+class Region(_Body):
+    """A region of the environment (`GET /api/v1/regions`): its default, or one a worker
+    registered with (`slipstream worker --region`)."""
+
+    name: str
+    is_default: bool
+    live_workers: int
+
+
+class RegionList(_Body):
+    """`GET /api/v1/regions`: the default region first."""
+
+    data: list[Region]
 
 
 class Deployment(_Body):

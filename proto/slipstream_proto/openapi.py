@@ -30,6 +30,7 @@ from slipstream_proto.http import (
     ErrorBody,
     PublicToken,
     QueueList,
+    RegionList,
     RescheduleRequest,
     ResetIdempotencyKeyRequest,
     Run,
@@ -95,14 +96,14 @@ def openapi_document() -> dict[str, Any]:
     (trigger_req, trigger_resp, run, error, reference, logs, reschedule, reset, schedule, create_schedule,
      update_schedule, schedule_page, zones, queue_list, env_limits, env_update, batch_req, batch_tasks_req,
      batch_resp, batch, step, batch_append, run_list, tags_req, run_tags, metadata_req, run_metadata, token_req,
-     token, deployment, deployment_list, create_deployment), components = (
+     token, deployment, deployment_list, create_deployment, region_list), components = (
         _components(
             [TriggerRequest, TriggerResponse, Run, ErrorBody, RunReference, RunLogs, RescheduleRequest,
              ResetIdempotencyKeyRequest, Schedule, CreateScheduleRequest, UpdateScheduleRequest, SchedulePage,
              Timezones, QueueList, EnvironmentLimits, EnvironmentLimitsUpdate, BatchTriggerRequest,
              BatchTriggerTasksRequest, BatchTriggerResponse, Batch, StepRequest, BatchAppendRequest, RunList,
              AddTagsRequest, RunTags, UpdateMetadataRequest, RunMetadata, CreateTokenRequest, PublicToken,
-             Deployment, DeploymentList, CreateDeploymentRequest],
+             Deployment, DeploymentList, CreateDeploymentRequest, RegionList],
             ref_template=REF,
         )
     )
@@ -304,6 +305,10 @@ def openapi_document() -> dict[str, Any]:
                           _json(env_limits, "The limits")),
                 "patch": op("Change the environment's limits", "setEnvironmentLimits", _json(env_limits, "The limits"),
                             body=env_update, fails=(400, 401, 422)),
+            },
+            "/api/v1/regions": {
+                "get": op("The environment's regions: its default, and each region a worker registered with",
+                          "listRegions", _json(region_list, "The regions")),
             },
             "/api/v1/deployments": {
                 "get": op("The environment's versions: current, draining or inactive, with live workers and the"

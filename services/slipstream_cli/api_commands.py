@@ -1,5 +1,6 @@
 """The CLI's commands that talk to the API through the SDK (SLIPSTREAM_API_URL and
-SLIPSTREAM_SECRET_KEY): trigger, runs, schedules, deploy, deployments. Read commands take `--json`."""
+SLIPSTREAM_SECRET_KEY): trigger, runs, schedules, deploy, deployments, regions. Read commands take
+`--json`."""
 
 from __future__ import annotations
 
@@ -214,6 +215,26 @@ def deployments_command(args: argparse.Namespace) -> int:
     return _run(go)
 
 
+def regions_command(args: argparse.Namespace) -> int:
+    from slipstream import regions
+
+    async def go() -> None:
+        if args.action == "default":
+            if not args.name:
+                raise SystemExit("slipstream: regions default needs a region name, e.g. eu-1")
+            changed = await regions.set_default(args.name)
+            _print_json(changed) if args.json else print(f"default region: {changed.default_region}")
+            return
+        found = await regions.list()
+        if args.json:
+            _print_json({"data": found})
+            return
+        for r in found:
+            print(f"{r.name:24} {'default' if r.is_default else '':7} {r.live_workers} live worker(s)")
+
+    return _run(go)
+
+
 def add_commands(commands: Any) -> None:
     p = commands.add_parser("trigger", help="trigger a task; --wait follows it to its end")
     p.add_argument("task")
@@ -265,3 +286,9 @@ def add_commands(commands: Any) -> None:
     p.add_argument("version", nargs="?")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=deployments_command)
+
+    p = commands.add_parser("regions", help="list the environment's regions, or set the default one")
+    p.add_argument("action", nargs="?", choices=["list", "default"], default="list")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=regions_command)

@@ -113,6 +113,8 @@ def worker(args: argparse.Namespace) -> int:
         os.environ["SLIPSTREAM_CONCURRENCY"] = str(args.concurrency)
     if args.version:
         os.environ["SLIPSTREAM_VERSION"] = args.version
+    if args.region:
+        os.environ["SLIPSTREAM_REGION"] = args.region
     from slipstream_server.supervisor.__main__ import main as supervisor_main
 
     supervisor_main()
@@ -226,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int)
     p.add_argument("--version", dest="version",
                    help="the version this worker registers under (default: a hash of the task module's source)")
+    p.add_argument("--region", help="take only runs of this region (default: the environment's default region)")
     p.set_defaults(func=worker)
 
     p = commands.add_parser("migrate", help="apply database migrations")

@@ -29,12 +29,15 @@ class Staging:
     def __init__(self, platform: Platform, key: str) -> None:
         self.platform = platform
         self.key = key
+        self.started: set[str] = set()
 
-    async def start_worker(self, version: str) -> None:
+    async def start_worker(self, version: str, region: str = "") -> None:
         local = self.platform.local
         local.start_service("supervisor", {"SLIPSTREAM_TASKS": MODULE, "SLIPSTREAM_SECRET_KEY": self.key,
-                                           "SLIPSTREAM_CONCURRENCY": "2", "SLIPSTREAM_VERSION": version},
+                                           "SLIPSTREAM_CONCURRENCY": "2", "SLIPSTREAM_VERSION": version,
+                                           "SLIPSTREAM_REGION": region},
                             key=f"supervisor-{version}")
+        self.started.add(version)
         await asyncio.to_thread(local.wait_healthy, [f"supervisor-{version}"])
 
     async def stop_worker(self, version: str) -> None:
@@ -55,7 +58,7 @@ async def staging(platform: Platform) -> AsyncIterator[Staging]:
     try:
         yield here
     finally:
-        for version in ("v1", "v2"):
+        for version in sorted(here.started):
             await here.stop_worker(version)
         import slipstream._config as config
 
@@ -150,3 +153,22 @@ async def test_deploy_registers_a_module_and_development_has_no_deploys(staging:
     dev = subprocess.run([sys.executable, "-m", "slipstream_cli.main", "deploy", "--version", "v1"],
                          capture_output=True, text=True, env=env, timeout=60, check=False)
     assert dev.returncode == 1 and "DEVELOPMENT has no deployments" in dev.stderr
+
+
+async def test_regions_route_runs_to_their_workers(staging: Staging) -> None:
+    await staging.start_worker("home")  # the environment's default region
+    await staging.start_worker("eu", region="eu-1")
+    eu = [(await tasks.trigger("version-echo", {"n": i}, region="eu-1")).id for i in range(4)]
+    home = [(await tasks.trigger("version-echo", {"n": i})).id for i in range(4)]
+    assert await versions_of(eu) == ["eu"] * 4  # each supervisor has its own version: it says who ran it
+    assert await versions_of(home) == ["home"] * 4
+    with pytest.raises(UnprocessableEntityError, match="region 'mars' is not a region .* known: default, eu-1"):
+        await tasks.trigger("version-echo", {}, region="mars")
+    listed = json.loads(staging.cli("regions", "--json").stdout)["data"]
+    assert [(r["name"], r["isDefault"], r["liveWorkers"]) for r in listed] == [("default", True, 1), ("eu-1", False, 1)]
+    # No live worker in the region: its runs wait, then go to the region's next worker.
+    await staging.stop_worker("eu")
+    waiting = await tasks.trigger("version-echo", {}, region="eu-1")
+    assert (await runs.retrieve(waiting.id)).status == "PENDING_VERSION"
+    await staging.start_worker("eu2", region="eu-1")
+    assert await versions_of([waiting.id]) == ["eu2"]

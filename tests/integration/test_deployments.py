@@ -146,3 +146,53 @@ async def test_the_listing_says_current_draining_and_inactive(pool: asyncpg.Pool
     [v1] = await deployments.listing(pool, prod, "v1")
     assert (v1.status, v1.unfinished_runs) == ("INACTIVE", 0)
     assert await deployments.known(pool, prod) == ["v2", "v1"]
+
+
+async def add_regional_worker(pool: asyncpg.Pool, env_id: str, worker_id: str, region: str | None) -> None:
+    async with pool.acquire() as conn:
+        await workers.register(conn, worker_id=worker_id, environment_id=env_id, task_ids=["a"],
+                               manifest_json="[]", capacity=4, version="v1", hostname="h", region=region)
+        await deployments.register(conn, env_id, "v1", ["a"], "[]", "[]")
+
+
+async def test_a_run_goes_only_to_workers_of_its_region(pool: asyncpg.Pool, prod: str) -> None:
+    await add_regional_worker(pool, prod, "home", None)  # the default region
+    await add_regional_worker(pool, prod, "eu", "eu-1")
+    assert [r["name"] for r in await workers.regions(pool, prod)] == ["default", "eu-1"]
+    made = await run_store.insert_many(pool, [
+        NewRun(environment_id=prod, task_identifier="a", status=None, payload_json="{}", queue=None, region=region)
+        for region in ("eu-1", None, "eu-1")])
+    assert [t.status for t in made] == ["QUEUED"] * 3
+    eu_runs, home_runs = [made[0].run_id, made[2].run_id], [made[1].run_id]
+    assert sorted(await claim(pool, prod, "eu")) == sorted(eu_runs)
+    assert await claim(pool, prod, "home") == home_runs
+    # A region without a live worker: its runs wait PENDING_VERSION, as for a task nobody serves.
+    await workers.stop(pool, "eu")
+    assert not await workers.serves_task(pool, prod, "a", region="eu-1")
+    assert await workers.serves_task(pool, prod, "a")
+    # Moving the default moves the runs and workers that named none: `home` serves eu-1 now.
+    await environments.set_limits(pool, prod, concurrency_limit=None, burst_factor=None, default_region="eu-1")
+    assert await workers.serves_task(pool, prod, "a", region="eu-1")
+    assert not await workers.serves_task(pool, prod, "a", region="default")
+    assert [(r["name"], r["is_default"], r["live_workers"]) for r in await workers.regions(pool, prod)] == [
+        ("eu-1", True, 1)]
+
+
+async def test_triggers_name_known_regions_and_versions_only(pool: asyncpg.Pool, prod: str) -> None:
+    from datetime import UTC, datetime
+
+    from slipstream_platform.triggering import RunPlan, TriggerRejected, check_routing, plan_run
+    from slipstream_proto import TriggerOptions
+
+    await add_regional_worker(pool, prod, "eu", "eu-1")
+
+    def plan(**options: str) -> RunPlan:
+        return plan_run("a", {}, TriggerOptions(**options), environment_type="PRODUCTION", now=datetime.now(UTC))
+
+    await check_routing(pool, prod, [plan(region="eu-1"), plan(region="default"), plan(lock_to_version="v1")])
+    with pytest.raises(TriggerRejected, match=r"items\[3\]: region 'mars' is not a region .* known: default, eu-1"):
+        await check_routing(pool, prod, [plan(), plan(region="mars")], first_index=2)
+    with pytest.raises(TriggerRejected, match="lockToVersion 'v9' is not a version .* known: v1"):
+        await check_routing(pool, prod, [plan(lock_to_version="v9")])
+    with pytest.raises(TriggerRejected, match="is not a region name"):
+        plan(region="EU 1")

@@ -8,12 +8,12 @@ from slipstream_platform import db
 EXPECTED_COLUMNS = {
     "projects": {"id", "name", "created_at"},
     "environments": {"id", "project_id", "type", "api_key", "concurrency_limit", "created_at", "burst_factor",
-                     "dispatch_queue", "dispatch_key", "current_version"},
+                     "dispatch_queue", "dispatch_key", "current_version", "default_region"},
     "queues": {"environment_id", "name", "concurrency_limit", "paused", "updated_at", "per_key_limit", "rate_limit",
                "rate_period", "per_key_rate_limit", "per_key_rate_period"},
     "queue_starts": {"environment_id", "queue", "concurrency_key", "started_at"},
     "workers": {"id", "environment_id", "task_ids", "manifest", "capacity", "version", "hostname",
-                "started_at", "heartbeat_at", "stopped_at"},
+                "started_at", "heartbeat_at", "stopped_at", "region"},
     "runs": {"id", "environment_id", "task_identifier", "status", "payload", "output", "error", "tags",
              "metadata", "version", "queue", "concurrency_key", "max_attempts", "priority_ms",
              "attempt_count", "worker_id", "traceparent", "created_at", "updated_at", "queue_ts",
@@ -21,7 +21,7 @@ EXPECTED_COLUMNS = {
              "parent_run_id", "root_run_id", "depth", "machine", "ttl_seconds", "expires_at", "expired_at",
              "resume_pending", "executed_ms", "segment_started_at", "idempotency_key", "debounce_key",
              "debounce_deadline", "request_id", "batch_id", "schedule_id", "replayed_from_run_id",
-             "payload_packet", "output_packet", "locked_version", "lock_to_version"},
+             "payload_packet", "output_packet", "locked_version", "lock_to_version", "region"},
     "batches": {"id", "environment_id", "task_identifier", "run_ids", "cached_run_ids", "parent_run_id",
                 "idempotency_key", "idempotency_expires_at", "request_id", "created_at", "updated_at", "sealed"},
     "batch_chunks": {"batch_id", "request_id", "first_index", "item_count"},
@@ -38,6 +38,7 @@ EXPECTED_COLUMNS = {
     "metadata_requests": {"run_id", "request_id", "created_at"},
     "deployments": {"environment_id", "version", "task_ids", "manifest", "queues", "created_at", "registered_at",
                     "promoted_at"},
+    "regions": {"environment_id", "name", "registered_at"},
 }
 
 

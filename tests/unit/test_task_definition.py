@@ -52,6 +52,7 @@ def test_the_sdk_public_surface() -> None:
         "metadata",
         "queue",
         "queues",
+        "regions",
         "retry",
         "runs",
         "schedules",
@@ -194,6 +195,7 @@ def test_trigger_functions_share_the_seed_options() -> None:
     assert list(TriggerKwargs.__annotations__) == [
         "queue", "concurrency_key", "delay", "tags", "metadata", "max_attempts", "priority",
         "max_duration", "machine", "ttl", "idempotency_key", "idempotency_key_ttl", "debounce", "lock_to_version",
+        "region",
     ]
     options = trigger_options(queue="paid", delay="5m", debounce={"key": "k", "delay": "5s", "mode": "trailing"})
     assert options.queue is not None and options.queue.name == "paid"

@@ -17,9 +17,11 @@ retries, request ids and errors are the async SDK's.
 from __future__ import annotations
 
 from slipstream._bridge import bridge
-from slipstream.sync import auth, batch, deployments, idempotency_keys, queues, runs, schedules, tasks
+from slipstream.sync import auth, batch, deployments, idempotency_keys, queues, regions, runs, schedules, tasks
 
-__all__ = ["auth", "batch", "close", "deployments", "idempotency_keys", "queues", "runs", "schedules", "tasks"]
+__all__ = [
+    "auth", "batch", "close", "deployments", "idempotency_keys", "queues", "regions", "runs", "schedules", "tasks",
+]
 
 
 def close() -> None:

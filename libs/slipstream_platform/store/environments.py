@@ -69,24 +69,26 @@ async def with_key(conn: asyncpg.Connection | asyncpg.Pool, environment_id: str)
 
 
 async def limits(conn: asyncpg.Connection | asyncpg.Pool, environment_id: str) -> asyncpg.Record:
-    """The environment's concurrency limit and burst factor."""
+    """The environment's concurrency limit, burst factor and default region."""
     row: asyncpg.Record = await conn.fetchrow(
-        "SELECT id, type, concurrency_limit, burst_factor FROM environments WHERE id = $1", environment_id
+        "SELECT id, type, concurrency_limit, burst_factor, default_region FROM environments WHERE id = $1",
+        environment_id,
     )
     return row
 
 
 async def set_limits(
     conn: asyncpg.Connection | asyncpg.Pool, environment_id: str, *, concurrency_limit: int | None,
-    burst_factor: float | None,
+    burst_factor: float | None, default_region: str | None = None,
 ) -> asyncpg.Record:
-    """Change the limits (None keeps a value); the next dispatch uses them."""
+    """Change the limits or the default region (None keeps a value); the next dispatch uses them."""
     row: asyncpg.Record = await conn.fetchrow(
         "UPDATE environments SET concurrency_limit = coalesce($2, concurrency_limit),"
-        " burst_factor = coalesce($3, burst_factor) WHERE id = $1"
-        " RETURNING id, type, concurrency_limit, burst_factor",
+        " burst_factor = coalesce($3, burst_factor), default_region = coalesce($4, default_region) WHERE id = $1"
+        " RETURNING id, type, concurrency_limit, burst_factor, default_region",
         environment_id,
         concurrency_limit,
         burst_factor,
+        default_region,
     )
     return row

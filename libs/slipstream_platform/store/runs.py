@@ -58,8 +58,9 @@ def _transitions(rows: list[asyncpg.Record]) -> list[Transition]:
     return [Transition(r["id"], r["environment_id"], r["status"], r["updated_at"]) for r in rows]
 
 
-# Whether a live worker may take the run: of its locked version, or of the current one (0030).
-_SERVED = "slipstream_serves(r.environment_id, r.task_identifier, r.locked_version)"
+# Whether a live worker may take the run: in its region, of its locked version or of the
+# current one (0030, 0031).
+_SERVED = "slipstream_serves(r.environment_id, r.task_identifier, r.locked_version, r.region)"
 
 
 class NewRun(msgspec.Struct, frozen=True, kw_only=True):
@@ -92,6 +93,7 @@ class NewRun(msgspec.Struct, frozen=True, kw_only=True):
     schedule_id: str | None = None  # the schedule whose tick created the run
     payload_packet: str | None = None  # the payload's object when it is stored outside the row (payload_json None)
     locked_version: str | None = None  # `lockToVersion`: only workers of this version take the run
+    region: str | None = None  # None: the environment's default region
     id: str = msgspec.field(default_factory=lambda: new_id("run"))
 
 
@@ -100,7 +102,7 @@ _INSERT = (
     " concurrency_key, tags, metadata, max_attempts, priority_ms, delayed_until, traceparent,"
     " max_duration, parent_run_id, root_run_id, depth, machine, ttl_seconds, expires_at,"
     " idempotency_key, debounce_key, debounce_deadline, request_id, batch_id, queue_ts, schedule_id, payload_packet,"
-    " locked_version, lock_to_version)"
+    " locked_version, lock_to_version, region)"
 )
 _ON_REQUEST_ID = " ON CONFLICT (environment_id, request_id) WHERE request_id IS NOT NULL DO NOTHING "
 
@@ -115,13 +117,13 @@ async def insert(conn: Conn, run: NewRun) -> Transition | None:
         "   AND d.task_identifier = $3), 'task/' || $3),"
         " $7, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, $16, $17, $18,"
         " $19::int, CASE WHEN $4 <> 'DELAYED' THEN now() + make_interval(secs => $19::int) END, $20, $21, $22,"
-        " $23, $24, now() - make_interval(secs => $11::bigint / 1000.0), $25, $26, $27::text, $27 IS NOT NULL)"
+        " $23, $24, now() - make_interval(secs => $11::bigint / 1000.0), $25, $26, $27::text, $27 IS NOT NULL, $28)"
         + _ON_REQUEST_ID + _RETURNING,
         run.id, run.environment_id, run.task_identifier, run.status, run.payload_json, run.queue,
         run.concurrency_key, run.tags, run.metadata_json, run.max_attempts, run.priority_ms, run.delayed_until,
         run.traceparent, run.max_duration, run.parent_run_id, run.root_run_id, run.depth, run.machine,
         run.ttl_seconds, run.idempotency_key, run.debounce_key, run.debounce_deadline, run.request_id, run.batch_id,
-        run.schedule_id, run.payload_packet, run.locked_version,
+        run.schedule_id, run.payload_packet, run.locked_version, run.region,
     )
     return _transitions([row])[0] if row else None
 
@@ -142,10 +144,10 @@ async def insert_many(conn: Conn, runs: list[NewRun]) -> list[Transition]:
     rows = await conn.fetch(
         f"WITH v AS (SELECT * FROM unnest({arrays}, ${tags}::text[]) WITH ORDINALITY"
         f" AS v({', '.join(columns)}, tags_json, n)),"
-        # Once per task (and lock) of the batch, not per run: its registered queue and whether it is served.
-        " t AS (SELECT k.environment_id, k.task_identifier, k.locked_version, d.queue,"
-        "   slipstream_serves(k.environment_id, k.task_identifier, k.locked_version) AS served"
-        "   FROM (SELECT DISTINCT environment_id, task_identifier, locked_version FROM v) AS k"
+        # Once per task (lock and region) of the batch, not per run: its registered queue and whether it is served.
+        " t AS (SELECT k.environment_id, k.task_identifier, k.locked_version, k.region, d.queue,"
+        "   slipstream_serves(k.environment_id, k.task_identifier, k.locked_version, k.region) AS served"
+        "   FROM (SELECT DISTINCT environment_id, task_identifier, locked_version, region FROM v) AS k"
         "   LEFT JOIN task_definitions d ON d.environment_id = k.environment_id"
         "   AND d.task_identifier = k.task_identifier)"
         + _INSERT +
@@ -159,9 +161,9 @@ async def insert_many(conn: Conn, runs: list[NewRun]) -> list[Transition]:
         "   CASE WHEN s.status <> 'DELAYED' THEN now() + make_interval(secs => v.ttl_seconds) END,"
         "   v.idempotency_key, v.debounce_key, v.debounce_deadline, v.request_id, v.batch_id,"
         "   now() - make_interval(secs => v.priority_ms / 1000.0), v.schedule_id, v.payload_packet,"
-        "   v.locked_version, v.locked_version IS NOT NULL"
+        "   v.locked_version, v.locked_version IS NOT NULL, v.region"
         " FROM v JOIN t ON t.environment_id = v.environment_id AND t.task_identifier = v.task_identifier"
-        "   AND t.locked_version IS NOT DISTINCT FROM v.locked_version"
+        "   AND t.locked_version IS NOT DISTINCT FROM v.locked_version AND t.region IS NOT DISTINCT FROM v.region"
         " CROSS JOIN LATERAL (SELECT coalesce(v.status, CASE WHEN t.served THEN 'QUEUED' ELSE 'PENDING_VERSION' END)"
         "   AS status) AS s"
         " ORDER BY v.n" + _ON_REQUEST_ID + _RETURNING,
@@ -229,14 +231,15 @@ async def replay(conn: Conn, environment_id: str, run_id: str, new_run_id: str,
     queued now (or PENDING_VERSION). None if there is no such run, or if `request_id` made a
     run already (`by_request_id` finds it)."""
     row = await conn.fetchrow(
-        _INSERT.replace(", lock_to_version)", ", lock_to_version, replayed_from_run_id)") +
+        _INSERT.replace(", region)", ", region, replayed_from_run_id)") +
         " SELECT $3, r.environment_id, r.task_identifier,"
-        # Unlocked: a replay runs on the current version.
-        "   CASE WHEN slipstream_serves(r.environment_id, r.task_identifier, NULL) THEN 'QUEUED'"
+        # Unlocked: a replay runs on the current version, in the run's region.
+        "   CASE WHEN slipstream_serves(r.environment_id, r.task_identifier, NULL, r.region) THEN 'QUEUED'"
         "     ELSE 'PENDING_VERSION' END, r.payload, r.queue,"
         "   r.concurrency_key, r.tags, r.metadata, r.max_attempts, r.priority_ms, NULL, NULL, r.max_duration,"
         "   NULL, NULL, 0, r.machine, r.ttl_seconds, now() + make_interval(secs => r.ttl_seconds), NULL, NULL, NULL,"
-        "   $4, NULL, now() - make_interval(secs => r.priority_ms / 1000.0), NULL, r.payload_packet, NULL, false, r.id"
+        "   $4, NULL, now() - make_interval(secs => r.priority_ms / 1000.0), NULL, r.payload_packet, NULL, false,"
+        "   r.region, r.id"
         " FROM runs r WHERE r.id = $1 AND r.environment_id = $2" + _ON_REQUEST_ID + _RETURNING,
         run_id, environment_id, new_run_id, request_id,
     )

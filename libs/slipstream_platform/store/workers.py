@@ -25,11 +25,12 @@ async def register(
     capacity: int,
     version: str,
     hostname: str,
+    region: str | None = None,
 ) -> None:
-    """Record a newly started worker."""
+    """Record a newly started worker (`region` None: the environment's default region)."""
     await conn.execute(
-        "INSERT INTO workers (id, environment_id, task_ids, manifest, capacity, version, hostname)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO workers (id, environment_id, task_ids, manifest, capacity, version, hostname, region)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         worker_id,
         environment_id,
         task_ids,
@@ -37,7 +38,12 @@ async def register(
         capacity,
         version,
         hostname,
+        region,
     )
+    if region is not None:
+        await conn.execute("INSERT INTO regions (environment_id, name) VALUES ($1, $2)"
+                           " ON CONFLICT (environment_id, name) DO UPDATE SET registered_at = now()",
+                           environment_id, region)
 
 
 async def heartbeat(conn: asyncpg.Connection | asyncpg.Pool, worker_id: str) -> bool:
@@ -65,11 +71,29 @@ async def live(conn: asyncpg.Connection | asyncpg.Pool) -> list[LiveWorker]:
 
 
 async def serves_task(
-    conn: asyncpg.Connection | asyncpg.Pool, environment_id: str, task_id: str, version: str | None = None
+    conn: asyncpg.Connection | asyncpg.Pool, environment_id: str, task_id: str, version: str | None = None,
+    region: str | None = None,
 ) -> bool:
     """Whether a live worker of the environment may take a new run of the task: one of the
-    current version, or of `version` for a run locked to it (`lockToVersion`)."""
-    return bool(await conn.fetchval("SELECT slipstream_serves($1, $2, $3)", environment_id, task_id, version))
+    current version, or of `version` for a run locked to it (`lockToVersion`), in `region`
+    (None: the environment's default region)."""
+    return bool(await conn.fetchval("SELECT slipstream_serves($1, $2, $3, $4)", environment_id, task_id, version,
+                                    region))
+
+
+async def regions(conn: asyncpg.Connection | asyncpg.Pool, environment_id: str) -> list[asyncpg.Record]:
+    """The environment's known regions (its default, and every region a worker registered with),
+    the default first, with their live workers."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT k.name, k.name = e.default_region AS is_default,"
+        "  (SELECT count(*) FROM workers w WHERE w.environment_id = e.id AND w.stopped_at IS NULL"
+        "   AND coalesce(w.region, e.default_region) = k.name)::int AS live_workers"
+        " FROM environments e CROSS JOIN LATERAL (SELECT e.default_region AS name"
+        "   UNION SELECT name FROM regions WHERE environment_id = e.id) AS k"
+        " WHERE e.id = $1 ORDER BY k.name <> e.default_region, k.name",
+        environment_id,
+    )
+    return rows
 
 
 async def stop_silent(conn: asyncpg.Connection, timeout_seconds: float) -> list[str]:

@@ -26,7 +26,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from slipstream_core import ipc
 from slipstream_core.definitions import QueueDefinition, TaskDefinition, encode_tasks
-from slipstream_core.versions import VERSION, code_version
+from slipstream_core.versions import REGION, VERSION, code_version
 from slipstream_platform import lifecycle, logformat, metrics, packets, telemetry
 from slipstream_platform.batching import MAX_WAIT_ITEMS, BatchItem, plan_batch, trigger_batch
 from slipstream_platform.db import UNAVAILABLE
@@ -70,6 +70,10 @@ class Supervisor:
         if not VERSION.match(self.version):
             raise SettingsError(f"SLIPSTREAM_VERSION {self.version[:80]!r} is not a version: use 1-64 letters,"
                                 " digits and . _ + - (starting with a letter or digit)")
+        self.region = self.settings.region or None
+        if self.region is not None and not REGION.match(self.region):
+            raise SettingsError(f"SLIPSTREAM_REGION {self.region[:80]!r} is not a region name: use 1-64 lowercase"
+                                " letters, digits and . _ - (starting with a letter or digit)")
         self.free: list[int] = []  # slots whose process is idle
         # Attempts a take started beyond the free slots (Postgres counted a slot free before
         # its attempt let go of it): each gets the next slot that frees.
@@ -131,6 +135,7 @@ class Supervisor:
                 capacity=self.settings.concurrency,
                 version=self.version,
                 hostname=socket.gethostname(),
+                region=self.region,
             )
             await deployments.register(conn, self.environment.id, self.version, sorted(self.tasks), manifest,
                                        msgspec.json.encode(self.declared_queues or []).decode())
@@ -141,9 +146,9 @@ class Supervisor:
                 await sync_schedules(conn, self.environment, list(self.tasks.values()), self.declared_queues)
             promoted = await run_store.promote_pending_version(conn, self.environment.id)
         await self.service.bus.announce(promoted, "worker", [self.environment.id])
-        log.info("worker %s (version %s%s) serves %d task(s) in %s with %d process(es)", self.worker_id,
-                 self.version, "" if current else ", not current: it drains", len(self.tasks),
-                 self.environment.type, len(self.processes))
+        log.info("worker %s (version %s%s, region %s) serves %d task(s) in %s with %d process(es)", self.worker_id,
+                 self.version, "" if current else ", not current: it drains", self.region or "default",
+                 len(self.tasks), self.environment.type, len(self.processes))
 
     async def on_dispatch(self, msg: Msg) -> None:
         try:

@@ -140,7 +140,7 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
                         422, f"parentRunId {options.parent_run_id!r} is not a run of this environment"
                     )
                 parent = Parent.of(parent_row)
-            is_served = (plan.delayed_until is None and plan.lock_to_version is None
+            is_served = (plan.delayed_until is None and plan.lock_to_version is None and plan.region is None
                          and await served.served(env.id, task_id))
             if packets.too_large(plan.payload_json):  # stored before the row that names it
                 plan = (await offload(store, [plan], env.id))[0]

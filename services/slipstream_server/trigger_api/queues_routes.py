@@ -1,4 +1,5 @@
-"""Routes of `/api/v1/queues` (state, pause, resume) and `/api/v1/environment` (limits)."""
+"""Routes of `/api/v1/queues` (state, pause, resume), `/api/v1/environment` (limits, default
+region) and `/api/v1/regions`."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import msgspec
 from aiohttp import web
+from slipstream_core.versions import REGION
 from slipstream_platform.http import HttpError, decode_body, json_response
 from slipstream_platform.service import Service
 from slipstream_platform.settings import TriggerApiSettings
-from slipstream_platform.store import environments
+from slipstream_platform.store import environments, workers
 from slipstream_platform.store import queues as queue_store
 from slipstream_platform.store.environments import Environment
-from slipstream_proto import EnvironmentLimits, EnvironmentLimitsUpdate, QueueList, QueueSignal
+from slipstream_proto import EnvironmentLimits, EnvironmentLimitsUpdate, QueueList, QueueSignal, Region, RegionList
 from slipstream_proto.events import queue_signal_subject
 
 Authenticate = Callable[[web.Request], Awaitable[Environment]]
@@ -46,7 +48,8 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate)
 
     def view(row: asyncpg.Record) -> EnvironmentLimits:
         return EnvironmentLimits(id=row["id"], type=row["type"], concurrency_limit=row["concurrency_limit"],
-                                 burst_factor=round(float(row["burst_factor"]), 4))
+                                 burst_factor=round(float(row["burst_factor"]), 4),
+                                 default_region=row["default_region"])
 
     async def limits(request: web.Request) -> web.Response:
         env = await authenticate(request)
@@ -59,12 +62,22 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate)
             raise HttpError(422, f"concurrencyLimit must be at least 1, got {body.concurrency_limit}")
         if body.burst_factor is not None and (not math.isfinite(body.burst_factor) or body.burst_factor < 1):
             raise HttpError(422, f"burstFactor must be 1 or more, got {body.burst_factor}")
+        if body.default_region is not None and not REGION.match(body.default_region):
+            raise HttpError(422, f"defaultRegion {body.default_region[:80]!r} is not a region name: 1-64 lowercase"
+                                 " letters, digits and -._ starting with a letter or digit")
         row = await environments.set_limits(pool, env.id, concurrency_limit=body.concurrency_limit,
-                                            burst_factor=body.burst_factor)
+                                            burst_factor=body.burst_factor, default_region=body.default_region)
         await wake(env)
         return json_response(view(row))
 
+    async def regions(request: web.Request) -> web.Response:
+        env = await authenticate(request)
+        rows = await workers.regions(pool, env.id)
+        return json_response(RegionList(data=[Region(name=r["name"], is_default=r["is_default"],
+                                                     live_workers=r["live_workers"]) for r in rows]))
+
     router = service.app.router
+    router.add_get("/api/v1/regions", regions)
     router.add_get("/api/v1/queues", listing)
     router.add_post("/api/v1/queues/{name:.+}/pause", pause)
     router.add_post("/api/v1/queues/{name:.+}/resume", resume)
