@@ -51,6 +51,9 @@ class TriggerApiSettings(CommonSettings, frozen=True, kw_only=True):
     cors_origins: str = "*"
     # trigger-api's URL as its clients reach it, for presigned payload URLs ("": the request's own).
     api_url: str = ""
+    # realtime's URL as browsers reach it, for the dashboard's live updates ("": the request's
+    # host on port 3031).
+    realtime_url: str = ""
 
 
 class QueueManagerSettings(CommonSettings, frozen=True, kw_only=True):

@@ -196,3 +196,17 @@ async def test_triggers_name_known_regions_and_versions_only(pool: asyncpg.Pool,
         await check_routing(pool, prod, [plan(lock_to_version="v9")])
     with pytest.raises(TriggerRejected, match="is not a region name"):
         plan(region="EU 1")
+
+
+async def test_a_lock_is_released_when_no_worker_of_its_version_serves_the_runs_region(
+        pool: asyncpg.Pool, prod: str) -> None:
+    await add_regional_worker(pool, prod, "eu", "eu-1")  # version v1
+    await add_regional_worker(pool, prod, "home", None)  # v1 too, in the default region
+    made = await run_store.insert(pool, NewRun(environment_id=prod, task_identifier="a", status="QUEUED",
+                                               payload_json="{}", queue="task/a", region="eu-1"))
+    assert made is not None
+    await pool.execute("UPDATE runs SET locked_version = 'v1' WHERE id = $1", made.run_id)  # it had started
+    assert await deployments.unlock_orphaned(pool) == []
+    await workers.stop(pool, "eu")  # v1 lives on, but not in eu-1
+    assert await deployments.unlock_orphaned(pool) == [prod]
+    assert await pool.fetchval("SELECT locked_version FROM runs WHERE id = $1", made.run_id) is None

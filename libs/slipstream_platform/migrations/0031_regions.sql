@@ -26,6 +26,27 @@ LANGUAGE sql STABLE AS $fn$
                  ELSE e.current_version IS NULL OR w.version = e.current_version END)
 $fn$;
 
+-- A schedule's runs are in the default region: a worker elsewhere does not make its ticks fire.
+CREATE OR REPLACE FUNCTION slipstream_schedule_fires(text, text) RETURNS boolean
+LANGUAGE sql STABLE AS $fn$
+    SELECT CASE
+        WHEN e.type <> 'DEVELOPMENT' AND e.current_version IS NOT NULL THEN
+            EXISTS (SELECT 1 FROM deployments d WHERE d.environment_id = $1 AND d.version = e.current_version
+                    AND $2 = ANY(d.task_ids))
+        ELSE EXISTS (SELECT 1 FROM workers w WHERE w.environment_id = $1 AND w.stopped_at IS NULL
+                     AND $2 = ANY(w.task_ids) AND coalesce(w.region, e.default_region) = e.default_region)
+            OR (e.type <> 'DEVELOPMENT' AND EXISTS (SELECT 1 FROM (SELECT d.task_ids FROM deployments d
+                WHERE d.environment_id = $1 ORDER BY d.registered_at DESC LIMIT 1) AS l WHERE $2 = ANY(l.task_ids)))
+    END
+    FROM environments e WHERE e.id = $1
+$fn$;
+
+-- Runs under way when 0030 came (started, not finished) lock to the version that ran them, as
+-- every run started since does.
+UPDATE runs SET locked_version = version
+ WHERE locked_version IS NULL AND version IS NOT NULL AND attempt_count > 0
+   AND status IN ('PENDING_VERSION', 'DELAYED', 'QUEUED', 'DEQUEUED', 'EXECUTING', 'WAITING');
+
 -- slipstream_claim is 0030's with the region added to its four filters of QUEUED runs.
 CREATE OR REPLACE FUNCTION slipstream_claim(text, text, text[], integer)
 RETURNS TABLE (id text, environment_id text, status text, updated_at timestamptz, task_identifier text,

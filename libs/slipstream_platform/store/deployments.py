@@ -109,19 +109,21 @@ async def listing(conn: Conn, environment_id: str, version: str | None = None) -
 
 
 async def unlock_orphaned(conn: Conn, environment_id: str | None = None) -> list[str]:
-    """Release the runs locked to a version that no live worker has any more ("while one
-    exists"), unless the trigger asked for that version (`lockToVersion`): current workers may
-    take them now. Returns the environments where runs were released, to wake."""
+    """Release the runs locked to a version that no live worker may take any more ("while one
+    exists": none of that version serves the run's task in its region), unless the trigger
+    asked for that version (`lockToVersion`): current workers may take them now. Returns the
+    environments where runs were released, to wake."""
     rows = await conn.fetch(
-        # The locks in use first (an index-only walk of runs_locked_waiting), then the runs of
-        # those whose version has no live worker.
-        "WITH locks AS (SELECT DISTINCT environment_id, locked_version FROM runs"
-        f"   WHERE locked_version IS NOT NULL AND status IN {_WAITING}"
+        # The locks in use first (a walk of runs_locked_waiting), then the runs of those that no
+        # live worker of the version may take (slipstream_serves: task, region and version).
+        "WITH locks AS (SELECT DISTINCT environment_id, locked_version, task_identifier, region FROM runs"
+        f"   WHERE locked_version IS NOT NULL AND status IN {_WAITING} AND NOT lock_to_version"
         "   AND ($1::text IS NULL OR environment_id = $1)),"
-        " orphaned AS (SELECT * FROM locks l WHERE NOT EXISTS (SELECT 1 FROM workers w"
-        "   WHERE w.environment_id = l.environment_id AND w.version = l.locked_version AND w.stopped_at IS NULL))"
+        " orphaned AS (SELECT * FROM locks l"
+        "   WHERE NOT slipstream_serves(l.environment_id, l.task_identifier, l.locked_version, l.region))"
         " UPDATE runs r SET locked_version = NULL FROM orphaned o"
         " WHERE r.environment_id = o.environment_id AND r.locked_version = o.locked_version"
+        " AND r.task_identifier = o.task_identifier AND r.region IS NOT DISTINCT FROM o.region"
         f" AND r.status IN {_WAITING} AND NOT r.lock_to_version"
         " RETURNING r.environment_id",
         environment_id,

@@ -593,10 +593,15 @@ class Supervisor:
             for process in self.processes:
                 process.kill()
         await workers.stop(self.service.pool, self.worker_id)
-        # The last worker of its version gone: its locked runs may go to current workers.
-        released = await deployments.unlock_orphaned(self.service.pool, self.environment.id)
-        if released:
-            await self.service.bus.announce([], "worker", released)
+        # The last worker of its version gone: its locked runs may go to current workers (if
+        # this fails, the scheduler's sweep releases them).
+        try:
+            released = await deployments.unlock_orphaned(self.service.pool, self.environment.id)
+            if released:
+                await self.service.bus.announce([], "worker", released)
+        except Exception:
+            log.warning("could not release the runs locked to version %s; the sweep will", self.version,
+                        exc_info=True)
         await asyncio.gather(*(p.stop() for p in self.processes), return_exceptions=True)
         try:
             await self.service.bus.js.delete_consumer(DISPATCH_STREAM.name, self.worker_id)

@@ -13,9 +13,11 @@ from slipstream_core.versions import REGION
 from slipstream_platform.http import HttpError, decode_body, json_response
 from slipstream_platform.service import Service
 from slipstream_platform.settings import TriggerApiSettings
-from slipstream_platform.store import environments, workers
+from slipstream_platform.store import deployments, environments, workers
 from slipstream_platform.store import queues as queue_store
+from slipstream_platform.store import runs as run_store
 from slipstream_platform.store.environments import Environment
+from slipstream_platform.store.runs import Transition
 from slipstream_proto import EnvironmentLimits, EnvironmentLimitsUpdate, QueueList, QueueSignal, Region, RegionList
 from slipstream_proto.events import queue_signal_subject
 
@@ -65,9 +67,16 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate)
         if body.default_region is not None and not REGION.match(body.default_region):
             raise HttpError(422, f"defaultRegion {body.default_region[:80]!r} is not a region name: 1-64 lowercase"
                                  " letters, digits and -._ starting with a letter or digit")
-        row = await environments.set_limits(pool, env.id, concurrency_limit=body.concurrency_limit,
-                                            burst_factor=body.burst_factor, default_region=body.default_region)
-        await wake(env)
+        async with pool.acquire() as conn, conn.transaction():
+            row = await environments.set_limits(conn, env.id, concurrency_limit=body.concurrency_limit,
+                                                burst_factor=body.burst_factor, default_region=body.default_region)
+            promoted: list[Transition] = []
+            if body.default_region is not None:
+                # Runs without a region follow the new default at once: those its workers serve
+                # are queued, locks no worker can honour there any more are released.
+                promoted = await run_store.promote_pending_version(conn, env.id)
+                await deployments.unlock_orphaned(conn, env.id)
+        await service.bus.announce(promoted, "released", [env.id])
         return json_response(view(row))
 
     async def regions(request: web.Request) -> web.Response:
