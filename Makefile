@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python bench/realtime.py --out docs/benchmarks.md
 	$(BIN)/python bench/batches.py --out docs/benchmarks.md
 	$(BIN)/python bench/payloads.py --out docs/benchmarks.md
+	$(BIN)/python bench/dashboard.py --out docs/benchmarks.md
 
 # Celery and taskiq in their own venv under .slipstream/, Redis from Debian's package.
 bench-peers: install

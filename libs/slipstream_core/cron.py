@@ -99,3 +99,55 @@ def latest_due(spec: CronSpec, next_run_at: datetime, now: datetime) -> tuple[da
 def timezones() -> list[str]:
     """Every IANA zone name, sorted."""
     return sorted(available_timezones())
+
+
+_DAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+_MONTHS = ["", "January", "February", "March", "April", "May", "June", "July", "August", "September",
+           "October", "November", "December"]
+_NUMBER = re.compile(r"^\d+$")
+
+
+def _days(field: str) -> str | None:
+    """A day-of-week field in words: `1-5` Monday to Friday, `0,6` Sunday and Saturday."""
+    names = []
+    for part in field.split(","):
+        if _NUMBER.match(part) and int(part) <= 7:
+            names.append(_DAYS[int(part)])
+        elif re.match(r"^[0-7]-[0-7]$", part):
+            first, last = (int(x) for x in part.split("-"))
+            names.append(f"{_DAYS[first]} to {_DAYS[last]}")
+        elif _LAST_WEEKDAY.match(part):
+            names.append(f"the last {_DAYS[int(part[0])]} of the month")
+        else:
+            return None
+    return " and ".join(names)
+
+
+def describe(spec: CronSpec) -> str:
+    """The expression in words, for people ("at 09:00 on Monday to Friday (Europe/Paris)"); fields
+    it has no words for are named as they are."""
+    minute, hour, dom, month, dow = spec.expression.split()
+    zone = f" ({spec.timezone})"
+    every_day = dom == "*" and month == "*" and dow == "*"
+    if (minute, hour) == ("*", "*") and every_day:
+        return "every minute" + zone
+    step = re.match(r"^\*/(\d+)$", minute)
+    if step and hour == "*" and every_day:
+        return f"every {step[1]} minutes" + zone
+    if _NUMBER.match(minute) and hour == "*" and every_day:
+        return f"at minute {int(minute)} of every hour" + zone
+    hour_step = re.match(r"^\*/(\d+)$", hour)
+    if _NUMBER.match(minute) and hour_step and every_day:
+        return f"at minute {int(minute)} past every {hour_step[1]} hours" + zone
+    if _NUMBER.match(minute) and _NUMBER.match(hour):
+        at = f"at {int(hour):02d}:{int(minute):02d}"
+        days = _days(dow) if dow != "*" else None
+        if every_day:
+            return f"{at} every day" + zone
+        if dom == "*" and month == "*" and days:
+            return f"{at} on {days}" + zone
+        if dow == "*" and month == "*" and (_NUMBER.match(dom) or dom == "L"):
+            return f"{at} on {'the last day' if dom == 'L' else f'day {int(dom)}'} of every month" + zone
+        if dow == "*" and _NUMBER.match(dom) and _NUMBER.match(month) and 1 <= int(month) <= 12:
+            return f"{at} on {_MONTHS[int(month)]} {int(dom)}" + zone
+    return f"minute {minute}, hour {hour}, day of month {dom}, month {month}, day of week {dow}" + zone

@@ -6,6 +6,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
+from slipstream_core import cron
 from slipstream_proto import (
     ListedRun,
     RelatedRuns,
@@ -152,9 +153,17 @@ def schedule_view(row: asyncpg.Record, environment_type: str) -> Schedule:
         deduplication_key=row["deduplication_key"],
         external_id=row["external_id"],
         generator=ScheduleGenerator(
-            type="CRON", expression=row["cron"], description=f"cron '{row['cron']}' in {row['timezone']}"
+            type="CRON", expression=row["cron"], description=_describe(row["cron"], row["timezone"])
         ),
         timezone=row["timezone"],
         next_run=row["next_run_at"] if row["active"] else None,
         environments=[ScheduleEnvironment(id=row["environment_id"], type=environment_type)],
     )
+
+
+def _describe(expression: str, timezone: str) -> str:
+    """The cron in words ("at 09:00 on Monday to Friday (Europe/Paris)")."""
+    try:
+        return cron.describe(cron.parse(expression, timezone))
+    except cron.CronError:
+        return f"cron '{expression}' in {timezone}"

@@ -79,6 +79,8 @@ def dev(args: argparse.Namespace) -> int:
             f"\nSlipstream is running (logs in {data_dir}/logs/).\n"
             f"  API:       {platform.api_url}\n"
             f"  realtime:  {platform.realtime_url}\n"
+            f"  dashboard: {platform.api_url}/dashboard/test{'?task=' + args.trigger if args.trigger else ''}"
+            " (sign in with the key below)\n"
             f"  secret key (DEVELOPMENT): {key}\n"
             f"  settings for your shell:  set -a; . {data_dir}/dev.env; set +a\n\n"
             "Try:\n"

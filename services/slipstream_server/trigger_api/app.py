@@ -50,6 +50,7 @@ from slipstream_proto.events import dispatch_subject
 from slipstream_proto.openapi import openapi_document
 
 from slipstream_server.trigger_api.batches_routes import add_routes as add_batch_routes
+from slipstream_server.trigger_api.dashboard import add_dashboard
 from slipstream_server.trigger_api.deployments_routes import add_routes as add_deployment_routes
 from slipstream_server.trigger_api.queues_routes import add_routes as add_queue_routes
 from slipstream_server.trigger_api.runs_routes import add_routes as add_run_routes
@@ -310,5 +311,6 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
     add_schedule_routes(service, authenticate)
     add_queue_routes(service, authenticate)
     add_deployment_routes(service, authenticate)
+    add_dashboard(service)
     add_batch_routes(service, authenticate, authorize, store)
     add_run_routes(service, authenticate)
