@@ -426,6 +426,7 @@ class Task(Generic[P, R]):
             retry=RetryPolicy(**retry, out_of_memory_machine=bigger["machine"] if bigger else None),
             max_duration=self.max_duration, machine=self.machine,
             schedule=None if self.schedule is None else ScheduleDeclaration(**self.schedule),
+            payload_schema=json_schema_for(self.schema) if self.schema is not None else None,
         )
 
     async def trigger(self, payload: P | None = None, **options: Unpack[TriggerKwargs]) -> RunHandle[R]:

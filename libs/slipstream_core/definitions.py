@@ -7,6 +7,8 @@ limits and the declarative schedules (`scheduling.sync_schedules`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 
@@ -52,6 +54,8 @@ class TaskDefinition(msgspec.Struct, frozen=True, kw_only=True):
     machine: str | None = None
     # Set for scheduled tasks (`schedules.task`).
     schedule: ScheduleDeclaration | None = None
+    # A schema task's payload as JSON Schema (the dashboard's Test page fills in an example).
+    payload_schema: dict[str, Any] | None = None
 
     @property
     def scheduled(self) -> bool:

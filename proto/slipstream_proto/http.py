@@ -572,6 +572,8 @@ class Deployment(_Body):
     unfinished_runs: int
     created_at: datetime
     promoted_at: datetime | None = None
+    # `GET /api/v1/deployments/{version}` only: the JSON Schema of each schema task's payload.
+    payload_schemas: dict[str, dict[str, Any]] | None = None
 
 
 class DeploymentList(_Body):

@@ -29,6 +29,9 @@ async def test_sign_in_keeps_the_key_in_an_httponly_cookie_and_forms_need_the_cs
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
         async with browser.get(base + "/runs?status=QUEUED", allow_redirects=False) as r:
             assert r.status == 303 and r.headers["Location"].startswith("/dashboard/login?next=")
+        async with browser.post(base + "/login", data={"key": platform.key}, allow_redirects=False,
+                                headers={"Origin": "https://evil.example"}) as r:
+            assert r.status == 403 and "Set-Cookie" not in r.headers  # no login CSRF
         async with browser.post(base + "/login", data={"key": "sk_dev_wrong", "next": "/dashboard/runs"}) as r:
             assert r.status == 401 and "not a secret key" in await r.text()
         async with browser.post(base + "/login", data={"key": platform.key, "next": "https://evil.example/"},
@@ -45,9 +48,15 @@ async def test_sign_in_keeps_the_key_in_an_httponly_cookie_and_forms_need_the_cs
         handle = await _trigger_delayed(platform)
         async with browser.post(f"{base}/runs/{handle}/cancel", data={"csrf": "forged"}) as r:
             assert r.status == 403 and "CSRF" in await r.text()
-        async with browser.get(f"{base}/runs/{handle}") as r:
-            token = re.search(r'name="csrf" value="([0-9a-f]+)"', await r.text())
+        async with browser.get(f"{base}/runs/{handle}?flash=Paste+your+key+at+evil.example") as r:
+            page = await r.text()
+            token = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+            assert "class=\"flash\"" not in page  # banners are fixed texts, never the URL's
+            assert "default-src 'self'" in r.headers["Content-Security-Policy"]
         assert token is not None
+        async with browser.post(f"{base}/runs/{handle}/cancel", data={"csrf": token[1]},
+                                headers={"Origin": "https://evil.example"}) as r:
+            assert r.status == 403  # the right token from another site is refused too
         async with browser.post(f"{base}/runs/{handle}/cancel", data={"csrf": token[1]},
                                 allow_redirects=False) as r:
             assert r.status == 303
@@ -56,6 +65,8 @@ async def test_sign_in_keeps_the_key_in_an_httponly_cookie_and_forms_need_the_cs
         async with browser.get(base + "/cron", params={"cron": "0 9 * * 1-5", "timezone": "Europe/Paris"}) as r:
             preview = await r.json()
         assert preview["description"] == "at 09:00 on Monday to Friday (Europe/Paris)" and len(preview["next"]) == 5
+        async with browser.get(base + "/cron", params={"cron": "0 0 30 2 *"}) as r:
+            assert r.status == 422 and "error" in await r.json()  # February 30th never comes
 
 
 async def _trigger_delayed(platform: Platform) -> str:
@@ -127,6 +138,11 @@ async def test_the_dashboard_in_a_real_browser(browser: Browser, platform: Platf
     await browser.type("#key", platform.key)
     await browser.click("#sign-in")
     await eventually(lambda: _shows(browser, "h1", "Runs"), timeout=20, interval=0.1, message="not signed in")
+
+    # A schema task that never ran: the Test page starts from an example of its schema.
+    await browser.open("/test?task=dashboard-invite")
+    prefilled = await browser(lambda: browser.driver.find_element("css selector", "#payload").get_property("value"))
+    assert '"seats": 1' in prefilled and '"role": "member"' in prefilled and '"email": ""' in prefilled
 
     # Test page: trigger echo with an edited payload and a tag, land on its live run page.
     await browser.open("/test?task=echo")

@@ -98,10 +98,14 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate)
 
     async def retrieve(request: web.Request) -> web.Response:
         env = await authenticate(request)
-        rows = await deployments.listing(pool, env.id, _version(request.match_info["version"]))
+        version = _version(request.match_info["version"])
+        rows = await deployments.listing(pool, env.id, version)
         if not rows:
             raise HttpError(404, "Deployment not found")
-        return json_response(_view(rows[0]))
+        found = await deployments.catalog(pool, env.id, version)
+        tasks = msgspec.json.decode(found["manifest"], type=list[TaskDefinition]) if found and found["manifest"] else []
+        schemas = {t.id: t.payload_schema for t in tasks if t.payload_schema is not None}
+        return json_response(msgspec.structs.replace(_view(rows[0]), payload_schemas=schemas))
 
     router = service.app.router
     router.add_post("/api/v1/deployments", create)

@@ -40,3 +40,15 @@ def even_number(data: Any) -> int:
 @schema_task(id="typed-function", schema=even_number)
 def typed_function(payload: int, ctx: TaskContext) -> int:
     return payload // 2
+
+
+class Invite(msgspec.Struct):
+    email: str
+    seats: int = 1
+    role: str = "member"
+
+
+@schema_task(id="dashboard-invite", schema=Invite)
+async def dashboard_invite(payload: Invite, ctx: TaskContext) -> dict[str, Any]:
+    """Only test_dashboard triggers it: its Test page starts from the schema's example."""
+    return {"invited": payload.email, "seats": payload.seats}

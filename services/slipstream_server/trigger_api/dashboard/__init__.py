@@ -44,6 +44,7 @@ from slipstream_proto.machines import MACHINE_PRESETS
 from slipstream_proto.statuses import FINAL_STATUSES
 
 from slipstream_server.trigger_api.dashboard.api import Api, ApiError
+from slipstream_server.trigger_api.dashboard.examples import example
 
 HERE = Path(__file__).parent
 COOKIE = "slipstream_dashboard"
@@ -99,12 +100,39 @@ def when(value: datetime | None) -> str:
 
 def local_path(target: str | None) -> str:
     """A redirect target inside the dashboard (never another site)."""
-    if not target:
+    if not target or any(ord(c) < 32 or ord(c) == 127 for c in target):
         return PREFIX + "/runs"
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not parts.path.startswith(PREFIX + "/"):
         return PREFIX + "/runs"
     return target
+
+
+# The banners a redirect may ask for (`?flash=<code>`): fixed texts, never text from the URL.
+FLASHES = {
+    "canceled": "Cancel requested.",
+    "replayed": "This run replays the one you came from.",
+    "schedule-saved": "Schedule saved.",
+    "schedule-activated": "Schedule activated.",
+    "schedule-deactivated": "Schedule deactivated.",
+    "schedule-deleted": "Schedule deleted.",
+    "paused": "Queue paused.",
+    "resumed": "Queue resumed.",
+    "limits-saved": "Limits saved.",
+    "limits-bad": "The limits must be numbers.",
+}
+
+
+def same_origin(request: web.Request) -> bool:
+    """Whether a POST comes from a page of this site (login CSRF: a form on another site that
+    signs the victim in with the attacker's key is refused before any cookie is set)."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != "null":
+        return urlsplit(origin).netloc == request.host
+    return origin != "null"
 
 
 def add_dashboard(service: Service[TriggerApiSettings]) -> None:
@@ -114,6 +142,7 @@ def add_dashboard(service: Service[TriggerApiSettings]) -> None:
     templates.filters["pretty"] = pretty
     templates.filters["when"] = when
     templates.filters["mask"] = mask
+    templates.filters["segment"] = lambda text: quote(str(text), safe="")  # one path segment
     http: dict[str, aiohttp.ClientSession] = {}
 
     async def open_client(app: web.Application) -> None:
@@ -137,17 +166,27 @@ def add_dashboard(service: Service[TriggerApiSettings]) -> None:
         session: Session | None = request.get("session")
         page = templates.get_template(template).render(
             prefix=PREFIX, session=session, csrf=csrf_token(session) if session else "",
-            environment_types=ENVIRONMENT_TYPES, path=request.path, flash=request.query.get("flash", ""),
-            **context)
+            environment_types=ENVIRONMENT_TYPES, path=request.path_qs,
+            flash=FLASHES.get(request.query.get("flash", ""), ""), **context)
+        realtime = realtime_url(request)
+        policy = (f"default-src 'self'; connect-src 'self' {realtime}; img-src 'self' data:; "
+                  "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
         return web.Response(text=page, status=status, content_type="text/html",
                             headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
-                                     "Referrer-Policy": "same-origin"})
+                                     "Referrer-Policy": "same-origin", "X-Content-Type-Options": "nosniff",
+                                     "Content-Security-Policy": policy})
 
-    def redirect(location: str, session: Session | None = None, clear: bool = False) -> web.Response:
+    def over_https(request: web.Request | None) -> bool:
+        if service.settings.api_url.startswith("https://"):
+            return True
+        return request is not None and (request.secure or request.headers.get("X-Forwarded-Proto") == "https")
+
+    def redirect(location: str, session: Session | None = None, clear: bool = False,
+                 request: web.Request | None = None) -> web.Response:
         response = web.Response(status=303, headers={"Location": location})
         if session is not None:
             response.set_cookie(COOKIE, session.encode(), httponly=True, samesite="Strict", path=PREFIX,
-                                secure=service.settings.api_url.startswith("https://"), max_age=30 * 24 * 3600)
+                                secure=over_https(request), max_age=30 * 24 * 3600)
         if clear:
             response.del_cookie(COOKIE, path=PREFIX)
         return response
@@ -162,7 +201,8 @@ def add_dashboard(service: Service[TriggerApiSettings]) -> None:
             request["session"] = session
             if request.method == "POST":
                 form = await request.post()
-                if not hmac.compare_digest(str(form.get("csrf", "")), csrf_token(session)):
+                sent = str(form.get("csrf", "")).encode()
+                if not same_origin(request) or not hmac.compare_digest(sent, csrf_token(session).encode()):
                     return render(request, "error.html", 403, title="Forbidden",
                                   message="This form is stale or came from another site (CSRF check failed):"
                                           " reload the page and try again.")
@@ -172,7 +212,7 @@ def add_dashboard(service: Service[TriggerApiSettings]) -> None:
             except ApiError as exc:
                 if exc.status == 401:
                     return redirect(f"{PREFIX}/login?{urlencode({'next': request.path_qs})}", clear=True)
-                return render(request, "error.html", exc.status if exc.status in (404, 422) else 502,
+                return render(request, "error.html", exc.status if exc.status in (400, 403, 404, 422) else 502,
                               title=f"The API answered {exc.status}", message=exc.message)
 
         return wrapped
@@ -183,10 +223,13 @@ def add_dashboard(service: Service[TriggerApiSettings]) -> None:
     def form(request: web.Request) -> Any:
         return request["form"]
 
-    async def read_token(request: web.Request) -> str:
-        """A public access token for the page's JavaScript: reads runs for an hour."""
+    async def read_token(request: web.Request, run_ids: list[str]) -> str:
+        """A public access token for the page's JavaScript: reads these runs (those it follows) for
+        an hour, and nothing else. Empty if the page follows none."""
+        if not run_ids:
+            return ""
         minted = await api(request).call("POST", "/api/v1/auth/tokens", PublicToken,
-                                         {"scopes": ["read:runs"], "expirationTime": "1h"})
+                                         {"scopes": [f"read:runs:{r}" for r in run_ids], "expirationTime": "1h"})
         return minted.token
 
     # -- sign-in ---------------------------------------------------------------------------
@@ -195,6 +238,9 @@ def add_dashboard(service: Service[TriggerApiSettings]) -> None:
         return render(request, "login.html", next=local_path(request.query.get("next")), error="")
 
     async def login(request: web.Request) -> web.Response:
+        if not same_origin(request):
+            return render(request, "error.html", 403, title="Forbidden",
+                          message="Sign in from this dashboard's own page.")
         posted = await request.post()
         key = str(posted.get("key", "")).strip()
         target = local_path(str(posted.get("next", "")))
@@ -209,7 +255,7 @@ def add_dashboard(service: Service[TriggerApiSettings]) -> None:
         old = Session.decode(request.cookies.get(COOKIE))
         keys = dict(old.keys) if old else {}
         keys[env.type] = key
-        return redirect(target, Session(keys=keys, current=env.type))
+        return redirect(target, Session(keys=keys, current=env.type), request=request)
 
     async def logout(request: web.Request) -> web.Response:
         return redirect(f"{PREFIX}/login", clear=True)
@@ -230,7 +276,8 @@ def add_dashboard(service: Service[TriggerApiSettings]) -> None:
         listed = await api(request).call("GET", "/api/v1/runs", RunList, params=params)
         kept = {name: query[name] for name, _ in FILTERS if query.get(name)}
         return render(request, "runs.html", runs=listed.data, pagination=listed.pagination, filters=kept,
-                      statuses=STATUSES, final=sorted(FINAL_STATUSES), token=await read_token(request),
+                      statuses=STATUSES, final=sorted(FINAL_STATUSES),
+                      token=await read_token(request, [r.id for r in listed.data if r.status not in FINAL_STATUSES]),
                       realtime=realtime_url(request), link=lambda **more: "?" + urlencode({**kept, **more}))
 
     async def run_page(request: web.Request) -> web.Response:
@@ -239,23 +286,34 @@ def add_dashboard(service: Service[TriggerApiSettings]) -> None:
         run = await client.call("GET", f"/api/v3/runs/{quote(run_id, safe='')}", Run[Any])
         logs = await client.call("GET", f"/api/v1/runs/{quote(run_id, safe='')}/logs", RunLogs)
         return render(request, "run.html", run=run, logs=logs.data, final=sorted(FINAL_STATUSES),
-                      token=await read_token(request), realtime=realtime_url(request))
+                      token=await read_token(request, [run.id] if run.status not in FINAL_STATUSES else []),
+                      realtime=realtime_url(request))
 
     async def cancel(request: web.Request) -> web.Response:
         run_id = request.match_info["run_id"]
         await api(request).call("POST", f"/api/v2/runs/{quote(run_id, safe='')}/cancel", dict)
-        return redirect(f"{PREFIX}/runs/{quote(run_id, safe='')}?flash=Cancel+requested")
+        return redirect(f"{PREFIX}/runs/{quote(run_id, safe='')}?flash=canceled")
 
     async def replay(request: web.Request) -> web.Response:
         run_id = request.match_info["run_id"]
         made = await api(request).call("POST", f"/api/v1/runs/{quote(run_id, safe='')}/replay", dict)
-        return redirect(f"{PREFIX}/runs/{quote(str(made['id']), safe='')}?flash=Replay+of+{quote(run_id)}")
+        return redirect(f"{PREFIX}/runs/{quote(str(made['id']), safe='')}?flash=replayed")
 
     # -- test ------------------------------------------------------------------------------
 
     async def current_tasks(client: Api) -> list[str]:
         versions: list[Deployment] = (await client.call("GET", "/api/v1/deployments", DeploymentList)).data
         return sorted({t for d in versions if d.status == "CURRENT" for t in d.tasks})
+
+    async def payload_schema(client: Api, task: str) -> dict[str, Any] | None:
+        """The JSON Schema of a schema task's payload, from the current version that has the task."""
+        versions = (await client.call("GET", "/api/v1/deployments", DeploymentList)).data
+        for found in versions:
+            if found.status == "CURRENT" and task in found.tasks:
+                full = await client.call("GET", f"/api/v1/deployments/{quote(found.version, safe='')}", Deployment)
+                if full.payload_schemas and task in full.payload_schemas:
+                    return full.payload_schemas[task]
+        return None
 
     async def test_page(request: web.Request) -> web.Response:
         client = api(request)
@@ -269,6 +327,10 @@ def add_dashboard(service: Service[TriggerApiSettings]) -> None:
             if recent.data:
                 last = await client.call("GET", f"/api/v3/runs/{quote(recent.data[0].id, safe='')}", Run[Any])
                 payload, source = last.payload, f"the payload of {last.id}, its latest run"
+            else:
+                schema = await payload_schema(client, task)
+                if schema is not None:
+                    payload, source = example(schema), "an example of the task's schema"
         return render(request, "test.html", tasks=tasks, task=task, payload=pretty(payload), source=source,
                       machines=list(MACHINE_PRESETS), error="", options={})
 
@@ -307,7 +369,8 @@ def add_dashboard(service: Service[TriggerApiSettings]) -> None:
 
     # -- schedules -------------------------------------------------------------------------
 
-    async def schedules_page(request: web.Request, error: str = "", status: int = 200) -> web.Response:
+    async def schedules_page(request: web.Request, error: str = "", status: int = 200,
+                             editing_id: str | None = None) -> web.Response:
         client = api(request)
         listed = await client.call("GET", "/api/v1/schedules", SchedulePage, params=[("perPage", "100")])
         zones = (await client.call("GET", "/api/v1/timezones", Timezones)).timezones
@@ -316,10 +379,10 @@ def add_dashboard(service: Service[TriggerApiSettings]) -> None:
             try:
                 spec = cron.parse(s.generator.expression, s.timezone)
                 upcoming[s.id] = cron.next_ticks(spec, datetime.now(UTC), 5)
-            except cron.CronError:
+            except ValueError:  # CronError, or croniter's for a date that never comes (Feb 30)
                 upcoming[s.id] = []
-        editing = next((s for s in listed.data if s.id == request.query.get("edit") and s.type != "DECLARATIVE"),
-                       None)
+        wanted = editing_id or request.query.get("edit")
+        editing = next((s for s in listed.data if s.id == wanted and s.type != "DECLARATIVE"), None)
         return render(request, "schedules.html", status, schedules=listed.data, upcoming=upcoming, zones=zones,
                       tasks=await current_tasks(client), error=error, editing=editing)
 
@@ -343,8 +406,9 @@ def add_dashboard(service: Service[TriggerApiSettings]) -> None:
         except ApiError as exc:
             if exc.status not in (400, 422):
                 raise
-            return await schedules_page(request, f"The schedule was not created: {exc.message}", 422)
-        return redirect(f"{PREFIX}/schedules?flash=Schedule+saved")
+            return await schedules_page(request, f"The schedule was not saved: {exc.message}", 422,
+                                        editing_id=editing or None)
+        return redirect(f"{PREFIX}/schedules?flash=schedule-saved")
 
     async def schedule_action(request: web.Request) -> web.Response:
         schedule_id, action = request.match_info["schedule_id"], request.match_info["action"]
@@ -353,15 +417,15 @@ def add_dashboard(service: Service[TriggerApiSettings]) -> None:
             await api(request).call("DELETE", path, dict)
         else:
             await api(request).call("POST", f"{path}/{action}", Schedule)
-        return redirect(f"{PREFIX}/schedules?flash=Schedule+{action}d")
+        return redirect(f"{PREFIX}/schedules?flash=schedule-{action}d")
 
     async def cron_preview(request: web.Request) -> web.Response:
         """The human description and next five ticks of a cron the create form is typing."""
         try:
             spec = cron.parse(request.query.get("cron", ""), request.query.get("timezone", "UTC") or "UTC")
-        except cron.CronError as exc:
+            ticks = cron.next_ticks(spec, datetime.now(UTC), 5)
+        except ValueError as exc:  # CronError, or croniter's for a date that never comes (Feb 30)
             return web.json_response({"error": str(exc)}, status=422)
-        ticks = cron.next_ticks(spec, datetime.now(UTC), 5)
         return web.json_response({"description": cron.describe(spec), "next": [when(t) for t in ticks]})
 
     # -- queues and environments -----------------------------------------------------------
@@ -381,19 +445,19 @@ def add_dashboard(service: Service[TriggerApiSettings]) -> None:
             if posted.get("burst_factor"):
                 body["burstFactor"] = float(str(posted["burst_factor"]))
         except ValueError:
-            return redirect(f"{PREFIX}/queues?flash=The+limit+must+be+a+number")
+            return redirect(f"{PREFIX}/queues?flash=limits-bad")
         try:
             await api(request).call("PATCH", "/api/v1/environment", EnvironmentLimits, body)
         except ApiError as exc:
             if exc.status != 422:
                 raise
-            return redirect(f"{PREFIX}/queues?{urlencode({'flash': exc.message})}")
-        return redirect(f"{PREFIX}/queues?flash=Limits+saved")
+            return render(request, "error.html", 422, title="The limits were not saved", message=exc.message)
+        return redirect(f"{PREFIX}/queues?flash=limits-saved")
 
     async def queue_action(request: web.Request) -> web.Response:
         name, action = request.match_info["name"], request.match_info["action"]
-        await api(request).call("POST", f"/api/v1/queues/{quote(name, safe='/')}/{action}", dict)
-        return redirect(f"{PREFIX}/queues?flash={quote(name)}+{'paused' if action == 'pause' else 'resumed'}")
+        await api(request).call("POST", f"/api/v1/queues/{quote(name, safe='')}/{action}", dict)
+        return redirect(f"{PREFIX}/queues?flash={'paused' if action == 'pause' else 'resumed'}")
 
     async def environments_page(request: web.Request) -> web.Response:
         return render(request, "environments.html", error="")
@@ -407,7 +471,7 @@ def add_dashboard(service: Service[TriggerApiSettings]) -> None:
                         else f"{PREFIX}/runs", Session(keys=session.keys, current=wanted))
 
     async def environment_key(request: web.Request) -> web.Response:
-        """One added key, for the Copy button (same-origin only: the cookie is SameSite=Strict)."""
+        """One added key, for the Copy button: a same-origin POST with the CSRF token, on the click."""
         key = request["session"].keys.get(request.match_info["type"])
         if key is None:
             raise web.HTTPNotFound()
@@ -430,7 +494,7 @@ def add_dashboard(service: Service[TriggerApiSettings]) -> None:
     router.add_get(PREFIX + "/static/{name}", static)
     router.add_get(PREFIX + "/login", login_form)
     router.add_post(PREFIX + "/login", login)
-    router.add_post(PREFIX + "/logout", logout)
+    router.add_post(PREFIX + "/logout", page(logout))
     router.add_get(PREFIX + "/runs", page(runs_page))
     router.add_get(PREFIX + "/runs/{run_id}", page(run_page))
     router.add_post(PREFIX + "/runs/{run_id}/cancel", page(cancel))
@@ -446,4 +510,4 @@ def add_dashboard(service: Service[TriggerApiSettings]) -> None:
     router.add_post(PREFIX + "/environment-limits", page(set_limits))
     router.add_get(PREFIX + "/environments", page(environments_page))
     router.add_post(PREFIX + "/environments", page(environment_switch))
-    router.add_get(PREFIX + "/environments/{type}/key", page(environment_key))
+    router.add_post(PREFIX + "/environments/{type}/key", page(environment_key))

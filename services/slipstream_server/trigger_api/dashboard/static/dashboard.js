@@ -46,8 +46,10 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   document.querySelectorAll("[data-copy]").forEach((button) => {
     button.addEventListener("click", async () => {
+      // The key is read on the click only (a same-origin POST with the CSRF token), never kept in the page.
       const answer = await fetch(`${location.pathname.replace(/\/environments.*$/, "")}/environments/${button.dataset.copy}/key`,
-                                 {credentials: "same-origin", cache: "no-store"});
+                                 {method: "POST", credentials: "same-origin", cache: "no-store",
+                                  body: new URLSearchParams({csrf: button.dataset.csrf})});
       if (answer.ok && navigator.clipboard) {
         await navigator.clipboard.writeText(await answer.text());
         button.textContent = "Copied";
