@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser dev test test-unit lint typecheck bench bench-peers openapi up down clean
+.PHONY: install browser dev test test-unit lint typecheck bench bench-peers fuzz openapi up down clean
 
 install: $(STAMP)
 
@@ -47,6 +47,10 @@ bench: install
 	$(BIN)/python bench/batches.py --out docs/benchmarks.md
 	$(BIN)/python bench/payloads.py --out docs/benchmarks.md
 	$(BIN)/python bench/dashboard.py --out docs/benchmarks.md
+
+# The HTTP API under schemathesis (tests/e2e/test_fuzzing.py); not part of `make test` until green.
+fuzz: install
+	SLIPSTREAM_FUZZ=1 $(BIN)/python -m pytest -q tests/e2e/test_fuzzing.py
 
 # Celery and taskiq in their own venv under .slipstream/, Redis from Debian's package.
 bench-peers: install

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 _DURATION = re.compile(r"(?:\d+(?:w|d|hr|h|m|s))+")
 _PART = re.compile(r"(\d+)(w|d|hr|h|m|s)")
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "hr": 3600, "h": 3600, "m": 60, "s": 1}
+# No delay, TTL or expiry runs longer than this (a larger one would overflow a datetime).
+MAX_SECONDS = 100 * 366 * 86400
 
 
 def parse_duration(text: str) -> timedelta:
@@ -16,7 +18,10 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(
             f"{text!r} is not a duration: write it like '30s', '15m', '2h' or '1h52m18s'"
         )
-    return timedelta(seconds=sum(int(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(text)))
+    seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(text))
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"{text[:80]!r} is longer than 100 years")
+    return timedelta(seconds=seconds)
 
 
 def resolve_delay(value: str | datetime, now: datetime) -> datetime | None:

@@ -15,6 +15,7 @@ import msgspec
 from slipstream_core.durations import parse_duration, resolve_delay
 from slipstream_core.versions import REGION, VERSION
 from slipstream_proto import TriggerOptions
+from slipstream_proto.http import TASK_ID_PATTERN
 from slipstream_proto.machines import MACHINE_PRESETS
 
 from slipstream_platform import packets
@@ -24,7 +25,7 @@ from slipstream_platform.store import queues as queue_store
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store.runs import NewRun, Transition
 
-TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+TASK_ID = re.compile(TASK_ID_PATTERN)
 
 # Runs in DEVELOPMENT that nobody starts are dropped after this, unless a ttl is given.
 DEVELOPMENT_TTL_SECONDS = 600

@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
 T = TypeVar("T")
+
+# The rules the server checks, stated in the OpenAPI document (the server's own checks answer
+# with their messages; these only describe them).
+TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+DURATION_PATTERN = r"^(?:[0-9]+(?:w|d|hr|h|m|s))+$"
+_DURATION = {"pattern": DURATION_PATTERN, "description": "a duration such as 30s, 15m, 1h30m, 2d, 1w"}
+Duration = Annotated[str, msgspec.Meta(extra_json_schema=_DURATION)]
+# A delay: a duration from now, or an ISO 8601 time.
+Delay = Annotated[str, msgspec.Meta(extra_json_schema={
+    "anyOf": [{"pattern": DURATION_PATTERN}, {"format": "date-time"}],
+    "description": "a duration such as 10m or 1h30m, or an ISO 8601 time"})]
+NonEmpty = Annotated[str, msgspec.Meta(extra_json_schema={"minLength": 1})]
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"
+REGION_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+SCOPE_PATTERN = r"^(?:(?:read:(?:runs|tags|batch|tasks)|trigger:tasks)(?::.+)?|read:all|write:all)$"
+_ITEMS = {"minItems": 1, "maxItems": 1000}
+TaskId = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": TASK_ID_PATTERN})]
 
 
 class _Body(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=False):
@@ -31,10 +48,10 @@ class QueueOption(_Body, forbid_unknown_fields=True):
 class DebounceOption(_Body, forbid_unknown_fields=True):
     """`options.debounce`: fold triggers with the same key into one delayed run of the task."""
 
-    key: str
-    delay: str
+    key: NonEmpty
+    delay: Duration
     mode: Literal["leading", "trailing"] = "leading"
-    max_delay: str | None = None
+    max_delay: Duration | None = None
 
 
 class TriggerOptions(_Body, forbid_unknown_fields=True):
@@ -42,10 +59,10 @@ class TriggerOptions(_Body, forbid_unknown_fields=True):
 
     queue: QueueOption | None = None
     concurrency_key: str | None = None
-    delay: str | None = None
+    delay: Delay | None = None
     ttl: str | int | None = None
     idempotency_key: str | None = None
-    idempotency_key_ttl: str | None = msgspec.field(default=None, name="idempotencyKeyTTL")
+    idempotency_key_ttl: Duration | None = msgspec.field(default=None, name="idempotencyKeyTTL")
     priority: int | None = None
     max_attempts: int | None = None
     max_duration: int | None = None
@@ -53,8 +70,8 @@ class TriggerOptions(_Body, forbid_unknown_fields=True):
     metadata: dict[str, Any] | None = None
     tags: str | list[str] | None = None
     debounce: DebounceOption | None = None
-    region: str | None = None
-    lock_to_version: str | None = None
+    region: Annotated[str, msgspec.Meta(extra_json_schema={"pattern": REGION_PATTERN})] | None = None
+    lock_to_version: Annotated[str, msgspec.Meta(extra_json_schema={"pattern": VERSION_PATTERN})] | None = None
     # Set by the SDK when a task triggers another: the new run is a child of this run.
     parent_run_id: str | None = None
 
@@ -78,7 +95,7 @@ class BatchItem(_Body, forbid_unknown_fields=True):
 class BatchTaskItem(_Body, forbid_unknown_fields=True):
     """One item of `POST /api/v1/tasks/batch`: the task to run, a payload and its own options."""
 
-    task: str
+    task: TaskId
     payload: Any = None
     context: Any = None
     options: TriggerOptions | None = None
@@ -89,7 +106,7 @@ class BatchOptions(_Body, forbid_unknown_fields=True):
     `open` keeps the batch open for more chunks of items (`POST /api/v2/batches/{id}/items`)."""
 
     idempotency_key: str | None = None
-    idempotency_key_ttl: str | None = msgspec.field(default=None, name="idempotencyKeyTTL")
+    idempotency_key_ttl: Duration | None = msgspec.field(default=None, name="idempotencyKeyTTL")
     open: bool = False
 
 
@@ -97,21 +114,21 @@ class BatchAppendRequest(_Body, forbid_unknown_fields=True):
     """Body of `POST /api/v2/batches/{batchId}/items`: 1 to 1,000 more items of an open batch;
     `seal` with the last chunk (the batch then takes no more, and leaves PENDING)."""
 
-    items: list[BatchTaskItem]
+    items: Annotated[list[BatchTaskItem], msgspec.Meta(extra_json_schema=_ITEMS)]
     seal: bool = False
 
 
 class BatchTriggerRequest(_Body, forbid_unknown_fields=True):
     """Body of `POST /api/v1/tasks/{taskId}/batch`: 1 to 1,000 items of that task."""
 
-    items: list[BatchItem]
+    items: Annotated[list[BatchItem], msgspec.Meta(extra_json_schema=_ITEMS)]
     options: BatchOptions | None = None
 
 
 class BatchTriggerTasksRequest(_Body, forbid_unknown_fields=True):
     """Body of `POST /api/v1/tasks/batch`: 1 to 1,000 items, each naming its task."""
 
-    items: list[BatchTaskItem]
+    items: Annotated[list[BatchTaskItem], msgspec.Meta(extra_json_schema=_ITEMS)]
     options: BatchOptions | None = None
 
 
@@ -149,8 +166,8 @@ class StepRequest(_Body, forbid_unknown_fields=True):
     """Body of `POST /api/v1/runs/{runId}/steps` (the SDK's `step()`, from inside the run): the
     result of the step at position `seq` of attempt `attemptNumber`."""
 
-    seq: int
-    name: str
+    seq: Annotated[int, msgspec.Meta(extra_json_schema={"minimum": 0})]
+    name: Annotated[str, msgspec.Meta(extra_json_schema={"minLength": 1, "maxLength": 256})]
     attempt_number: int
     result: Any = None
 
@@ -158,13 +175,13 @@ class StepRequest(_Body, forbid_unknown_fields=True):
 class RescheduleRequest(_Body, forbid_unknown_fields=True):
     """Body of `POST /api/v1/runs/{runId}/reschedule`: a duration or an ISO 8601 time."""
 
-    delay: str
+    delay: Delay
 
 
 class ResetIdempotencyKeyRequest(_Body, forbid_unknown_fields=True):
     """Body of `POST /api/v1/idempotencyKeys/{key}/reset`."""
 
-    task_identifier: str
+    task_identifier: TaskId
 
 
 class TriggerResponse(_Body):
@@ -177,7 +194,8 @@ class TriggerResponse(_Body):
 class CreateTokenRequest(_Body):
     """`POST /api/v1/auth/tokens`: a public access token for these scopes (ADR 0011)."""
 
-    scopes: list[str]
+    scopes: Annotated[list[Annotated[str, msgspec.Meta(extra_json_schema={"pattern": SCOPE_PATTERN})]],
+                      msgspec.Meta(extra_json_schema={"minItems": 1})]
     # A duration ("15m", "1h", "2d"), seconds, or an ISO 8601 time.
     expiration_time: str | int = "15m"
     # A trigger token that triggers once (the seed's createTriggerPublicToken without multipleUse).
@@ -346,7 +364,9 @@ class RunList(_Body):
 class AddTagsRequest(_Body, forbid_unknown_fields=True):
     """Body of `POST /api/v1/runs/{runId}/tags`: a tag or a list; a run keeps 10 at most."""
 
-    tags: str | list[str]
+    tags: Annotated[str, msgspec.Meta(extra_json_schema={"minLength": 1, "maxLength": 128})] | Annotated[
+        list[Annotated[str, msgspec.Meta(extra_json_schema={"minLength": 1, "maxLength": 128})]],
+        msgspec.Meta(extra_json_schema={"minItems": 1, "maxItems": 10})]
 
 
 class RunTags(_Body):
@@ -361,7 +381,7 @@ class MetadataOperation(_Body, forbid_unknown_fields=True):
     `value` in at the top)."""
 
     type: Literal["set", "delete", "append", "remove", "increment", "decrement", "update"]
-    key: str | None = None
+    key: Annotated[str, msgspec.Meta(extra_json_schema={"pattern": "^[^\\u0000]{1,1024}$"})] | None = None
     # Missing (UNSET) is not JSON null: `set` with a null value stores null.
     value: Any | msgspec.UnsetType = msgspec.UNSET
 
@@ -450,9 +470,9 @@ class Schedule(_Body):
 class CreateScheduleRequest(_Body, forbid_unknown_fields=True):
     """Body of `POST /api/v1/schedules` (an upsert by deduplicationKey)."""
 
-    task: str
+    task: TaskId
     cron: str
-    deduplication_key: str
+    deduplication_key: NonEmpty
     external_id: str | None = None
     timezone: str = "UTC"
 
@@ -540,9 +560,10 @@ class EnvironmentLimits(_Body):
 class EnvironmentLimitsUpdate(_Body, forbid_unknown_fields=True):
     """Body of `PATCH /api/v1/environment`."""
 
-    concurrency_limit: int | None = None
-    burst_factor: float | None = None
-    default_region: str | None = None
+    concurrency_limit: Annotated[int, msgspec.Meta(extra_json_schema={"minimum": 1})] | None = None
+    burst_factor: Annotated[float, msgspec.Meta(extra_json_schema={"minimum": 1})] | None = None
+    default_region: Annotated[str, msgspec.Meta(extra_json_schema={
+        "pattern": r"^[a-z0-9][a-z0-9._-]{0,63}$"})] | None = None
 
 
 class Region(_Body):
@@ -586,7 +607,7 @@ class CreateDeploymentRequest(_Body, forbid_unknown_fields=True):
     """Body of `POST /api/v1/deployments`: register a version's task catalog (what `slipstream
     deploy` sends: the definitions its workers will register) and, with `promote`, make it current."""
 
-    version: str
+    version: Annotated[str, msgspec.Meta(extra_json_schema={"pattern": VERSION_PATTERN})]
     tasks: list[dict[str, Any]] = []
     queues: list[dict[str, Any]] = []
     promote: bool = False

@@ -14,6 +14,7 @@ import msgspec
 
 from slipstream_proto.events import CancelRun, QueueSignal, RunUpdated
 from slipstream_proto.http import (
+    TASK_ID_PATTERN,
     AddTagsRequest,
     Batch,
     BatchAppendRequest,
@@ -72,7 +73,8 @@ def _listing_params() -> list[dict[str, Any]]:
     def param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
         return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
 
-    text, whole = {"type": "string"}, {"type": "integer"}
+    # An empty filter is a 400 ("give one value or a comma-separated list").
+    text, whole = {"type": "string", "minLength": 1}, {"type": "integer"}
     return [
         param("page[size]", "Runs a page, 1-100 (25)", {"type": "integer", "minimum": 1, "maximum": 100}),
         param("page[after]", "The page of runs older than this run (a page's pagination.next)", text),
@@ -138,7 +140,8 @@ def openapi_document() -> dict[str, Any]:
             spec["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
         for status in fails:
             spec["responses"][str(status)] = errors.get(str(status)) or _json(
-                error, "Conflicts with the state of the run" if status == 409 else "Not found")
+                error, "Conflicts with the current state (of the run, the batch or the environment)"
+                if status == 409 else "Not found")
         return spec
 
     return {
@@ -160,7 +163,8 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Trigger a run of a task",
                     "operationId": "triggerTask",
                     "parameters": [
-                        {"name": "taskId", "in": "path", "required": True, "schema": {"type": "string"}}
+                        {"name": "taskId", "in": "path", "required": True,
+                         "schema": {"type": "string", "pattern": TASK_ID_PATTERN}}
                     ],
                     "requestBody": {"required": True, "content": {"application/json": {"schema": trigger_req}}},
                     "responses": {"200": {**_json(trigger_resp, "The new run"), "headers": token_header}, **errors},
@@ -180,7 +184,8 @@ def openapi_document() -> dict[str, Any]:
                                "headers": token_header},
                               body=batch_req, code=202, fails=(400, 401, 403, 413, 422),
                               params=[{"name": "taskId", "in": "path", "required": True,
-                                       "schema": {"type": "string"}}]), "security": public},
+                                       "schema": {"type": "string", "pattern": TASK_ID_PATTERN}}]),
+                 "security": public},
             },
             "/api/v1/tasks/batch": {
                 "post": {**op("Trigger 1 to 1,000 runs of several tasks in one request, accepted or refused whole",
@@ -262,14 +267,15 @@ def openapi_document() -> dict[str, Any]:
                 "post": op("Forget an idempotency key of a task", "resetIdempotencyKey",
                            _json({"type": "object"}, "The key and task"), body=reset,
                            params=[{"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}],
-                           fails=(400, 401, 404)),
+                           fails=(400, 401, 404, 422)),
             },
             "/api/v1/schedules": {
                 "post": op("Create or update (by deduplicationKey) a schedule", "createSchedule",
                            _json(schedule, "The schedule"), body=create_schedule, fails=(400, 401, 422)),
                 "get": op("List schedules", "listSchedules", _json(schedule_page, "A page of schedules"),
-                          params=[{"name": "page", "in": "query", "schema": {"type": "integer"}},
-                                  {"name": "perPage", "in": "query", "schema": {"type": "integer"}}],
+                          params=[{"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                                  {"name": "perPage", "in": "query",
+                                   "schema": {"type": "integer", "minimum": 1, "maximum": 100}}],
                           fails=(400, 401)),
             },
             "/api/v1/schedules/{id}": {
@@ -315,7 +321,7 @@ def openapi_document() -> dict[str, Any]:
                           " unfinished runs locked to each", "listDeployments", _json(deployment_list, "The versions")),
                 "post": op("Register a version's task catalog (what `slipstream deploy` sends); with `promote`,"
                            " make it current", "createDeployment", _json(deployment, "The version"),
-                           body=create_deployment, fails=(400, 401, 404, 422), code=201),
+                           body=create_deployment, fails=(400, 401, 404, 409, 422), code=201),
             },
             "/api/v1/deployments/{version}": {
                 "get": op("One version", "retrieveDeployment", _json(deployment, "The version"),
@@ -324,7 +330,7 @@ def openapi_document() -> dict[str, Any]:
             "/api/v1/deployments/{version}/promote": {
                 "post": op("Make a registered version current: new runs go to its workers, others drain",
                            "promoteDeployment", _json(deployment, "The version"), params=version,
-                           fails=(401, 404, 422)),
+                           fails=(401, 404, 409, 422)),
             },
             "/api/v1/packets/{name}": {
                 "get": {

@@ -92,3 +92,28 @@ async def test_realtime_refuses_bad_keys_and_unknown_runs(platform: Platform) ->
         async with session.ws_connect(f"{url}?token={platform.key}") as ws:
             message = await ws.receive_json()
             assert message["status"] == 401 and "not accepted in URLs" in message["error"]
+
+
+async def test_a_nul_in_a_task_identifier_is_a_422_not_a_500(http: aiohttp.ClientSession) -> None:
+    async with http.post("/api/v1/idempotencyKeys/k/reset", json={"taskIdentifier": "a\u0000b"}) as response:
+        assert response.status == 422
+        assert "is not a task id" in (await response.json())["error"]
+
+
+async def test_patching_the_environment_needs_a_body(http: aiohttp.ClientSession) -> None:
+    async with http.patch("/api/v1/environment") as response:
+        assert response.status == 400
+        assert "a JSON body is required" in (await response.json())["error"]
+
+
+async def test_the_document_states_the_limits_the_server_checks(http: aiohttp.ClientSession) -> None:
+    async with http.get("/openapi.json") as response:
+        document = await response.json()
+    schemas = document["components"]["schemas"]
+    listing = document["paths"]["/api/v1/schedules"]["get"]["parameters"]
+    assert {p["name"]: p["schema"].get("maximum") for p in listing}["perPage"] == 100
+    trigger = document["paths"]["/api/v1/tasks/{taskId}/trigger"]["post"]["parameters"][0]["schema"]
+    assert trigger["pattern"].startswith("^[A-Za-z0-9]")
+    assert schemas["CreateScheduleRequest"]["properties"]["deduplicationKey"]["minLength"] == 1
+    assert schemas["EnvironmentLimitsUpdate"]["properties"]["concurrencyLimit"]["anyOf"][0]["minimum"] == 1
+    assert "pattern" in schemas["DebounceOption"]["properties"]["delay"]

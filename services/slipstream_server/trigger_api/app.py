@@ -24,6 +24,7 @@ from slipstream_platform.store import runs as run_store
 from slipstream_platform.store import waitpoints as waitpoint_store
 from slipstream_platform.store.environments import Environment
 from slipstream_platform.triggering import (
+    TASK_ID,
     Parent,
     TriggerRejected,
     forget_unused,
@@ -197,6 +198,8 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
         env = await authenticate(request)
         key = request.match_info["key"]
         body = decode_body(await request.read() or b"{}", _reset_decoder)
+        if not TASK_ID.match(body.task_identifier):  # NUL and the like: Postgres would refuse them
+            raise HttpError(422, f"taskIdentifier {body.task_identifier[:140]!r} is not a task id")
         if not await idempotency.reset(service.pool, env.id, body.task_identifier, key):
             raise HttpError(404, f"no idempotency key {key[:200]!r} for task {body.task_identifier!r}")
         return json_response({"key": key, "taskIdentifier": body.task_identifier})

@@ -38,7 +38,7 @@ def _version(text: str) -> str:
 
 def _refuse_development(env: Environment) -> None:
     if env.type == "DEVELOPMENT":
-        raise HttpError(422, "DEVELOPMENT has no deployments to promote: every running dev worker is current;"
+        raise HttpError(409, "DEVELOPMENT has no deployments to promote: every running dev worker is current;"
                              " deploy to STAGING, PRODUCTION or PREVIEW")
 
 

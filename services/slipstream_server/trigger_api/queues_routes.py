@@ -59,7 +59,10 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate)
 
     async def set_limits(request: web.Request) -> web.Response:
         env = await authenticate(request)
-        body = decode_body(await request.read() or b"{}", _update_decoder)
+        raw = await request.read()
+        if not raw:
+            raise HttpError(400, "a JSON body is required, e.g. {\"concurrencyLimit\": 50}")
+        body = decode_body(raw, _update_decoder)
         if body.concurrency_limit is not None and body.concurrency_limit < 1:
             raise HttpError(422, f"concurrencyLimit must be at least 1, got {body.concurrency_limit}")
         if body.burst_factor is not None and (not math.isfinite(body.burst_factor) or body.burst_factor < 1):
