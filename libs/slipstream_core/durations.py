@@ -12,6 +12,10 @@ _UNIT_SECONDS = {"w": 604800, "d": 86400, "hr": 3600, "h": 3600, "m": 60, "s": 1
 MAX_SECONDS = 100 * 366 * 86400
 
 
+class DurationOutOfRange(ValueError):
+    """A duration written right whose length is refused (over 100 years): a rule, not a syntax error."""
+
+
 def parse_duration(text: str) -> timedelta:
     """Parse "1h52m18s"-style text (units w, d, h or hr, m, s); ValueError otherwise."""
     if not _DURATION.fullmatch(text):
@@ -20,7 +24,7 @@ def parse_duration(text: str) -> timedelta:
         )
     seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(text))
     if seconds > MAX_SECONDS:
-        raise ValueError(f"{text[:80]!r} is longer than 100 years")
+        raise DurationOutOfRange(f"{text[:80]!r} is longer than 100 years")
     return timedelta(seconds=seconds)
 
 

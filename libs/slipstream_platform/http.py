@@ -43,11 +43,28 @@ def decode_body(body: bytes, decoder: msgspec.json.Decoder[B]) -> B:
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
+        if "got `float`" in str(exc):  # 5.0 for an integer: a JSON number whose value is whole is one
+            try:
+                converted: B = msgspec.convert(_whole_numbers(msgspec.json.decode(body)), type=decoder.type)
+                return converted
+            except (msgspec.ValidationError, msgspec.DecodeError, TypeError):
+                pass
         raise HttpError(400, f"invalid request: {exc}") from None
     except msgspec.DecodeError as exc:
         raise HttpError(400, f"invalid JSON: {exc}") from None
     except RecursionError:
         raise HttpError(400, "invalid JSON: nested too deep") from None
+
+
+def _whole_numbers(value: Any) -> Any:
+    """The decoded JSON with every float that has no fractional part as an int."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    return value
 
 
 CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Slipstream-Request-Id"

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from slipstream_core.durations import parse_duration, resolve_delay
+from slipstream_core.durations import DurationOutOfRange, parse_duration, resolve_delay
 from slipstream_core.versions import REGION, VERSION
 from slipstream_proto import TriggerOptions
 from slipstream_proto.http import TASK_ID_PATTERN
@@ -106,6 +106,8 @@ class TriggerResult(msgspec.Struct, frozen=True):
 def duration_seconds(name: str, text: str) -> int:
     try:
         seconds = int(parse_duration(text).total_seconds())
+    except DurationOutOfRange as exc:
+        raise TriggerRejected(422, f"{name}: {exc}") from None
     except ValueError as exc:
         raise TriggerRejected(400, f"{name}: {exc}") from None
     if seconds < 1:
@@ -192,6 +194,8 @@ def plan_run(
     if options.delay is not None:
         try:
             delayed_until = resolve_delay(options.delay, now)
+        except DurationOutOfRange as exc:
+            raise TriggerRejected(422, f"delay: {exc}") from None
         except ValueError as exc:
             raise TriggerRejected(400, str(exc)) from None
     payload_json = _encoder.encode(payload).decode()

@@ -60,7 +60,7 @@ class TriggerOptions(_Body, forbid_unknown_fields=True):
     queue: QueueOption | None = None
     concurrency_key: str | None = None
     delay: Delay | None = None
-    ttl: str | int | None = None
+    ttl: Duration | int | None = None
     idempotency_key: str | None = None
     idempotency_key_ttl: Duration | None = msgspec.field(default=None, name="idempotencyKeyTTL")
     priority: int | None = None
@@ -366,7 +366,7 @@ class AddTagsRequest(_Body, forbid_unknown_fields=True):
 
     tags: Annotated[str, msgspec.Meta(extra_json_schema={"minLength": 1, "maxLength": 128})] | Annotated[
         list[Annotated[str, msgspec.Meta(extra_json_schema={"minLength": 1, "maxLength": 128})]],
-        msgspec.Meta(extra_json_schema={"minItems": 1, "maxItems": 10})]
+        msgspec.Meta(extra_json_schema={"minItems": 1})]
 
 
 class RunTags(_Body):
@@ -560,8 +560,9 @@ class EnvironmentLimits(_Body):
 class EnvironmentLimitsUpdate(_Body, forbid_unknown_fields=True):
     """Body of `PATCH /api/v1/environment`."""
 
-    concurrency_limit: Annotated[int, msgspec.Meta(extra_json_schema={"minimum": 1})] | None = None
-    burst_factor: Annotated[float, msgspec.Meta(extra_json_schema={"minimum": 1})] | None = None
+    concurrency_limit: Annotated[
+        int, msgspec.Meta(extra_json_schema={"minimum": 1, "maximum": 1_000_000})] | None = None
+    burst_factor: Annotated[float, msgspec.Meta(extra_json_schema={"minimum": 1, "maximum": 1000})] | None = None
     default_region: Annotated[str, msgspec.Meta(extra_json_schema={
         "pattern": r"^[a-z0-9][a-z0-9._-]{0,63}$"})] | None = None
 

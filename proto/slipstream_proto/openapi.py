@@ -14,6 +14,7 @@ import msgspec
 
 from slipstream_proto.events import CancelRun, QueueSignal, RunUpdated
 from slipstream_proto.http import (
+    DURATION_PATTERN,
     TASK_ID_PATTERN,
     AddTagsRequest,
     Batch,
@@ -50,6 +51,7 @@ from slipstream_proto.http import (
     UpdateScheduleRequest,
 )
 from slipstream_proto.realtime import RealtimeError, RealtimeRun
+from slipstream_proto.statuses import RunStatus
 
 REF = "#/components/schemas/{name}"
 
@@ -74,22 +76,28 @@ def _listing_params() -> list[dict[str, Any]]:
         return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
 
     # An empty filter is a 400 ("give one value or a comma-separated list").
-    text, whole = {"type": "string", "minLength": 1}, {"type": "integer"}
+    # A NUL in any of them is a 400 too (Postgres cannot compare text with one).
+    text = {"type": "string", "minLength": 1, "pattern": "^[^\\u0000]*$"}
+    whole = {"type": "integer", "minimum": 0, "maximum": 253_402_300_799_999}  # to the end of year 9999
+    maybe_empty = {"type": "string", "pattern": "^[^\\u0000]*$"}
+    statuses = "|".join(sorted(s.value for s in RunStatus))
     return [
         param("page[size]", "Runs a page, 1-100 (25)", {"type": "integer", "minimum": 1, "maximum": 100}),
         param("page[after]", "The page of runs older than this run (a page's pagination.next)", text),
         param("page[before]", "The page of runs newer than this run (a page's pagination.previous)", text),
-        param("filter[status]", "Statuses, comma-separated; an unknown one is a 400", text),
+        param("filter[status]", "Statuses, comma-separated; an unknown one is a 400",
+              {"type": "string", "pattern": f"^(?:{statuses})(?:,(?:{statuses}))*$"}),
         param("filter[taskIdentifier]", "Task identifiers, comma-separated (20 at most)", text),
         param("filter[version]", "Worker versions, comma-separated", text),
         param("filter[tag]", "Tags, comma-separated: runs with any of them", text),
         param("filter[queue]", "Queue names, comma-separated", text),
-        param("filter[batch]", "The batch that created the runs", text),
-        param("filter[schedule]", "The schedule whose ticks created the runs", text),
+        param("filter[batch]", "The batch that created the runs", maybe_empty),
+        param("filter[schedule]", "The schedule whose ticks created the runs", maybe_empty),
         param("filter[isTest]", "true or false (no run is a test run yet)", {"type": "boolean"}),
         param("filter[createdAt][from]", "Created at or after, milliseconds since the epoch", whole),
         param("filter[createdAt][to]", "Created at or before, milliseconds since the epoch", whole),
-        param("filter[createdAt][period]", "Created within this duration of now (\"1h\", \"7d\")", text),
+        param("filter[createdAt][period]", "Created within this duration of now (\"1h\", \"7d\")",
+              {"type": "string", "pattern": DURATION_PATTERN}),
     ]
 
 
@@ -208,7 +216,7 @@ def openapi_document() -> dict[str, Any]:
             "/api/v1/runs": {
                 "get": op("List runs, newest first, a page at a time (keyset cursors: runs created meanwhile"
                           " never shift a page)", "listRuns", _json(run_list, "A page of runs"),
-                          params=_listing_params(), fails=(400, 401)),
+                          params=_listing_params(), fails=(400, 401, 422)),
             },
             "/api/v1/runs/{runId}/replay": {
                 "post": op("Replay a run: a new run of its task with its payload, tags, metadata, queue and limits,"
@@ -261,7 +269,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/api/v1/runs/{runId}/reschedule": {
                 "post": op("Move a DELAYED run to another time", "rescheduleRun", _json(run, "The run"),
-                           body=reschedule, params=run_id, fails=(400, 401, 404)),
+                           body=reschedule, params=run_id, fails=(400, 401, 404, 422)),
             },
             "/api/v1/idempotencyKeys/{key}/reset": {
                 "post": op("Forget an idempotency key of a task", "resetIdempotencyKey",

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import msgspec
 from aiohttp import web
-from slipstream_core.durations import expiration_seconds, resolve_delay
+from slipstream_core.durations import DurationOutOfRange, expiration_seconds, resolve_delay
 from slipstream_platform import metrics, packets, telemetry, tokens
 from slipstream_platform.http import HttpError, cors, decode_body, json_response
 from slipstream_platform.service import Service
@@ -183,6 +183,8 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
         now = datetime.now(UTC)
         try:
             delayed_until = resolve_delay(body.delay, now) or now
+        except DurationOutOfRange as exc:
+            raise HttpError(422, f"delay: {exc}") from None
         except ValueError as exc:
             raise HttpError(400, str(exc)) from None
         if await run_store.get(service.pool, env.id, run_id) is None:

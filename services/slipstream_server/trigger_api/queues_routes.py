@@ -63,10 +63,11 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate)
         if not raw:
             raise HttpError(400, "a JSON body is required, e.g. {\"concurrencyLimit\": 50}")
         body = decode_body(raw, _update_decoder)
-        if body.concurrency_limit is not None and body.concurrency_limit < 1:
-            raise HttpError(422, f"concurrencyLimit must be at least 1, got {body.concurrency_limit}")
-        if body.burst_factor is not None and (not math.isfinite(body.burst_factor) or body.burst_factor < 1):
-            raise HttpError(422, f"burstFactor must be 1 or more, got {body.burst_factor}")
+        if body.concurrency_limit is not None and not 1 <= body.concurrency_limit <= 1_000_000:
+            raise HttpError(422, f"concurrencyLimit must be 1-1,000,000, got {body.concurrency_limit}")
+        if body.burst_factor is not None and (not math.isfinite(body.burst_factor)
+                                              or not 1 <= body.burst_factor <= 1000):
+            raise HttpError(422, f"burstFactor must be 1-1,000, got {body.burst_factor}")
         if body.default_region is not None and not REGION.match(body.default_region):
             raise HttpError(422, f"defaultRegion {body.default_region[:80]!r} is not a region name: 1-64 lowercase"
                                  " letters, digits and -._ starting with a letter or digit")

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import msgspec
 from aiohttp import web
-from slipstream_core.durations import parse_duration
+from slipstream_core.durations import DurationOutOfRange, parse_duration
 from slipstream_platform.http import HttpError, decode_body, json_response
 from slipstream_platform.ids import new_id
 from slipstream_platform.service import Service
@@ -64,19 +64,19 @@ def metadata_operations(body: UpdateMetadataRequest) -> tuple[list[dict[str, Any
             has_value = op.value is not msgspec.UNSET
             if op.type == "update":
                 if op.key is not None or not isinstance(op.value, dict):
-                    raise HttpError(400, f"{where}: an update takes an object `value` and no `key`")
+                    raise HttpError(422, f"{where}: an update takes an object `value` and no `key`")
             else:
                 problem = metadata_key_problem(op.key)
                 if problem is not None:
-                    raise HttpError(400, f"{where}: {problem}")
+                    raise HttpError(422, f"{where}: {problem}")
                 if op.type == "delete" and has_value:
-                    raise HttpError(400, f"{where}: a delete takes no `value`")
+                    raise HttpError(422, f"{where}: a delete takes no `value`")
                 if op.type != "delete" and not has_value:
-                    raise HttpError(400, f"{where}: `value` is missing")
+                    raise HttpError(422, f"{where}: `value` is missing")
                 if op.type in ("increment", "decrement") and (
                         isinstance(op.value, bool) or not isinstance(op.value, int | float)
                         or not math.isfinite(op.value)):
-                    raise HttpError(400, f"{where}: `value` must be a finite number")
+                    raise HttpError(422, f"{where}: `value` must be a finite number")
             out.append(msgspec.to_builtins(op))
         return out
 
@@ -98,12 +98,19 @@ def _values(query: Mapping[str, str], name: str, most: int = MAX_VALUES) -> list
     return values
 
 
+# The last millisecond of year 9999 (the OpenAPI document states the range).
+MAX_EPOCH_MS = 253_402_300_799_999
+
+
 def _epoch_ms(query: Mapping[str, str], name: str) -> datetime | None:
     text = query.get(name)
     if text is None:
         return None
     try:
-        return datetime.fromtimestamp(int(text) / 1000, UTC)
+        ms = int(text)
+        if not 0 <= ms <= MAX_EPOCH_MS:
+            raise ValueError(text)
+        return datetime.fromtimestamp(ms / 1000, UTC)
     except (ValueError, OverflowError, OSError):
         raise HttpError(400, f"{name} must be a time in milliseconds since the epoch, not {text[:40]!r}") from None
 
@@ -138,7 +145,7 @@ def parse_listing(query: Mapping[str, str], now: datetime) -> tuple[run_lists.Ru
         raise HttpError(400, f"page[size] must be from 1 to {MAX_PAGE_SIZE}, not {size}")
     after, before = query.get("page[after]"), query.get("page[before]")
     if after is not None and before is not None:
-        raise HttpError(400, "give page[after] or page[before], not both")
+        raise HttpError(422, "give page[after] or page[before], not both")
     for name, cursor in (("page[after]", after), ("page[before]", before)):
         if cursor is not None and not cursor.strip():
             raise HttpError(400, f"{name} is empty: give the id of a run (a page's pagination cursor)")
@@ -151,10 +158,12 @@ def parse_listing(query: Mapping[str, str], now: datetime) -> tuple[run_lists.Ru
     if period is not None:
         try:
             since = now - parse_duration(period)
+        except DurationOutOfRange as exc:
+            raise HttpError(422, f"filter[createdAt][period]: {exc}") from None
         except ValueError as exc:
             raise HttpError(400, f"filter[createdAt][period]: {exc}") from None
         except OverflowError:
-            raise HttpError(400, f"filter[createdAt][period]: {period[:40]!r} reaches past the first year") from None
+            raise HttpError(422, f"filter[createdAt][period]: {period[:40]!r} reaches past the first year") from None
         created_from = max(created_from, since) if created_from else since
     where = run_lists.RunFilter(
         statuses=statuses,
@@ -185,7 +194,7 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate)
             found = await run_lists.page(service.pool, env.id, where, size=size, after=after, before=before)
         except run_lists.CursorNotFound as exc:
             which = "page[after]" if after else "page[before]"
-            raise HttpError(400, f"{which}: {str(exc)[:80]!r} is not a run of this environment") from None
+            raise HttpError(422, f"{which}: {str(exc)[:80]!r} is not a run of this environment") from None
         return json_response(RunList(data=[listed_run(r) for r in found.rows],
                                      pagination=RunListPagination(next=found.next, previous=found.previous)))
 
@@ -226,7 +235,11 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate)
 
     async def update_metadata(request: web.Request) -> web.Response:
         env = await authenticate(request)
-        body = decode_body(await request.read() or b"{}", _metadata_decoder)
+        raw = await request.read()
+        if not raw:
+            raise HttpError(400, 'a JSON body is required, e.g. {"operations": [{"type": "set", "key": "k",'
+                                 ' "value": 1}]}')
+        body = decode_body(raw, _metadata_decoder)
         own, parent_ops, root_ops = metadata_operations(body)
         run_id = request.match_info["run_id"]
         found = await metadata_store.targets(service.pool, env.id, run_id)
