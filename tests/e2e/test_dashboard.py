@@ -233,6 +233,8 @@ async def test_the_dashboard_in_a_real_browser(browser: Browser, platform: Platf
                      message="the limit was not saved")
     await browser.type("input[name=concurrency_limit]", "100")
     await browser.click("#save-limits")
+    await eventually(lambda: _shows(browser, "main", "at most 100 runs at once"), timeout=20, interval=0.1,
+                     message="the limit was not put back")
 
     # Environments: the key masked, never whole on the page.
     await browser.open("/environments")

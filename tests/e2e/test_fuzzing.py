@@ -30,7 +30,8 @@ def test_schemathesis_finds_nothing(platform: Platform, tmp_path: Path) -> None:
         [cli, "--config-file", str(Path(__file__).with_name("schemathesis.toml")), "run",
          f"{platform.api_url}/openapi.json", "--url", platform.api_url,
          "-H", f"Authorization: Bearer {key}", "--checks", "all", "--max-examples", examples,
-         "--phases", "examples,coverage,fuzzing", "--seed", os.environ.get("SLIPSTREAM_FUZZ_SEED", "1"), "--generation-database", "none",
+         "--phases", "examples,coverage,fuzzing", "--seed", os.environ.get("SLIPSTREAM_FUZZ_SEED", "1"),
+         "--generation-database", "none",
          "--report-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=1200, check=False, cwd=tmp_path,
         env={**os.environ, "NO_COLOR": "1"})
