@@ -36,7 +36,8 @@ from slipstream.errors import ApiConnectionError, api_error
 R = TypeVar("R")
 
 __all__ = ["RunListing", "RunPage", "add_tags", "cancel", "list", "logs", "replay", "reschedule", "retrieve",
-           "subscribe_to_batch", "subscribe_to_run", "subscribe_to_runs_with_tag", "update_metadata"]
+           "subscribe_to_all_runs", "subscribe_to_batch", "subscribe_to_run", "subscribe_to_runs_with_tag",
+           "update_metadata"]
 
 _message_decoder = msgspec.json.Decoder(RealtimeMessage)
 
@@ -238,6 +239,15 @@ async def subscribe_to_runs_with_tag(tag: str) -> AsyncIterator[Run[Any]]:
     """Yield every run with `tag` now (its newest 1,000), then each run with it whenever it
     changes, including runs tagged later; it goes on until you stop iterating."""
     async for run in _subscribe(f"/realtime/v1/runs?{urlencode({'tags': tag})}", stop_on_completion=False):
+        yield run
+
+
+async def subscribe_to_all_runs() -> AsyncIterator[Run[Any]]:
+    """Yield every run of the environment from now on: each run when it is triggered and whenever
+    it changes; it goes on until you stop iterating. Needs the secret key or a token with
+    `read:runs`. After a dropped connection it yields the runs triggered while it was away; a
+    change of an older run made then arrives with its next change."""
+    async for run in _subscribe("/realtime/v1/runs", stop_on_completion=False):
         yield run
 
 

@@ -169,6 +169,10 @@ async def test_the_dashboard_in_a_real_browser(browser: Browser, platform: Platf
     await browser.open(f"/runs?tag={tag}")
     assert run_id in await browser.text("table")
     await browser.shot("runs")
+    # A run triggered while the list is open appears in it, and its status changes live.
+    newer = await tasks.trigger("echo", {"n": 2}, tags=[tag])
+    await eventually(lambda: _shows(browser, f'[data-run="{newer.id}"] [data-field=status]', "COMPLETED"),
+                     timeout=30, interval=0.2, message="the new run did not appear COMPLETED without a reload")
 
     # Cancel a delayed run.
     delayed = await tasks.trigger("echo", {"later": True}, delay="1h")

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from slipstream import runs, tasks
+from slipstream import RunHandle, runs, tasks
 from slipstream.errors import NotFoundError, UnprocessableEntityError
 
 from tests.conftest import eventually
@@ -178,6 +178,35 @@ async def test_subscribe_to_runs_with_a_tag_and_to_a_batch(sdk: None) -> None:
     with pytest.raises(NotFoundError):
         async for _ in runs.subscribe_to_batch("batch_nope"):
             pass
+
+
+async def test_subscribe_to_every_run_of_the_environment(sdk: None) -> None:
+    older = await tasks.trigger("echo", {"n": 0}, delay="1h")
+    updates = runs.subscribe_to_all_runs()
+    # Nothing is sent of what exists when it starts: only what is triggered or changes after.
+    first_wait = asyncio.ensure_future(updates.__anext__())
+    later = await eventually_triggered(first_wait)
+    seen: dict[str, str] = {first_wait.result().id: first_wait.result().status}
+    while seen.get(later.id) != "COMPLETED":
+        run = await asyncio.wait_for(updates.__anext__(), 15)
+        seen[run.id] = run.status
+    assert older.id not in seen
+    await runs.cancel(older.id)  # an older run that changes is sent too
+    while seen.get(older.id) != "CANCELED":
+        run = await asyncio.wait_for(updates.__anext__(), 15)
+        seen[run.id] = run.status
+    await updates.aclose()
+
+
+async def eventually_triggered(first_wait: asyncio.Future[runs.Run]) -> RunHandle[Any]:
+    """Trigger runs until the subscription (opening in the background) sends one: the last one."""
+    while True:
+        handle = await tasks.trigger("echo", {"n": 1})
+        try:
+            await asyncio.wait_for(asyncio.shield(first_wait), 1)
+            return handle
+        except TimeoutError:
+            continue
 
 
 async def test_a_subscription_comes_back_after_realtime_restarts(sdk: None, platform: Platform) -> None:

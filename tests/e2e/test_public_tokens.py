@@ -88,6 +88,8 @@ async def test_tokens_by_tag_task_and_batch(platform: Platform, sdk: None) -> No
     assert seen[0]["run"]["id"] == tagged.id
     other_tag = await watch(platform, "/realtime/v1/runs?tags=someone-else&", by_tag)
     assert other_tag[0]["status"] == 403 and "read:tags:someone-else" in other_tag[0]["error"]
+    everything = await watch(platform, "/realtime/v1/runs?", by_tag)  # the environment's feed
+    assert everything[0]["status"] == 403 and "read:runs" in everything[0]["error"]
 
     by_task = await auth.create_public_token(scopes={"read": {"tasks": ["echo"]}})
     assert (await call(platform, "GET", f"/api/v3/runs/{plain.id}", by_task))[0] == 200

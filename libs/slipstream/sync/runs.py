@@ -18,7 +18,8 @@ R = TypeVar("R")
 P = ParamSpec("P")
 
 __all__ = ["RunPage", "add_tags", "cancel", "list", "logs", "replay", "reschedule", "retrieve",
-           "subscribe_to_batch", "subscribe_to_run", "subscribe_to_runs_with_tag", "update_metadata"]
+           "subscribe_to_all_runs", "subscribe_to_batch", "subscribe_to_run", "subscribe_to_runs_with_tag",
+           "update_metadata"]
 
 
 @overload
@@ -123,6 +124,11 @@ def subscribe_to_run(run_id: str, *, stop_on_completion: bool = True) -> Iterato
 def subscribe_to_runs_with_tag(tag: str) -> Iterator[Run[Any]]:
     """Yield every run with the tag, then each change of one (until you stop iterating)."""
     return bridge.iterate(_runs.subscribe_to_runs_with_tag, tag)
+
+
+def subscribe_to_all_runs() -> Iterator[Run[Any]]:
+    """Yield every run of the environment when it is triggered and at each change."""
+    return bridge.iterate(_runs.subscribe_to_all_runs)
 
 
 def subscribe_to_batch(batch_id: str) -> Iterator[Run[Any]]:

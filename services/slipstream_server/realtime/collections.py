@@ -1,5 +1,6 @@
 """Websocket subscriptions to sets of runs: every run with a tag (`/realtime/v1/runs?tags=`),
-or every run of a batch (`/realtime/v1/batches/{batchId}`).
+or every run of a batch (`/realtime/v1/batches/{batchId}`); `/realtime/v1/runs` without `tags`
+is the whole environment's feed (`realtime.environment`).
 
 While someone watches a set of an environment, this process subscribes to the update events
 of the whole environment; an event marks the environment's sets to be read again. A read asks
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -205,12 +207,16 @@ class RunSets:
                         await events.unsubscribe()
 
 
-async def setup(service: Service[RealtimeSettings], readers: Readers) -> None:
-    """Route the set subscriptions, poll as a safety net."""
+async def setup(service: Service[RealtimeSettings], readers: Readers,
+                environment_feed: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> None:
+    """Route the set subscriptions (`/realtime/v1/runs` without `tags` to `environment_feed`),
+    poll as a safety net."""
     sets = RunSets(service, readers)
 
     async def by_tag(request: web.Request) -> web.StreamResponse:
-        return await sets.handle(request, "tag", request.query.get("tags", ""))
+        if "tags" not in request.query:  # every run of the environment
+            return await environment_feed(request)
+        return await sets.handle(request, "tag", request.query["tags"])
 
     async def by_batch(request: web.Request) -> web.StreamResponse:
         return await sets.handle(request, "batch", request.match_info["batch_id"])

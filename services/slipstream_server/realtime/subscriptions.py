@@ -26,7 +26,7 @@ from slipstream_platform.views import PacketLinks, load_run
 from slipstream_proto import RealtimeRun, Run, RunUpdated, decode_event
 from slipstream_proto.events import run_updated_subject
 
-from slipstream_server.realtime import collections
+from slipstream_server.realtime import collections, environment
 from slipstream_server.realtime.auth import Readers, access_of, refuse
 
 log = logging.getLogger(__name__)
@@ -198,4 +198,6 @@ async def setup(service: Service[RealtimeSettings]) -> None:
     hub = Hub(service, readers)
     service.app.router.add_get("/realtime/v1/runs/{run_id}", hub.handle)
     service.spawn(hub.poll(), "poll")
-    await collections.setup(service, readers)
+    feeds = environment.EnvironmentFeeds(service, readers)
+    await collections.setup(service, readers, feeds.handle)
+    service.spawn(feeds.poll(), "poll-environments")

@@ -223,13 +223,15 @@ def add_dashboard(service: Service[TriggerApiSettings]) -> None:
     def form(request: web.Request) -> Any:
         return request["form"]
 
-    async def read_token(request: web.Request, run_ids: list[str]) -> str:
-        """A public access token for the page's JavaScript: reads these runs (those it follows) for
-        an hour, and nothing else. Empty if the page follows none."""
-        if not run_ids:
+    async def read_token(request: web.Request, run_ids: list[str], *, everything: bool = False) -> str:
+        """A public access token for the page's JavaScript, for an hour: reads these runs (those it
+        follows) and nothing else, or with `everything` every run of the environment (the runs
+        list's feed); it never triggers or changes anything. Empty if the page follows none."""
+        if not run_ids and not everything:
             return ""
+        scopes = ["read:runs"] if everything else [f"read:runs:{r}" for r in run_ids]
         minted = await api(request).call("POST", "/api/v1/auth/tokens", PublicToken,
-                                         {"scopes": [f"read:runs:{r}" for r in run_ids], "expirationTime": "1h"})
+                                         {"scopes": scopes, "expirationTime": "1h"})
         return minted.token
 
     # -- sign-in ---------------------------------------------------------------------------
@@ -275,9 +277,13 @@ def add_dashboard(service: Service[TriggerApiSettings]) -> None:
                 params.append((f"page[{cursor}]", query[cursor]))
         listed = await api(request).call("GET", "/api/v1/runs", RunList, params=params)
         kept = {name: query[name] for name, _ in FILTERS if query.get(name)}
+        # The first page follows the environment's feed (new runs appear); older pages follow their rows.
+        feed = not query.get("after") and not query.get("before")
+        token = (await read_token(request, [], everything=True) if feed else
+                 await read_token(request, [r.id for r in listed.data if r.status not in FINAL_STATUSES]))
         return render(request, "runs.html", runs=listed.data, pagination=listed.pagination, filters=kept,
-                      statuses=STATUSES, final=sorted(FINAL_STATUSES),
-                      token=await read_token(request, [r.id for r in listed.data if r.status not in FINAL_STATUSES]),
+                      statuses=STATUSES, final=sorted(FINAL_STATUSES), token=token, feed=feed,
+                      since=datetime.now(UTC).isoformat(),
                       realtime=realtime_url(request), link=lambda **more: "?" + urlencode({**kept, **more}))
 
     async def run_page(request: web.Request) -> web.Response:
