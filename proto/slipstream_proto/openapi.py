@@ -265,7 +265,7 @@ def openapi_document() -> dict[str, Any]:
             "/api/v1/runs/{runId}/steps": {
                 "post": op("Journal the result of a step of an executing attempt (the SDK's step(), from inside"
                            " the run)", "recordStep", _json({"type": "object"}, "The step's position"),
-                           body=step, params=run_id, fails=(400, 401, 409, 422)),
+                           body=step, params=run_id, fails=(400, 401, 404, 409, 422)),
             },
             "/api/v1/runs/{runId}/reschedule": {
                 "post": op("Move a DELAYED run to another time", "rescheduleRun", _json(run, "The run"),

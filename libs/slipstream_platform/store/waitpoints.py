@@ -109,6 +109,10 @@ class StepRefused(Exception):
     wait) holds its position."""
 
 
+class StepRunNotFound(LookupError):
+    """The step's run is not a run of the environment (another environment's looks the same)."""
+
+
 async def record_step(conn: Conn, *, environment_id: str, run_id: str, attempt_number: int, seq: int, name: str,
                       result_json: str) -> None:
     """Journal a step's result at its position, if the run is executing that attempt (a
@@ -119,9 +123,12 @@ async def record_step(conn: Conn, *, environment_id: str, run_id: str, attempt_n
         " added AS (INSERT INTO waitpoints (id, run_id, seq, type, step_name, status, result, completed_at)"
         "   SELECT $4, run.id, $5, 'STEP', $6, 'COMPLETED', $7::jsonb, now() FROM run"
         "   ON CONFLICT (run_id, seq) DO NOTHING RETURNING id)"
-        " SELECT EXISTS (SELECT 1 FROM run) AS executing, EXISTS (SELECT 1 FROM added) AS added,"
+        " SELECT EXISTS (SELECT 1 FROM runs WHERE id = $2 AND environment_id = $1) AS known,"
+        "   EXISTS (SELECT 1 FROM run) AS executing, EXISTS (SELECT 1 FROM added) AS added,"
         "   (SELECT type = 'STEP' AND step_name = $6 FROM waitpoints WHERE run_id = $2 AND seq = $5) AS same",
         environment_id, run_id, attempt_number, new_id("waitpoint"), seq, name, result_json)
+    if not row["known"]:
+        raise StepRunNotFound(f"run {run_id} not found")
     if not row["executing"]:
         raise StepRefused(f"run {run_id} is not executing attempt {attempt_number}")
     if not row["added"] and not row["same"]:

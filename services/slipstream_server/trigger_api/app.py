@@ -281,6 +281,8 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
             await waitpoint_store.record_step(service.pool, environment_id=env.id, run_id=request.match_info["run_id"],
                                               attempt_number=body.attempt_number, seq=body.seq, name=body.name,
                                               result_json=_encoder.encode(body.result).decode())
+        except waitpoint_store.StepRunNotFound:
+            raise HttpError(404, "Run not found") from None
         except waitpoint_store.StepRefused as exc:
             raise HttpError(409, str(exc)) from None
         except asyncpg.exceptions.DataError as exc:
