@@ -27,6 +27,7 @@ from slipstream_platform.settings import RealtimeSettings
 from slipstream_platform.tokens import Denied
 from slipstream_platform.views import load_run
 from slipstream_proto import RealtimeRun, RunUpdated, decode_event
+from slipstream_proto.events import run_updated_subject
 
 from slipstream_server.realtime.auth import Readers, access_of, refuse
 
@@ -38,7 +39,7 @@ _encoder = msgspec.json.Encoder()
 OVERLAP = timedelta(seconds=5)
 # The most runs one read sends (the first read of a set sends its newest).
 MOST_RUNS = 1000
-_NEVER = datetime.min.replace(tzinfo=UTC)
+NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 def since_of(request: web.Request) -> datetime | None:
@@ -53,6 +54,16 @@ def since_of(request: web.Request) -> datetime | None:
     if at.tzinfo is None:
         raise ValueError("since needs a time zone (a run's updatedAt has one)")
     return at
+
+
+def run_updated(msg: Msg) -> RunUpdated | None:
+    """The run update event a message carries (None, logged, for a message that is not one)."""
+    try:
+        event = decode_event(msg.data)
+    except msgspec.DecodeError:
+        log.warning("bad message on %s", msg.subject)
+        return None
+    return event if isinstance(event, RunUpdated) else None
 
 
 class RunSet:
@@ -90,12 +101,8 @@ class RunSets:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def on_update(self, msg: Msg) -> None:
-        try:
-            event = decode_event(msg.data)
-        except msgspec.DecodeError:
-            log.warning("bad message on %s", msg.subject)
-            return
-        if isinstance(event, RunUpdated):
+        event = run_updated(msg)
+        if event is not None:
             for run_set in list(self.sets.values()):
                 if run_set.environment_id == event.environment_id:
                     self.refresh(run_set)
@@ -138,7 +145,7 @@ class RunSets:
             run_set.since = newest if run_set.since is None else max(run_set.since, newest)
         for row in reversed(rows):  # oldest change first
             targets = [ws for ws, seen in run_set.sockets.items()
-                       if (only is None or ws is only) and seen.get(row["id"], _NEVER) < row["updated_at"]]
+                       if (only is None or ws is only) and seen.get(row["id"], NEVER) < row["updated_at"]]
             if not targets:
                 continue
             run = await load_run(self.service.pool, run_set.environment_id, row["id"], links=self.links)
@@ -147,7 +154,7 @@ class RunSets:
             data = _encoder.encode(RealtimeRun(run=run)).decode()
             for ws in targets:
                 seen = run_set.sockets.get(ws)
-                if seen is None or seen.get(run.id, _NEVER) >= run.updated_at:
+                if seen is None or seen.get(run.id, NEVER) >= run.updated_at:
                     continue
                 seen[run.id] = run.updated_at
                 with contextlib.suppress(Exception):
@@ -185,7 +192,7 @@ class RunSets:
         run_set.sockets[ws] = {}
         try:
             if env.id not in self.events:
-                self.events[env.id] = await self.service.nc.subscribe(f"slipstream.updates.{env.id}.*",
+                self.events[env.id] = await self.service.nc.subscribe(run_updated_subject(env.id, "*"),
                                                                       cb=self.on_update)
             await self._read(run_set, only=ws, since=since)
             async for _ in ws:

@@ -26,14 +26,14 @@ from slipstream_platform.service import Service
 from slipstream_platform.settings import RealtimeSettings
 from slipstream_platform.tokens import Denied
 from slipstream_platform.views import load_run
-from slipstream_proto import RealtimeRun, Run, RunUpdated, decode_event
+from slipstream_proto import RealtimeRun, Run
+from slipstream_proto.events import run_updated_subject
 
 from slipstream_server.realtime.auth import Readers, access_of, refuse
-from slipstream_server.realtime.collections import MOST_RUNS, OVERLAP, since_of
+from slipstream_server.realtime.collections import MOST_RUNS, NEVER, OVERLAP, run_updated, since_of
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
-_NEVER = datetime.min.replace(tzinfo=UTC)
 # What each socket remembers of the runs it was sent (the least recently sent are forgotten:
 # a forgotten run's next state is sent again, never an older one than the socket had).
 SEEN = 10_000
@@ -62,12 +62,8 @@ class EnvironmentFeeds:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def on_update(self, msg: Msg) -> None:
-        try:
-            event = decode_event(msg.data)
-        except msgspec.DecodeError:
-            log.warning("bad message on %s", msg.subject)
-            return
-        if isinstance(event, RunUpdated):
+        event = run_updated(msg)
+        if event is not None:
             watched = self.watched.get(event.environment_id)
             if watched is not None:
                 self.mark(watched, [event.run_id])
@@ -100,7 +96,7 @@ class EnvironmentFeeds:
         """Send the run to the sockets (or `only` one) that have not seen this state or a newer one."""
         data: str | None = None
         for ws, seen in list(watched.sockets.items()):
-            if (only is not None and ws is not only) or seen.get(run.id, _NEVER) >= run.updated_at:
+            if (only is not None and ws is not only) or seen.get(run.id, NEVER) >= run.updated_at:
                 continue
             seen[run.id] = run.updated_at
             seen.move_to_end(run.id)
@@ -150,7 +146,7 @@ class EnvironmentFeeds:
         watched.sockets[ws] = OrderedDict()
         try:
             if watched.events is None:
-                watched.events = await self.service.nc.subscribe(f"slipstream.updates.{env.id}.*",
+                watched.events = await self.service.nc.subscribe(run_updated_subject(env.id, "*"),
                                                                  cb=self.on_update)
             if since is not None:  # a client coming back: the runs triggered while it was away
                 for run_id in await self.created_since(env.id, since):

@@ -23,7 +23,7 @@ from slipstream_platform.settings import RealtimeSettings
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.tokens import Credentials, Denied
 from slipstream_platform.views import PacketLinks, load_run
-from slipstream_proto import RealtimeRun, Run, RunUpdated, decode_event
+from slipstream_proto import RealtimeRun, Run
 from slipstream_proto.events import run_updated_subject
 
 from slipstream_server.realtime import collections, environment
@@ -59,12 +59,8 @@ class Hub:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def on_update(self, msg: Msg) -> None:
-        try:
-            event = decode_event(msg.data)
-        except msgspec.DecodeError:
-            log.warning("bad message on %s", msg.subject)
-            return
-        if isinstance(event, RunUpdated) and event.run_id in self.runs:
+        event = collections.run_updated(msg)
+        if event is not None and event.run_id in self.runs:
             self.refresh(event.run_id)
 
     def refresh(self, run_id: str) -> None:
