@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Spans are kept in Postgres, so the dashboard's run page shows each run's trace.
 dev: install
-	$(BIN)/slipstream dev --tasks examples --trigger hello-world
+	SLIPSTREAM_OTEL_EXPORTER=$${SLIPSTREAM_OTEL_EXPORTER:-postgres} $(BIN)/slipstream dev --tasks examples --trigger hello-world
 
 test: install browser
 	$(BIN)/python -m pytest -q tests

@@ -410,8 +410,18 @@ def serve(
         return runner.run(_serve(sock))
 
 
+_send: Callable[[ipc.Message], None] | None = None
+
+
+def send_spans(spans: list[ipc.SpanRecord]) -> None:
+    """Hand finished spans to the supervisor (from any thread); dropped before `serve` runs."""
+    if _send is not None:
+        _send(ipc.Spans(spans=spans))
+
+
 async def _serve(sock: socket.socket) -> int:
     """Read attempts and cancels from the supervisor; run the attempts one at a time, in order."""
+    global _send
     loop = asyncio.get_running_loop()
     loop_thread = threading.get_ident()
     reader, writer = await asyncio.open_connection(sock=sock)
@@ -422,6 +432,8 @@ async def _serve(sock: socket.socket) -> int:
             writer.write(ipc.frame(message))
         else:
             loop.call_soon_threadsafe(writer.write, ipc.frame(message))
+
+    _send = send
 
     executes: asyncio.Queue[ipc.Execute | None] = asyncio.Queue()
     cancels: set[asyncio.Task[None]] = set()

@@ -25,6 +25,7 @@ from slipstream_proto import (
     RunLogs,
     RunMetadata,
     RunReference,
+    RunSpans,
     RunTags,
 )
 
@@ -36,7 +37,7 @@ from slipstream.errors import ApiConnectionError, api_error
 R = TypeVar("R")
 
 __all__ = ["RunListing", "RunPage", "add_tags", "cancel", "list", "logs", "replay", "reschedule", "retrieve",
-           "subscribe_to_all_runs", "subscribe_to_batch", "subscribe_to_run", "subscribe_to_runs_with_tag",
+           "spans", "subscribe_to_all_runs", "subscribe_to_batch", "subscribe_to_run", "subscribe_to_runs_with_tag",
            "update_metadata"]
 
 _message_decoder = msgspec.json.Decoder(RealtimeMessage)
@@ -233,6 +234,13 @@ async def logs(run_id: str) -> builtins.list[RunLogLine]:
     """The lines `logger` wrote in the run's attempts, oldest first."""
     answer = await _client.request("GET", f"/api/v1/runs/{quote(run_id, safe='')}/logs", RunLogs)
     return answer.data
+
+
+async def spans(run_id: str) -> RunSpans:
+    """The run's trace: the spans of the run and its descendants, in the order they began
+    (empty, with `trace_id` None, for a run triggered while tracing was off; kept only while the
+    services run with `SLIPSTREAM_OTEL_EXPORTER=postgres`)."""
+    return await _client.request("GET", f"/api/v1/runs/{quote(run_id, safe='')}/spans", RunSpans)
 
 
 async def subscribe_to_runs_with_tag(tag: str) -> AsyncIterator[Run[Any]]:

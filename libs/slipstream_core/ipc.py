@@ -91,6 +91,28 @@ class LogLine(msgspec.Struct, tag="log", kw_only=True):
     timestamp: float
 
 
+class SpanRecord(msgspec.Struct, kw_only=True):
+    """One finished OpenTelemetry span, as the span store keeps it (ids in lowercase hex)."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    run_id: str | None
+    name: str
+    service: str
+    start_ns: int
+    end_ns: int
+    status: str
+    attributes: dict[str, Any]
+    events: list[dict[str, Any]]
+
+
+class Spans(msgspec.Struct, tag="spans", kw_only=True):
+    """Spans a worker process finished, for its supervisor to store (`SLIPSTREAM_OTEL_EXPORTER=postgres`)."""
+
+    spans: list[SpanRecord]
+
+
 class Cancel(msgspec.Struct, tag="cancel", kw_only=True):
     """The run being executed was canceled: signal it, call on_cancel, then stop it."""
 
@@ -114,7 +136,7 @@ class Outcome(msgspec.Struct, tag="outcome", kw_only=True):
     replace_process: bool = False
 
 
-Message = Ready | LoadFailed | Execute | Cancel | LogLine | Outcome
+Message = Ready | LoadFailed | Execute | Cancel | LogLine | Spans | Outcome
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)

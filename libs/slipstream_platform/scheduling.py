@@ -22,6 +22,7 @@ from slipstream_core import cron
 from slipstream_core.definitions import QueueDefinition, TaskDefinition
 from slipstream_proto import TriggerOptions
 
+from slipstream_platform import telemetry
 from slipstream_platform.store import deployments, idempotency, schedules, workers
 from slipstream_platform.store import queues as queue_store
 from slipstream_platform.store import runs as run_store
@@ -37,6 +38,7 @@ from slipstream_platform.triggering import (
 )
 
 log = logging.getLogger(__name__)
+_tracer = telemetry.tracer(__name__)
 
 
 def payload_of(schedule: asyncpg.Record, tick: datetime, upcoming: list[datetime]) -> dict[str, Any]:
@@ -112,7 +114,7 @@ async def _fire_batch(conn: asyncpg.Connection, now: datetime, limit: int) -> li
             log.error("schedule %s cannot fire its tick %s: %s; skipping it", schedule["id"], tick, exc.message)
     taken = await idempotency.taken(conn, [(s["environment_id"], p.task_identifier, p.idempotency_key or "")
                                            for s, p in planned])
-    runs = [new_run(plan, environment_id=s["environment_id"], status=None, parent=None, traceparent=None)
+    runs = [_traced(new_run(plan, environment_id=s["environment_id"], status=None, parent=None, traceparent=None))
             for s, plan in planned if (s["environment_id"], plan.task_identifier, plan.idempotency_key) not in taken]
     created = await run_store.insert_many(conn, runs)
     expires = now + timedelta(seconds=planned[0][1].idempotency_ttl_seconds) if planned else now
@@ -120,6 +122,15 @@ async def _fire_batch(conn: asyncpg.Connection, now: datetime, limit: int) -> li
                                        for r in runs])
     await schedules.advance_many(conn, fired)
     return created
+
+
+def _traced(run: run_store.NewRun) -> run_store.NewRun:
+    """The run with the traceparent of a span of its tick, when tracing is on: its trace begins there."""
+    if not telemetry.enabled():
+        return run
+    attributes = {"schedule": run.schedule_id or "", "run": run.id}
+    with _tracer.start_as_current_span("schedule", attributes=attributes):
+        return msgspec.structs.replace(run, traceparent=telemetry.traceparent())
 
 
 async def _fire_one_by_one(conn: asyncpg.Connection, now: datetime, limit: int) -> list[Transition]:
@@ -142,8 +153,12 @@ async def _fire_one_by_one(conn: asyncpg.Connection, now: datetime, limit: int) 
                 async with conn.transaction():  # a savepoint: one bad schedule does not undo the batch
                     plan = _tick_plan(schedule, tick, upcoming, now)
                     served = await workers.serves_task(conn, schedule["environment_id"], schedule["task_identifier"])
-                    result = await trigger_run(conn, plan, environment_id=schedule["environment_id"],
-                                               served=served, parent=None, traceparent=None)
+                    with _tracer.start_as_current_span(
+                        "schedule", attributes={"schedule": schedule["id"], "tick": tick.isoformat()}
+                    ) as span:
+                        result = await trigger_run(conn, plan, environment_id=schedule["environment_id"],
+                                                   served=served, parent=None, traceparent=telemetry.traceparent())
+                        span.set_attribute("run", result.run_id)
                 if result.transition is not None:
                     created.append(result.transition)
             except Exception:

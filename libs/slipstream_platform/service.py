@@ -120,6 +120,8 @@ async def run_service(
         stack.push_async_callback(service.nc.drain)
         await bus_module.ensure_streams(service.nc.jetstream())
         service.bus = Bus(service.nc)
+        if telemetry.storing():
+            service.spawn(telemetry.flush_spans(service.pool), "spans")
         await setup(service)
         runner = web.AppRunner(service.app, access_log=None, handle_signals=False)
         await runner.setup()

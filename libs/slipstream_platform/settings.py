@@ -110,6 +110,20 @@ class RealtimeSettings(CommonSettings, frozen=True, kw_only=True):
 S = TypeVar("S", bound=CommonSettings)
 
 
+OTEL_EXPORTERS = ("console", "otlp", "postgres")
+
+
+def otel_exporters(value: str) -> list[str]:
+    """The exporters a SLIPSTREAM_OTEL_EXPORTER value names: [] for none; ValueError if it is not
+    `none` or a comma-separated list of OTEL_EXPORTERS."""
+    if value == "none":
+        return []
+    names = [name.strip() for name in value.split(",")]
+    if not all(name in OTEL_EXPORTERS for name in names):
+        raise ValueError(value)
+    return names
+
+
 def load_settings(cls: type[S], environ: Mapping[str, str]) -> S:
     """Build `cls` from the SLIPSTREAM_* entries of `environ`."""
     values: dict[str, str] = {}
@@ -126,10 +140,13 @@ def load_settings(cls: type[S], environ: Mapping[str, str]) -> S:
         raise SettingsError(
             f"{var}={environ.get(var, '')!r} is not valid: {exc}".replace(f" - at `$.{field}`", "")
         ) from None
-    if settings.otel_exporter not in {"none", "console", "otlp"}:
+    try:
+        otel_exporters(settings.otel_exporter)
+    except ValueError:
         raise SettingsError(
-            f"SLIPSTREAM_OTEL_EXPORTER={settings.otel_exporter!r}: use none, console or otlp"
-        )
+            f"SLIPSTREAM_OTEL_EXPORTER={settings.otel_exporter!r}: use none, or one or more of"
+            " console, otlp and postgres, comma-separated"
+        ) from None
     if settings.event_loop not in EVENT_LOOPS:
         raise SettingsError(f"SLIPSTREAM_EVENT_LOOP={settings.event_loop!r}: use uvloop or asyncio")
     if settings.log_format not in ("text", "json"):

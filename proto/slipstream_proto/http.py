@@ -437,6 +437,41 @@ class RunLogs(_Body):
     data: list[RunLogLine]
 
 
+class RunSpanEvent(_Body):
+    """Something that happened inside a span (an exception the span recorded, say)."""
+
+    name: str
+    time: datetime
+    attributes: dict[str, Any]
+
+
+class RunSpan(_Body):
+    """One finished span of a run's trace."""
+
+    span_id: str
+    parent_span_id: str | None
+    # The run the span is about: this run or one of its descendants; null for the span that triggered it
+    # when that was a batch.
+    run_id: str | None
+    name: str
+    service: str
+    start_time: datetime
+    end_time: datetime
+    duration_ms: float
+    status: Literal["UNSET", "OK", "ERROR"]
+    attributes: dict[str, Any]
+    events: list[RunSpanEvent]
+
+
+class RunSpans(_Body):
+    """`GET /api/v1/runs/{runId}/spans`: the spans of the run and its descendants, in the order they
+    began. Kept only while the services trace with the postgres exporter; `traceId` is null for a run
+    triggered while tracing was off."""
+
+    trace_id: str | None
+    data: list[RunSpan]
+
+
 class ScheduleGenerator(_Body):
     """How a schedule's ticks are generated."""
 

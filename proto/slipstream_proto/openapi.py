@@ -40,6 +40,7 @@ from slipstream_proto.http import (
     RunLogs,
     RunMetadata,
     RunReference,
+    RunSpans,
     RunTags,
     Schedule,
     SchedulePage,
@@ -106,14 +107,14 @@ def openapi_document() -> dict[str, Any]:
     (trigger_req, trigger_resp, run, error, reference, logs, reschedule, reset, schedule, create_schedule,
      update_schedule, schedule_page, zones, queue_list, env_limits, env_update, batch_req, batch_tasks_req,
      batch_resp, batch, step, batch_append, run_list, tags_req, run_tags, metadata_req, run_metadata, token_req,
-     token, deployment, deployment_list, create_deployment, region_list), components = (
+     token, deployment, deployment_list, create_deployment, region_list, spans), components = (
         _components(
             [TriggerRequest, TriggerResponse, Run, ErrorBody, RunReference, RunLogs, RescheduleRequest,
              ResetIdempotencyKeyRequest, Schedule, CreateScheduleRequest, UpdateScheduleRequest, SchedulePage,
              Timezones, QueueList, EnvironmentLimits, EnvironmentLimitsUpdate, BatchTriggerRequest,
              BatchTriggerTasksRequest, BatchTriggerResponse, Batch, StepRequest, BatchAppendRequest, RunList,
              AddTagsRequest, RunTags, UpdateMetadataRequest, RunMetadata, CreateTokenRequest, PublicToken,
-             Deployment, DeploymentList, CreateDeploymentRequest, RegionList],
+             Deployment, DeploymentList, CreateDeploymentRequest, RegionList, RunSpans],
             ref_template=REF,
         )
     )
@@ -371,6 +372,18 @@ def openapi_document() -> dict[str, Any]:
                     "parameters": run_id,
                     "responses": {
                         "200": _json(logs, "The run's log lines, oldest first"),
+                        "401": errors["401"],
+                        "404": _json(error, "Run not found"),
+                    },
+                }
+            },
+            "/api/v1/runs/{runId}/spans": {
+                "get": {
+                    "summary": "The trace of the run and its descendants (with SLIPSTREAM_OTEL_EXPORTER=postgres)",
+                    "operationId": "runSpans",
+                    "parameters": run_id,
+                    "responses": {
+                        "200": _json(spans, "The spans, in the order they began"),
                         "401": errors["401"],
                         "404": _json(error, "Run not found"),
                     },

@@ -42,8 +42,8 @@ class Platform:
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     folder = tmp_path_factory.mktemp("platform")
     folder.chmod(0o755)
-    # Spans go to the services' logs, where test_telemetry follows one trace.
-    env = {**FAST_SWEEPS, "SLIPSTREAM_OTEL_EXPORTER": "console"}
+    # Spans go to the services' logs and to Postgres, where test_telemetry follows one trace.
+    env = {**FAST_SWEEPS, "SLIPSTREAM_OTEL_EXPORTER": "console,postgres"}
     local = LocalPlatform(folder, fast_unsafe=True, service_env=env)
     try:
         local.start_servers()

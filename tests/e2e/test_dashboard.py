@@ -165,6 +165,19 @@ async def test_the_dashboard_in_a_real_browser(browser: Browser, platform: Platf
     run = await runs.retrieve(run_id)
     assert run.payload == {"from": "the dashboard"} and run.tags == [tag]
 
+    # A run's trace: its attempts' spans, its own span and the child it waited for, on one time axis.
+    traced = await tasks.trigger("traced", {})
+    await eventually(lambda: _status_is(traced.id, "COMPLETED"), message="the traced run completed")
+
+    async def trace_shown() -> bool:
+        await browser.open(f"/runs/{traced.id}")
+        text = await browser.text("#trace")
+        return all(name in text for name in ("trigger", "attempt", "run traced", "own work", "run echo"))
+
+    await eventually(trace_shown, timeout=30, interval=0.5, message="the run page did not show the trace")
+    await browser(lambda: browser.driver.execute_script("document.getElementById('trace').scrollIntoView()"))
+    await browser.shot("run-trace")
+
     # The runs list, filtered by the tag, shows it.
     await browser.open(f"/runs?tag={tag}")
     assert run_id in await browser.text("table")

@@ -47,6 +47,7 @@ async def test_another_environment_sees_nothing_and_gets_404(platform: Platform)
     probes: list[tuple[str, str, Any]] = [
         ("GET", f"/api/v3/runs/{run_id}", None),
         ("GET", f"/api/v1/runs/{run_id}/logs", None),
+        ("GET", f"/api/v1/runs/{run_id}/spans", None),
         ("POST", f"/api/v2/runs/{run_id}/cancel", None),
         ("POST", f"/api/v1/runs/{run_id}/replay", None),
         ("POST", f"/api/v1/runs/{run_id}/reschedule", {"delay": "2h"}),

@@ -106,5 +106,16 @@ async def test_a_due_schedule_fires_once(platform: Platform, http: aiohttp.Clien
         async with http.get(f"/api/v1/runs?filter[schedule]={schedule['id']}") as response:
             listed = (await response.json())["data"]
         assert [r["id"] for r in listed] == [run_id] and listed[0]["scheduleId"] == schedule["id"]
+
+        # Its trace begins at the tick, in the scheduler.
+        async def traced() -> list[dict[str, Any]] | None:
+            async with http.get(f"/api/v1/runs/{run_id}/spans") as response:
+                spans: list[dict[str, Any]] = (await response.json())["data"]
+            return spans if {"schedule", "attempt"} <= {s["name"] for s in spans} else None
+
+        spans = await eventually(traced, message="the scheduled run's spans")
+        tick = next(s for s in spans if s["name"] == "schedule")
+        assert tick["service"] == "scheduler" and tick["parentSpanId"] is None and tick["runId"] == run_id
+        assert tick["attributes"]["schedule"] == schedule["id"]
     finally:
         await conn.close()

@@ -31,6 +31,11 @@ SAMPLES: list[ipc.Message] = [
     ipc.LogLine(
         run_id="run_1", attempt_number=1, level="info", message="hello", attributes={"n": 1}, timestamp=1714564800.5
     ),
+    ipc.Spans(spans=[ipc.SpanRecord(
+        trace_id="4bf92f3577b34da6a3ce929d0e0e4736", span_id="00f067aa0ba902b7", parent_span_id=None, run_id="run_1",
+        name="run echo", service="worker", start_ns=1714564800500000000, end_ns=1714564800600000000, status="OK",
+        attributes={"attempt": 1}, events=[],
+    )]),
     ipc.Cancel(run_id="run_1"),
     ipc.Outcome(run_id="run_1", attempt_number=1, ok=False, error_json='{"message": "boom"}', retry_delay_ms=1500),
 ]

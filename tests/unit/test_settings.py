@@ -113,10 +113,15 @@ def test_a_bad_value_is_not_reported_as_a_msgspec_error() -> None:
     assert caught.value.__suppress_context__
 
 
-@pytest.mark.parametrize("value", ["jaeger", "", "OTLP"])
+@pytest.mark.parametrize("value", ["jaeger", "", "OTLP", "none,console", "console,,otlp"])
 def test_an_unknown_otel_exporter_is_rejected_with_the_choices(value: str) -> None:
     with pytest.raises(SettingsError) as caught:
         load_settings(RealtimeSettings, {"SLIPSTREAM_OTEL_EXPORTER": value})
     message = str(caught.value)
     assert f"SLIPSTREAM_OTEL_EXPORTER={value!r}" in message
-    assert "none, console or otlp" in message
+    assert "console, otlp and postgres" in message
+
+
+@pytest.mark.parametrize("value", ["console", "postgres", "otlp,postgres", "console, postgres"])
+def test_exporters_can_be_combined(value: str) -> None:
+    assert load_settings(RealtimeSettings, {"SLIPSTREAM_OTEL_EXPORTER": value}).otel_exporter == value

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar, overload
 
-from slipstream_proto import ListedRun, Run, RunLogLine, RunReference
+from slipstream_proto import ListedRun, Run, RunLogLine, RunReference, RunSpans
 
 from slipstream import runs as _runs
 from slipstream._bridge import bridge
@@ -18,7 +18,7 @@ R = TypeVar("R")
 P = ParamSpec("P")
 
 __all__ = ["RunPage", "add_tags", "cancel", "list", "logs", "replay", "reschedule", "retrieve",
-           "subscribe_to_all_runs", "subscribe_to_batch", "subscribe_to_run", "subscribe_to_runs_with_tag",
+           "spans", "subscribe_to_all_runs", "subscribe_to_batch", "subscribe_to_run", "subscribe_to_runs_with_tag",
            "update_metadata"]
 
 
@@ -114,6 +114,11 @@ def reschedule(run_id: str, *, delay: str | datetime) -> Run[Any]:
 def logs(run_id: str) -> builtins.list[RunLogLine]:
     """The lines `logger` wrote in the run's attempts, oldest first."""
     return bridge.call(_runs.logs, run_id)
+
+
+def spans(run_id: str) -> RunSpans:
+    """The run's trace: the spans of the run and its descendants, in the order they began."""
+    return bridge.call(_runs.spans, run_id)
 
 
 def subscribe_to_run(run_id: str, *, stop_on_completion: bool = True) -> Iterator[Run[Any]]:

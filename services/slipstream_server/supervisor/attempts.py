@@ -448,10 +448,13 @@ class Supervisor:
                     plans = plan_batch(items, environment_type=self.environment.type, now=datetime.now(UTC),
                                        max_items=MAX_WAIT_ITEMS)
                     plans = await offload(self.packets, plans, self.environment.id)
-                    made = await trigger_batch(conn, plans, environment_id=self.environment.id,
-                                               task_identifier=None,
-                                               parent=Parent(started.run_id, started.root_run_id, started.depth),
-                                               traceparent=started.traceparent)
+                    # The children's traces hang under this attempt, as if triggered through the API.
+                    with _tracer.start_as_current_span("batch", attributes={"items": len(plans)}) as span:
+                        made = await trigger_batch(conn, plans, environment_id=self.environment.id,
+                                                   task_identifier=None,
+                                                   parent=Parent(started.run_id, started.root_run_id, started.depth),
+                                                   traceparent=telemetry.traceparent() or started.traceparent)
+                        span.set_attribute("batch", made.batch_id)
                     batch_id = made.batch_id
                     changed += made.transitions
                 if wait.type == "RUN":
@@ -462,9 +465,11 @@ class Supervisor:
                     plan = (await offload(self.packets, [plan], self.environment.id))[0]
                     served = await workers.serves_task(conn, self.environment.id, wait.task_id)
                     # An idempotency or debounce key may make the child an existing run: wait for it.
-                    child = await trigger_run(conn, plan, environment_id=self.environment.id, served=served,
-                                              parent=Parent(started.run_id, started.root_run_id, started.depth),
-                                              traceparent=started.traceparent)
+                    with _tracer.start_as_current_span("trigger", attributes={"task": wait.task_id}) as span:
+                        child = await trigger_run(conn, plan, environment_id=self.environment.id, served=served,
+                                                  parent=Parent(started.run_id, started.root_run_id, started.depth),
+                                                  traceparent=telemetry.traceparent() or started.traceparent)
+                        span.set_attribute("run", child.run_id)
                     child_id = child.run_id
                     if child.transition is not None:
                         changed.append(child.transition)

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from slipstream_core import ipc
+from slipstream_platform import telemetry
 from slipstream_platform.errors import PlatformError
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -70,6 +71,8 @@ class WorkerProcess:
             if isinstance(received, ipc.LogLine):
                 logs.append({"level": received.level, "message": received.message,
                              "attributes": received.attributes, "timestamp": received.timestamp})
+            elif isinstance(received, ipc.Spans):
+                telemetry.store_spans(received.spans)
             elif isinstance(received, ipc.Outcome):
                 return received
             else:

@@ -21,6 +21,7 @@ from slipstream_platform.store import idempotency, workers
 from slipstream_platform.store import logs as log_store
 from slipstream_platform.store import metadata as metadata_store
 from slipstream_platform.store import runs as run_store
+from slipstream_platform.store import spans as span_store
 from slipstream_platform.store import waitpoints as waitpoint_store
 from slipstream_platform.store.environments import Environment
 from slipstream_platform.triggering import (
@@ -43,6 +44,9 @@ from slipstream_proto import (
     RunLogLine,
     RunLogs,
     RunReference,
+    RunSpan,
+    RunSpanEvent,
+    RunSpans,
     StepRequest,
     TriggerOptions,
     TriggerResponse,
@@ -301,12 +305,35 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
             for r in rows
         ]))
 
+    async def run_spans(request: web.Request) -> web.Response:
+        env = await authenticate(request)
+        run_id = request.match_info["run_id"]
+        row = await run_store.get(service.pool, env.id, run_id)
+        if row is None:
+            raise HttpError(404, "Run not found")
+        parts = (row["traceparent"] or "").split("-")
+        if len(parts) != 4:  # triggered while tracing was off
+            return json_response(RunSpans(trace_id=None, data=[]))
+        trace_id, span_id = parts[1], parts[2]
+        rows = await span_store.for_run(service.pool, run_id, trace_id, span_id)
+        return json_response(RunSpans(trace_id=trace_id, data=[
+            RunSpan(span_id=r["span_id"], parent_span_id=r["parent_span_id"], run_id=r["run_id"], name=r["name"],
+                    service=r["service"], start_time=r["started_at"], end_time=r["ended_at"],
+                    duration_ms=r["duration_ns"] / 1e6, status=r["status"],
+                    attributes=msgspec.json.decode(r["attributes"]),
+                    events=[RunSpanEvent(name=e["name"], time=datetime.fromtimestamp(e["timeNs"] / 1e9, UTC),
+                                         attributes=e["attributes"])
+                            for e in msgspec.json.decode(r["events"])])
+            for r in rows
+        ]))
+
     async def openapi_json(request: web.Request) -> web.Response:
         return web.Response(body=openapi, content_type="application/json")
 
     service.app.router.add_post("/api/v1/tasks/{task_id}/trigger", trigger)
     service.app.router.add_get("/api/v3/runs/{run_id}", retrieve)
     service.app.router.add_get("/api/v1/runs/{run_id}/logs", run_logs)
+    service.app.router.add_get("/api/v1/runs/{run_id}/spans", run_spans)
     service.app.router.add_post("/api/v1/runs/{run_id}/steps", record_step)
     service.app.router.add_post("/api/v2/runs/{run_id}/cancel", cancel)
     service.app.router.add_post("/api/v1/runs/{run_id}/reschedule", reschedule)

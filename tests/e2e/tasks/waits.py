@@ -149,3 +149,16 @@ async def waits_with_keys(payload: dict, ctx: TaskContext) -> list[dict]:
         {"payload": "c", "options": {"idempotency_key": old_key}},
     ])
     return [{"id": r.id, "ok": r.ok, "payload": (r.output or {}).get("payload")} for r in result.runs]
+
+
+@task(id="traced")
+async def traced(payload: Any, ctx: TaskContext) -> str:
+    """A span of the task's own, then a child run waited for: the run's trace holds both."""
+    from opentelemetry import trace
+
+    from tests.e2e.tasks.sample import echo
+
+    with trace.get_tracer("tests.e2e").start_as_current_span("own work", attributes={"step": "one"}):
+        await asyncio.sleep(0.01)
+    child = await echo.trigger_and_wait({"n": 1})
+    return child.id

@@ -35,6 +35,7 @@ from slipstream_proto import (
     Run,
     RunList,
     RunLogs,
+    RunSpans,
     Schedule,
     SchedulePage,
     Timezones,
@@ -45,6 +46,7 @@ from slipstream_proto.statuses import FINAL_STATUSES
 
 from slipstream_server.trigger_api.dashboard.api import Api, ApiError
 from slipstream_server.trigger_api.dashboard.examples import example
+from slipstream_server.trigger_api.dashboard.traces import timeline
 
 HERE = Path(__file__).parent
 COOKIE = "slipstream_dashboard"
@@ -291,7 +293,10 @@ def add_dashboard(service: Service[TriggerApiSettings]) -> None:
         client = api(request)
         run = await client.call("GET", f"/api/v3/runs/{quote(run_id, safe='')}", Run[Any])
         logs = await client.call("GET", f"/api/v1/runs/{quote(run_id, safe='')}/logs", RunLogs)
+        spans = await client.call("GET", f"/api/v1/runs/{quote(run_id, safe='')}/spans", RunSpans)
+        trace, trace_ms = timeline(spans.data)
         return render(request, "run.html", run=run, logs=logs.data, final=sorted(FINAL_STATUSES),
+                      trace=trace, trace_ms=trace_ms, trace_id=spans.trace_id,
                       token=await read_token(request, [run.id] if run.status not in FINAL_STATUSES else []),
                       realtime=realtime_url(request))
 
