@@ -4,6 +4,8 @@ session its websockets use; both are closed with their loop."""
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
@@ -101,6 +103,21 @@ def _headers(config: _config.ClientConfig, extra: dict[str, str] | None = None) 
 # Statuses worth sending the same request again for (the API or its backing services were busy).
 _RETRY_STATUSES = frozenset({502, 503, 504})
 _RETRY_DELAYS = (0.2, 0.5, 1.0)
+_RATE_LIMIT_RETRIES = 3
+_RATE_LIMIT_MAX_WAIT = 60.0
+
+
+def _rate_limit_wait(headers: dict[str, str]) -> float:
+    """Seconds until a 429's key may call again: `Retry-After`, else `x-ratelimit-reset` (Unix
+    ms), with a little jitter so that many waiting callers do not all come back at once."""
+    try:
+        wait = float(headers["retry-after"])
+    except (KeyError, ValueError):
+        try:
+            wait = int(headers["x-ratelimit-reset"]) / 1000 - time.time()
+        except (KeyError, ValueError):
+            wait = 1.0
+    return min(_RATE_LIMIT_MAX_WAIT, max(0.05, wait)) * random.uniform(1.0, 1.2)
 
 
 async def request(
@@ -125,17 +142,26 @@ async def request_with_headers(
     headers = _headers(config, {"x-slipstream-request-id": request_id} if request_id else None)
     # A GET changes nothing, and a request with a request id is applied once: both are safe to send again.
     retries = _RETRY_DELAYS if request_id or method == "GET" else ()
-    for attempt in range(len(retries) + 1):
+    # A 429 did nothing at all: any request waits for its key's reset and goes again.
+    limited = 0
+    attempt = 0
+    while True:
         try:
             status, answer_headers, content = await pool.request(method, config.api_url + path, headers, data,
                                                                  timeout=60, connect_timeout=10)
         except _http.TransportError as exc:
             if attempt < len(retries):
                 await asyncio.sleep(retries[attempt])
+                attempt += 1
                 continue
             raise ApiConnectionError(f"could not reach the API at {config.api_url}: {exc}") from exc
         if status in _RETRY_STATUSES and attempt < len(retries):
             await asyncio.sleep(retries[attempt])
+            attempt += 1
+            continue
+        if status == 429 and limited < _RATE_LIMIT_RETRIES:
+            await asyncio.sleep(_rate_limit_wait(answer_headers))
+            limited += 1
             continue
         break
     if status >= 400:

@@ -14,6 +14,7 @@
           +-- NotFoundError             404: no such run (in this environment)
           +-- PayloadTooLargeError      413
           +-- UnprocessableEntityError  422: valid JSON that breaks a rule
+          +-- RateLimitError            429: the key's rate limit, still after waiting out the reset 3 times
      +-- TaskRunError           raised inside a worker; ends the attempt with its message
           +-- AbortTaskRunError         raise it in a task to fail the run without retrying
           +-- TaskPayloadParsedError    a schema task's payload did not parse (not retried)
@@ -89,6 +90,11 @@ class UnprocessableEntityError(ApiError):
     """422: the request is well-formed but breaks a rule."""
 
 
+class RateLimitError(ApiError):
+    """429: the key made more requests than the API's rate limit allows; the SDK waited for the
+    reset and tried again 3 times before raising it."""
+
+
 class TaskRunError(SlipstreamError):
     """Base of errors the runtime raises for a run."""
 
@@ -137,6 +143,7 @@ _BY_STATUS: dict[int, type[ApiError]] = {
     404: NotFoundError,
     413: PayloadTooLargeError,
     422: UnprocessableEntityError,
+    429: RateLimitError,
 }
 
 

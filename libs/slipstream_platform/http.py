@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -68,8 +69,8 @@ def _whole_numbers(value: Any) -> Any:
 
 
 CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Slipstream-Request-Id"
-# Answer headers a page may read: the read token of a run it triggered.
-EXPOSED_HEADERS = "X-Slipstream-Jwt"
+# Answer headers a page may read: the read token of a run it triggered, and its key's rate limit.
+EXPOSED_HEADERS = "X-Slipstream-Jwt, X-Ratelimit-Limit, X-Ratelimit-Remaining, X-Ratelimit-Reset, Retry-After"
 
 
 def cors(origins: str) -> Middleware:
@@ -98,6 +99,27 @@ def cors(origins: str) -> Middleware:
             response.headers["Vary"] = "Origin"
             response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
         return response
+
+    return middleware
+
+
+def body_deadline(seconds: float) -> Middleware:
+    """A middleware that reads each request's body before its handler, within `seconds`: a
+    client that sends it slower gets a 408 and its connection closed. Handlers read it again
+    from memory."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.body_exists and seconds > 0:
+            try:
+                async with asyncio.timeout(seconds):
+                    await request.read()
+            except TimeoutError:
+                response = json_response(
+                    {"error": f"the request body did not arrive within {seconds:g} s; send it at once"}, 408)
+                response.force_close()
+                return response
+        return await handler(request)
 
     return middleware
 

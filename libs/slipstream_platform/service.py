@@ -17,7 +17,7 @@ from nats.aio.client import Client as NATS
 from slipstream_platform import bus as bus_module
 from slipstream_platform import db, logformat, metrics, telemetry
 from slipstream_platform.bus import Bus
-from slipstream_platform.http import json_errors, json_response
+from slipstream_platform.http import body_deadline, json_errors, json_response
 from slipstream_platform.settings import CommonSettings, load_settings, loop_factory
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class Service(Generic[S]):
         self.settings = settings
         self.stop = asyncio.Event()
         self.app = web.Application(
-            middlewares=[json_errors],
+            middlewares=[json_errors, body_deadline(settings.http_body_timeout)],
             client_max_size=getattr(settings, "max_body_bytes", 1024 * 1024),
         )
         self.app.router.add_get("/livez", self._live)
@@ -123,7 +123,7 @@ async def run_service(
         if telemetry.storing():
             service.spawn(telemetry.flush_spans(service.pool), "spans")
         await setup(service)
-        runner = web.AppRunner(service.app, access_log=None, handle_signals=False)
+        runner = http_runner(service.app, settings)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
@@ -138,6 +138,15 @@ async def run_service(
         await service.stop.wait()
         log.info("%s stopping", name)
     return not service.failed
+
+
+def http_runner(app: web.Application, settings: CommonSettings) -> web.AppRunner:
+    """The app's runner with the settings' connection limits (`SLIPSTREAM_HTTP_*`). After an
+    answer sent before the whole body came (a 408, a 413), the rest is read for at most a second,
+    not aiohttp's ten, before the connection closes."""
+    return web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=settings.http_idle_timeout,
+                         max_line_size=settings.http_max_header_bytes, max_field_size=settings.http_max_header_bytes,
+                         max_headers=settings.http_max_headers, lingering_time=1.0)
 
 
 def serve_forever(

@@ -26,8 +26,15 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     http_port: int = 0
     log_level: str = "INFO"
     log_format: str = "text"  # text | json (one object a line: service, runId, traceId)
-    # none | console | otlp (otlp needs opentelemetry-exporter-otlp installed)
+    # none, or console, otlp and postgres, comma-separated (otlp needs opentelemetry-exporter-otlp installed)
     otel_exporter: str = "none"
+    # HTTP limits: a connection idle this long is closed (a client that never finishes its
+    # headers too); a request body must arrive within http_body_timeout (else 408); the request
+    # line and each header at most http_max_header_bytes, at most http_max_headers of them (else 400).
+    http_idle_timeout: float = 75.0
+    http_body_timeout: float = 30.0
+    http_max_header_bytes: int = 8190
+    http_max_headers: int = 128
     # uvloop | asyncio (see docs/adr/0007-uvloop.md)
     event_loop: str = "uvloop"
     # Where payloads and outputs over 512 KB go (ADR 0012): nats (the JetStream Object Store of
@@ -49,6 +56,8 @@ class TriggerApiSettings(CommonSettings, frozen=True, kw_only=True):
     max_body_bytes: int = 16 * 1024 * 1024
     # Origins whose pages may call the API from a browser (comma-separated; "*" any; "" none).
     cors_origins: str = "*"
+    # Requests per key, as N/DURATION ("1500/1m"), in each trigger-api process; "" no limit.
+    rate_limit: str = ""
     # trigger-api's URL as its clients reach it, for presigned payload URLs ("": the request's own).
     api_url: str = ""
     # realtime's URL as browsers reach it, for the dashboard's live updates ("": the request's
@@ -105,6 +114,10 @@ class RealtimeSettings(CommonSettings, frozen=True, kw_only=True):
     poll_interval: float = 2.0
     # trigger-api's URL as clients reach it: runs link to large payloads and outputs there.
     api_url: str = "http://127.0.0.1:3030"
+    # A message from a client over this closes its socket (1009); clients need send nothing.
+    ws_max_message_bytes: int = 4096
+    # A client that has not read an update for this long is dropped (it reconnects with `since`).
+    ws_send_timeout: float = 10.0
 
 
 S = TypeVar("S", bound=CommonSettings)
@@ -151,6 +164,19 @@ def load_settings(cls: type[S], environ: Mapping[str, str]) -> S:
         raise SettingsError(f"SLIPSTREAM_EVENT_LOOP={settings.event_loop!r}: use uvloop or asyncio")
     if settings.log_format not in ("text", "json"):
         raise SettingsError(f"SLIPSTREAM_LOG_FORMAT={settings.log_format!r}: use text or json")
+    for name, least in (("http_idle_timeout", 0.1), ("http_body_timeout", 0.1), ("http_max_header_bytes", 1024),
+                        ("http_max_headers", 16), ("ws_max_message_bytes", 256), ("ws_send_timeout", 0.1)):
+        value = getattr(settings, name, None)
+        if value is not None and value < least:
+            raise SettingsError(f"{PREFIX}{name.upper()}={value!r}: at least {least:g}")
+    rate_limit = getattr(settings, "rate_limit", "")
+    if rate_limit:
+        from slipstream_platform.ratelimit import parse as parse_rate
+
+        try:
+            parse_rate(rate_limit)
+        except ValueError as exc:
+            raise SettingsError(f"SLIPSTREAM_RATE_LIMIT={rate_limit!r}: {exc}") from None
     if settings.packet_store not in PACKET_STORES:
         raise SettingsError(f"SLIPSTREAM_PACKET_STORE={settings.packet_store!r}: use nats or s3")
     return settings

@@ -104,6 +104,23 @@ def _listing_params() -> list[dict[str, Any]]:
 
 def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1 for the HTTP API."""
+    document = _operations()
+    error = {"$ref": REF.format(name="ErrorBody")}
+    for path in document["paths"].values():
+        for operation in path.values():
+            # Any request with a key may meet the key's rate limit; any body, the body timeout.
+            if operation.get("security") != []:
+                operation["responses"].setdefault("429", {
+                    "description": "Over the key's rate limit (SLIPSTREAM_RATE_LIMIT); see Retry-After",
+                    "content": {"application/json": {"schema": error}}})
+            if "requestBody" in operation:
+                operation["responses"].setdefault("408", {
+                    "description": "The body did not arrive within SLIPSTREAM_HTTP_BODY_TIMEOUT",
+                    "content": {"application/json": {"schema": error}}})
+    return document
+
+
+def _operations() -> dict[str, Any]:
     (trigger_req, trigger_resp, run, error, reference, logs, reschedule, reset, schedule, create_schedule,
      update_schedule, schedule_page, zones, queue_list, env_limits, env_update, batch_req, batch_tasks_req,
      batch_resp, batch, step, batch_append, run_list, tags_req, run_tags, metadata_req, run_metadata, token_req,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 
@@ -117,3 +119,26 @@ async def test_the_document_states_the_limits_the_server_checks(http: aiohttp.Cl
     assert schemas["CreateScheduleRequest"]["properties"]["deduplicationKey"]["minLength"] == 1
     assert schemas["EnvironmentLimitsUpdate"]["properties"]["concurrencyLimit"]["anyOf"][0]["minimum"] == 1
     assert "pattern" in schemas["DebounceOption"]["properties"]["delay"]
+
+
+async def test_headers_over_the_limit_are_refused_before_the_api(platform: Platform) -> None:
+    async with aiohttp.ClientSession(base_url=platform.api_url) as client, \
+            client.get("/api/v3/runs/run_nope", headers={**platform.headers(), "X-Big": "y" * 9000}) as response:
+        assert response.status in (400, 431)
+        assert "8190" in await response.text()  # the limit, as aiohttp's parser states it
+
+
+async def test_a_websocket_message_over_the_limit_closes_the_subscription(
+    platform: Platform, http: aiohttp.ClientSession
+) -> None:
+    async with http.post("/api/v1/tasks/echo/trigger", json={"payload": 1, "options": {"delay": "1h"}}) as response:
+        run_id = (await response.json())["id"]
+    async with aiohttp.ClientSession() as client, client.ws_connect(
+        f"{platform.realtime_url}/realtime/v1/runs/{run_id}", headers=platform.headers()
+    ) as ws:
+        first = await asyncio.wait_for(ws.receive_json(), timeout=10)
+        assert first["type"] == "run" and first["run"]["id"] == run_id
+        await ws.send_str("z" * 5000)  # SLIPSTREAM_WS_MAX_MESSAGE_BYTES is 4096
+        while not ws.closed:
+            await asyncio.wait_for(ws.receive(), timeout=10)
+        assert ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG

@@ -36,7 +36,7 @@ def test_openapi_document_describes_the_two_endpoints() -> None:
     assert document["openapi"] == "3.1.0"
     assert set(document["paths"]) >= {"/api/v1/tasks/{taskId}/trigger", "/api/v3/runs/{runId}"}
     trigger = document["paths"]["/api/v1/tasks/{taskId}/trigger"]["post"]
-    assert set(trigger["responses"]) == {"200", "400", "401", "403", "413", "422"}
+    assert set(trigger["responses"]) == {"200", "400", "401", "403", "408", "413", "422", "429"}
     assert {"TriggerRequest", "TriggerOptions", "TriggerResponse", "Run", "ErrorBody"} <= set(
         document["components"]["schemas"]
     )

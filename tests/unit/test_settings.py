@@ -125,3 +125,33 @@ def test_an_unknown_otel_exporter_is_rejected_with_the_choices(value: str) -> No
 @pytest.mark.parametrize("value", ["console", "postgres", "otlp,postgres", "console, postgres"])
 def test_exporters_can_be_combined(value: str) -> None:
     assert load_settings(RealtimeSettings, {"SLIPSTREAM_OTEL_EXPORTER": value}).otel_exporter == value
+
+
+@pytest.mark.parametrize(("variable", "value"), [("SLIPSTREAM_HTTP_BODY_TIMEOUT", "0"),
+                                                 ("SLIPSTREAM_HTTP_MAX_HEADER_BYTES", "100"),
+                                                 ("SLIPSTREAM_WS_SEND_TIMEOUT", "-1")])
+def test_limits_below_their_floor_are_refused(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"{variable}=.*at least"):
+        load_settings(RealtimeSettings, {variable: value})
+
+
+@pytest.mark.parametrize("value", ["100", "0/1m", "5/xyz", "5/0s", "-1/1m"])
+def test_a_bad_rate_limit_is_refused_with_the_form_to_use(value: str) -> None:
+    with pytest.raises(SettingsError, match="SLIPSTREAM_RATE_LIMIT="):
+        load_settings(TriggerApiSettings, {"SLIPSTREAM_RATE_LIMIT": value})
+
+
+def test_a_token_bucket_spends_then_refills_evenly() -> None:
+    from slipstream_platform.ratelimit import Buckets, parse
+
+    rate = parse("4/2s")
+    assert rate is not None and (rate.limit, rate.window_seconds) == (4, 2.0)
+    buckets = Buckets(rate, max_keys=2)
+    answers = [buckets.take(b"k", 100.0) for _ in range(5)]
+    assert [allowed for allowed, *_ in answers] == [True, True, True, True, False]
+    allowed, tokens, until_full, until_next = answers[-1]
+    assert tokens == 0 and until_full == 2.0 and until_next == 0.5
+    assert buckets.take(b"k", 100.5)[0] and not buckets.take(b"k", 100.6)[0]  # one token per 0.5 s
+    assert buckets.take(b"other", 100.6)[0]  # its own bucket
+    buckets.take(b"third", 100.6)
+    assert list(buckets.buckets) == [b"other", b"third"]  # at most max_keys, least recent out

@@ -30,6 +30,7 @@ from slipstream_proto import RealtimeRun, RunUpdated, decode_event
 from slipstream_proto.events import run_updated_subject
 
 from slipstream_server.realtime.auth import Readers, access_of, refuse
+from slipstream_server.realtime.sockets import open_socket, send
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
@@ -157,8 +158,7 @@ class RunSets:
                 if seen is None or seen.get(run.id, NEVER) >= run.updated_at:
                     continue
                 seen[run.id] = run.updated_at
-                with contextlib.suppress(Exception):
-                    await ws.send_str(data)
+                await send(ws, data, self.service.settings.ws_send_timeout)
 
     async def poll(self) -> None:
         """Catch changes whose events were lost."""
@@ -168,7 +168,7 @@ class RunSets:
                 self.refresh(run_set)
 
     async def handle(self, request: web.Request, kind: str, value: str) -> web.StreamResponse:
-        ws = web.WebSocketResponse(heartbeat=30)
+        ws = open_socket(self.service.settings)
         await ws.prepare(request)
 
 

@@ -31,6 +31,7 @@ from slipstream_proto.events import run_updated_subject
 
 from slipstream_server.realtime.auth import Readers, access_of, refuse
 from slipstream_server.realtime.collections import MOST_RUNS, NEVER, OVERLAP, run_updated, since_of
+from slipstream_server.realtime.sockets import open_socket, send
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
@@ -104,8 +105,7 @@ class EnvironmentFeeds:
                 seen.popitem(last=False)
             if data is None:
                 data = _encoder.encode(RealtimeRun(run=run)).decode()
-            with contextlib.suppress(Exception):
-                await ws.send_str(data)
+            await send(ws, data, self.service.settings.ws_send_timeout)
 
     async def created_since(self, environment_id: str, since: datetime) -> list[str]:
         """The runs created since `since` (less the overlap), oldest first (the newest 1,000)."""
@@ -127,7 +127,7 @@ class EnvironmentFeeds:
                     log.exception("polling environment %s failed", watched.environment_id)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(heartbeat=30)
+        ws = open_socket(self.service.settings)
         await ws.prepare(request)
         try:
             access = await access_of(self.credentials, request)

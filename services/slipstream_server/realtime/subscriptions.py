@@ -9,7 +9,6 @@ of X. A periodic poll of the subscribed runs covers any lost event.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import datetime
 from typing import Any
@@ -28,6 +27,7 @@ from slipstream_proto.events import run_updated_subject
 
 from slipstream_server.realtime import collections, environment
 from slipstream_server.realtime.auth import Readers, access_of, refuse
+from slipstream_server.realtime.sockets import open_socket, send
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
@@ -104,8 +104,7 @@ class Hub:
             if (only is not None and ws is not only) or (seen is not None and seen >= run.updated_at):
                 continue
             sub.sockets[ws] = run.updated_at
-            with contextlib.suppress(Exception):
-                await ws.send_str(data)
+            await send(ws, data, self.service.settings.ws_send_timeout)
 
     async def poll(self) -> None:
         """Catch changes whose events were lost."""
@@ -124,7 +123,7 @@ class Hub:
                     self.refresh(run_id)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(heartbeat=30)
+        ws = open_socket(self.service.settings)
         await ws.prepare(request)
         run_id = request.match_info["run_id"]
 

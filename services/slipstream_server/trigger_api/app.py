@@ -13,7 +13,7 @@ import asyncpg
 import msgspec
 from aiohttp import web
 from slipstream_core.durations import DurationOutOfRange, expiration_seconds, resolve_delay
-from slipstream_platform import metrics, packets, telemetry, tokens
+from slipstream_platform import metrics, packets, ratelimit, telemetry, tokens
 from slipstream_platform.http import HttpError, cors, decode_body, json_response
 from slipstream_platform.service import Service
 from slipstream_platform.settings import TriggerApiSettings
@@ -101,6 +101,9 @@ class _ServedCache:
 async def setup(service: Service[TriggerApiSettings]) -> None:
     """Register the routes."""
     service.app.middlewares.insert(0, cors(service.settings.cors_origins))  # outermost: errors get it too
+    rate = ratelimit.parse(service.settings.rate_limit)
+    if rate is not None:  # inside cors (a 429 gets its headers), outside json_errors (errors get the counts)
+        service.app.middlewares.insert(1, ratelimit.rate_limits(rate))
     credentials = tokens.Credentials(service.pool)
     store = packets.open_store(service.settings, service.nc.jetstream())
     await store.prepare()
