@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from slipstream_platform.local import LocalPlatform  # noqa: E402
+from slipstream_platform.store.environments import key_hash  # noqa: E402
 
 from bench.common import commit, machine, on_platform, pct, write_section  # noqa: E402
 from bench.run_lists import build  # noqa: E402
@@ -45,7 +46,7 @@ PAGES = [
 async def measure(local: LocalPlatform, key: str, n: int) -> dict[str, Any]:
     conn = await asyncpg.connect(local.database_url)
     try:
-        env_id = await conn.fetchval("SELECT id FROM environments WHERE api_key = $1", key)
+        env_id = await conn.fetchval("SELECT environment_id FROM api_keys WHERE key_hash = $1", key_hash(key))
         built = await build(conn, env_id, n)
     finally:
         await conn.close()

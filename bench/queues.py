@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 import slipstream  # noqa: E402
 from slipstream import queues, tasks  # noqa: E402
 from slipstream_platform.local import LocalPlatform  # noqa: E402
+from slipstream_platform.store.environments import key_hash  # noqa: E402
 
 from bench.common import machine, on_platform, pct, write_section  # noqa: E402
 from bench.timers import wait_for  # noqa: E402
@@ -114,7 +115,7 @@ async def run_case(local: LocalPlatform, key: str, case: Case, args: argparse.Na
     slipstream.configure(api_url=local.api_url, secret_key=key, realtime_url=local.realtime_url)
     conn = await asyncpg.connect(local.database_url)
     try:
-        env_id = await conn.fetchval("SELECT id FROM environments WHERE api_key = $1", key)
+        env_id = await conn.fetchval("SELECT environment_id FROM api_keys WHERE key_hash = $1", key_hash(key))
         # Warm up the worker processes and connections (on the warm-up task's own queue).
         await trigger_all("queue-warmup", [{}] * 20, 4)
         await wait_for(conn, "SELECT count(*) FROM runs WHERE status = 'COMPLETED'", 20, 120)

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from slipstream_platform.local import LocalPlatform  # noqa: E402
+from slipstream_platform.store.environments import key_hash  # noqa: E402
 from slipstream_proto import RunUpdated, encode_event  # noqa: E402
 from slipstream_proto.events import run_updated_subject  # noqa: E402
 
@@ -76,7 +77,7 @@ async def measure(local: LocalPlatform, key: str, subscribers: int, runs: int, r
                   ) -> dict[str, Any]:
     conn = await asyncpg.connect(local.database_url)
     nc = await nats.connect(local.nats.url)
-    env_id = await conn.fetchval("SELECT id FROM environments WHERE api_key = $1", key)
+    env_id = await conn.fetchval("SELECT environment_id FROM api_keys WHERE key_hash = $1", key_hash(key))
     ids = [r["id"] for r in await conn.fetch(
         "INSERT INTO runs (id, environment_id, task_identifier, status, payload, queue, delayed_until)"
         " SELECT 'run_bench_rt_' || lpad(i::text, 6, '0'), $1, 'noop', 'DELAYED', '{}'::jsonb, 'task/noop',"

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from slipstream_platform.local import LocalPlatform  # noqa: E402
 from slipstream_platform.store import run_lists  # noqa: E402
+from slipstream_platform.store.environments import key_hash  # noqa: E402
 from slipstream_platform.store.run_lists import RunFilter  # noqa: E402
 
 from bench.common import commit, machine, write_section  # noqa: E402
@@ -161,7 +162,7 @@ async def measure(conn: asyncpg.Connection, env_id: str, pages: int) -> list[dic
 async def run(local: LocalPlatform, key: str, n: int, pages: int) -> dict[str, Any]:
     conn = await asyncpg.connect(local.database_url)
     try:
-        env_id = await conn.fetchval("SELECT id FROM environments WHERE api_key = $1", key)
+        env_id = await conn.fetchval("SELECT environment_id FROM api_keys WHERE key_hash = $1", key_hash(key))
         built = await build(conn, env_id, n)
         print(f"built {n:,} runs in {built['total_s']:.0f}s", flush=True)
         size = await conn.fetchval("SELECT pg_total_relation_size('runs')")

@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from slipstream_core.cron import timezones  # noqa: E402
 from slipstream_platform.local import LocalPlatform  # noqa: E402
+from slipstream_platform.store.environments import key_hash  # noqa: E402
 
 from bench.common import machine, on_platform, pct, write_section  # noqa: E402
 
@@ -88,7 +89,7 @@ async def scheduled(conn: asyncpg.Connection, env_id: str, m: int) -> dict[str, 
 async def measure(local: LocalPlatform, key: str, n: int, m: int) -> dict[str, dict[str, float]]:
     conn = await asyncpg.connect(local.database_url)
     try:
-        env_id = await conn.fetchval("SELECT id FROM environments WHERE api_key = $1", key)
+        env_id = await conn.fetchval("SELECT environment_id FROM api_keys WHERE key_hash = $1", key_hash(key))
         return {"delayed": await delayed(conn, env_id, n), "scheduled": await scheduled(conn, env_id, m)}
     finally:
         await conn.close()

@@ -5,6 +5,7 @@ processes. Used by `slipstream dev`, the end-to-end tests and the benchmarks.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -76,15 +77,35 @@ class LocalPlatform:
             await conn.close()
 
     def bootstrap(self, project: str = "default") -> dict[str, str]:
-        """Create a project with its four environments; return type -> secret key."""
+        """Create a project with its four environments if missing; type -> a secret key of each.
+        The database keeps only hashes of keys, so the keys handed out here are kept in
+        `keys-<database>-<project>.json` (mode 0600) in the data folder for the next start; an
+        environment whose kept key is gone or expired gets a new one."""
+        path = self.data_dir / f"keys-{self.database}-{project}.json"
+        known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+
         async def run() -> dict[str, str]:
             conn = await asyncpg.connect(self.database_url)
             try:
-                return await environments.bootstrap_project(conn, project)
+                keys = await environments.bootstrap_project(conn, project)
+                for env_type in environments.ENVIRONMENT_TYPES:
+                    kept = known.get(env_type)
+                    if env_type in keys:
+                        continue
+                    if kept and await environments.by_api_key(conn, kept) is not None:
+                        keys[env_type] = kept
+                    else:
+                        env = await environments.of_project(conn, project, env_type)
+                        keys[env_type] = await environments.issue_key(conn, env.id, env_type)
+                return keys
             finally:
                 await conn.close()
 
-        return asyncio.run(run())
+        keys = asyncio.run(run())
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            json.dump(keys, out)
+        return keys
 
     def env_for(self, name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
         """The environment variables a service process is started with."""

@@ -1,8 +1,9 @@
 """Public access tokens: JWTs a browser may hold, and who may do what with a credential.
 
-A token is signed (HS256, PyJWT) with the secret key of the environment it names in `sub`:
-only the holder of that key mints it, and rotating the key voids every token it signed. Its
-`scopes` say what it may do; a secret key may do everything (ADR 0011).
+A token is signed (HS256, PyJWT) with the hash of the secret key whose request minted it (the
+database keeps only hashes, migration 0033), of the environment it names in `sub`: only the
+platform mints it, and when that key expires after a rotation, every token it signed is void.
+Its `scopes` say what it may do; a secret key may do everything (ADR 0011).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Access(msgspec.Struct, frozen=True):
     scopes: frozenset[str] | None = None
     jti: str | None = None  # set on one-shot trigger tokens
     expires_at: float = 0.0
-    key: str = ""  # the environment's secret key: it signs the tokens this request is answered with
+    key: str = ""  # the hash of the secret key behind the request: it signs the tokens it is answered with
 
     def mint(self, scopes: list[str], lifetime: float = 3600.0) -> str:
         """A token of this environment for scopes the platform made (one hour by default): every
@@ -106,7 +107,7 @@ def check_scopes(scopes: list[str]) -> list[str]:
     return list(dict.fromkeys(scopes))
 
 
-def mint(environment: Environment, secret_key: str, scopes: list[str], lifetime: float, *,
+def mint(environment: Environment, signing_key: str, scopes: list[str], lifetime: float, *,
          one_shot: bool = False, now: float | None = None) -> tuple[str, float]:
     """A signed token for the environment and its expiry (epoch seconds)."""
     if not 0 < lifetime <= MAX_LIFETIME:
@@ -117,7 +118,7 @@ def mint(environment: Environment, secret_key: str, scopes: list[str], lifetime:
                                  "iat": issued, "exp": expires}
     if one_shot:
         claims["jti"] = secrets.token_hex(12)
-    return _sign(claims, secret_key), float(expires)
+    return _sign(claims, signing_key), float(expires)
 
 
 class _KeyedHMAC(HMACAlgorithm):
@@ -160,7 +161,7 @@ class Credentials:
         self.pool = pool
         self.ttl = ttl
         self.by_key: dict[str, tuple[float, Environment | None]] = {}
-        self.by_id: dict[str, tuple[float, tuple[Environment, str] | None]] = {}
+        self.by_id: dict[str, tuple[float, tuple[Environment, list[str]] | None]] = {}
 
     async def environment(self, key: str) -> Environment | None:
         now = time.monotonic()
@@ -173,13 +174,13 @@ class Credentials:
         self.by_key[key] = (now + self.ttl, env)
         return env
 
-    async def signer(self, environment_id: str) -> tuple[Environment, str] | None:
-        """The environment with this id and its secret key."""
+    async def signers(self, environment_id: str) -> tuple[Environment, list[str]] | None:
+        """The environment with this id and the signing secrets of its valid keys, newest first."""
         now = time.monotonic()
         hit = self.by_id.get(environment_id)
         if hit and hit[0] > now:
             return hit[1]
-        found = await environments.with_key(self.pool, environment_id)
+        found = await environments.with_signers(self.pool, environment_id)
         if len(self.by_id) > 10_000:
             self.by_id.clear()
         self.by_id[environment_id] = (now + self.ttl, found)
@@ -200,27 +201,38 @@ class Credentials:
             env = await self.environment(credential)
             if env is None:
                 raise Denied(401, "Invalid or Missing API key")
-            return Access(env, key=credential)
+            return Access(env, key=environments.key_hash(credential))
         try:
             unverified = jwt.decode(credential, options={"verify_signature": False})
         except jwt.PyJWTError:
             raise Denied(401, "invalid public access token: it is not a JWT") from None
         sub = unverified.get("sub")
-        found = await self.signer(sub) if isinstance(sub, str) else None
+        found = await self.signers(sub) if isinstance(sub, str) else None
         if found is None:
             raise Denied(401, "invalid public access token: it names no environment")
-        env, key = found
-        try:
-            claims = jwt.decode(credential, key, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]})
-        except jwt.ExpiredSignatureError:
-            raise Denied(401, "the public access token has expired") from None
-        except jwt.PyJWTError as exc:
-            raise Denied(401, f"invalid public access token: {exc}") from None
+        env, keys = found
+        claims: dict[str, object] | None = None
+        problem = "its key has expired or was rotated out"
+        for key in keys:  # one or two: the current key, and an old one during a rotation's grace
+            try:
+                claims = jwt.decode(credential, key, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]})
+                break
+            except jwt.ExpiredSignatureError:
+                raise Denied(401, "the public access token has expired") from None
+            except jwt.InvalidSignatureError:
+                continue
+            except jwt.PyJWTError as exc:
+                problem = str(exc)
+                break
+        if claims is None:
+            raise Denied(401, f"invalid public access token: {problem}")
         scopes = claims.get("scopes")
         if not claims.get("pub") or not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
             raise Denied(401, "invalid public access token: it carries no scopes")
         jti = claims.get("jti")
-        return Access(env, frozenset(scopes), jti if isinstance(jti, str) else None, float(claims["exp"]), key)
+        expires = claims["exp"]
+        assert isinstance(expires, int | float)
+        return Access(env, frozenset(scopes), jti if isinstance(jti, str) else None, float(expires), key)
 
 
 async def use_once(conn: asyncpg.Connection, access: Access) -> None:

@@ -109,10 +109,10 @@ async def _linked(run: Run[Any], row: asyncpg.Record, links: PacketLinks | None)
     payload, output = row["payload_packet"], row["output_packet"]
     if links is None or (payload is None and output is None):
         return run
-    found = await links.credentials.signer(row["environment_id"])
-    if found is None:
+    found = await links.credentials.signers(row["environment_id"])
+    if found is None or not found[1]:
         return run
-    key = found[1]
+    key = found[1][0]  # the newest key's hash; the URL stays good while that key is
     return msgspec.structs.replace(
         run, payload_presigned_url=presigned_url(links.base_url, key, payload) if payload else None,
         output_presigned_url=presigned_url(links.base_url, key, output) if output else None)

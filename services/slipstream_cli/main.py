@@ -141,13 +141,68 @@ def migrate(args: argparse.Namespace) -> int:
                 print(f"applied {name}")
             if args.bootstrap:
                 keys = await environments.bootstrap_project(conn, args.bootstrap)
-                for env_type, key in sorted(keys.items()):
-                    print(f"{env_type}: {key}")
+                for env_type in environments.ENVIRONMENT_TYPES:
+                    if env_type in keys:
+                        print(f"{env_type}: {keys[env_type]}")
+                    else:
+                        print(f"{env_type}: exists (its keys are kept hashed and not shown again;"
+                              f" `slipstream keys rotate {env_type} --project {args.bootstrap}` makes a new one)")
+                if keys:
+                    print("Keep these keys now: they are shown only once.")
         finally:
             await conn.close()
 
     asyncio.run(run())
     return 0
+
+
+def keys_command(args: argparse.Namespace) -> int:
+    """List an environment's keys (masked), add one, or rotate them: a new key, the old ones valid for a grace
+    period."""
+    import asyncpg
+    from slipstream_core.durations import parse_duration
+    from slipstream_platform.store import environments
+
+    dsn = args.database_url or os.environ.get("SLIPSTREAM_DATABASE_URL")
+    if not dsn:
+        print("set SLIPSTREAM_DATABASE_URL or pass --database-url", file=sys.stderr)
+        return 2
+    env_type = args.environment.upper()
+    if env_type not in environments.ENVIRONMENT_TYPES:
+        print(f"no environment type {args.environment!r}: use one of {', '.join(environments.ENVIRONMENT_TYPES)}",
+              file=sys.stderr)
+        return 2
+    try:
+        grace = parse_duration(args.grace)
+    except ValueError as exc:
+        print(f"--grace {args.grace!r}: {exc} (a duration such as 24h, 30m or 0s)", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        conn = await asyncpg.connect(dsn)
+        try:
+            try:
+                env = await environments.of_project(conn, args.project, env_type)
+            except LookupError as exc:
+                print(exc, file=sys.stderr)
+                return 2
+            if args.action == "rotate":
+                key = await environments.rotate_key(conn, env, grace)
+                print(f"new {env_type} key: {key}")
+                print(f"Keep it now: it is shown only once. The environment's other keys stop working in {args.grace}.")
+            elif args.action == "create":
+                key = await environments.issue_key(conn, env.id, env.type)
+                print(f"new {env_type} key: {key}")
+                print("Keep it now: it is shown only once. The environment's other keys keep working.")
+            for row in await environments.keys_of(conn, env.id):
+                state = ("expired" if row["expired"] else
+                         f"expires {row['expires_at']:%Y-%m-%d %H:%M:%S %Z}" if row["expires_at"] else "valid")
+                print(f"  {row['display']:24} created {row['created_at']:%Y-%m-%d %H:%M:%S %Z}  {state}")
+            return 0
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
 
 
 def queues_command(args: argparse.Namespace) -> int:
@@ -237,6 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--database-url")
     p.add_argument("--bootstrap", metavar="PROJECT", help="also create this project's environments")
     p.set_defaults(func=migrate)
+
+    p = commands.add_parser("keys", help="list an environment's secret keys (masked), add one, or rotate them")
+    p.add_argument("action", choices=["list", "create", "rotate"])
+    p.add_argument("environment", help="DEVELOPMENT, STAGING, PRODUCTION or PREVIEW")
+    p.add_argument("--project", help="the project's name (needed when there are several)")
+    p.add_argument("--grace", default="24h", help="with rotate: how long the old keys keep working (default 24h)")
+    p.add_argument("--database-url")
+    p.set_defaults(func=keys_command)
 
     p = commands.add_parser("queues", help="list queues, or pause or resume one")
     p.add_argument("action", nargs="?", choices=["list", "pause", "resume"], default="list")

@@ -68,3 +68,46 @@ def test_errors_are_one_line_with_exit_code_1(platform: Platform) -> None:
     assert no_id.returncode == 1 and "needs a run id" in no_id.stderr
     version = cli(platform, "--version")
     assert version.returncode == 0 and version.stdout.startswith("slipstream ")
+
+
+async def test_keys_are_shown_once_and_rotate_with_a_grace_period(platform: Platform) -> None:
+    import aiohttp
+
+    from tests.conftest import eventually
+
+    db = ["--database-url", platform.local.database_url]
+    made = cli(platform, "migrate", *db, "--bootstrap", "rotation-cli")
+    assert made.returncode == 0, made.stderr
+    keys = dict(line.split(": ", 1) for line in made.stdout.splitlines() if line.startswith(("DEV", "PRO")))
+    old = keys["PRODUCTION"]
+    assert old.startswith("sk_prod_") and "shown only once" in made.stdout
+    again = cli(platform, "migrate", *db, "--bootstrap", "rotation-cli")
+    assert "PRODUCTION: exists" in again.stdout and old not in again.stdout
+
+    rotated = cli(platform, "keys", "rotate", "PRODUCTION", "--project", "rotation-cli", "--grace", "1h", *db)
+    assert rotated.returncode == 0, rotated.stderr
+    new = rotated.stdout.split("new PRODUCTION key: ", 1)[1].split()[0]
+    assert new.startswith("sk_prod_") and new != old
+    assert f"sk_prod_…{old[-4:]}" in rotated.stdout and "expires" in rotated.stdout
+
+    async def status_with(key: str) -> int:
+        async with aiohttp.ClientSession(base_url=platform.api_url) as client, \
+                client.get("/api/v1/runs", headers=platform.headers(key)) as response:
+            return response.status
+
+    assert await status_with(old) == 200 and await status_with(new) == 200  # both, during the grace
+    ended = cli(platform, "keys", "rotate", "PRODUCTION", "--project", "rotation-cli", "--grace", "0s", *db)
+    assert ended.returncode == 0, ended.stderr
+
+    async def refused() -> bool:  # trigger-api remembers a key for 5 s
+        return await status_with(old) == 401 and await status_with(new) == 401
+
+    await eventually(refused, timeout=20, interval=0.5, message="the rotated-out keys still worked")
+    added = cli(platform, "keys", "create", "PRODUCTION", "--project", "rotation-cli", *db)
+    extra = added.stdout.split("new PRODUCTION key: ", 1)[1].split()[0]
+    assert await status_with(extra) == 200  # a key more; the others as they were
+    listed = cli(platform, "keys", "list", "PRODUCTION", "--project", "rotation-cli", *db)
+    assert listed.returncode == 0 and listed.stdout.count("expired") == 2 and old not in listed.stdout
+    assert listed.stdout.count("valid") == 2
+    wrong = cli(platform, "keys", "rotate", "NOWHERE", *db)
+    assert wrong.returncode == 2 and "use one of DEVELOPMENT, STAGING, PRODUCTION, PREVIEW" in wrong.stderr

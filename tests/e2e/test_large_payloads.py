@@ -14,6 +14,7 @@ import pytest
 from slipstream import runs, tasks
 from slipstream.errors import PayloadTooLargeError
 from slipstream_platform import packets
+from slipstream_platform.store.environments import key_hash
 
 from tests.conftest import eventually
 from tests.e2e.conftest import Platform
@@ -79,12 +80,12 @@ async def test_presigned_urls_refuse_tampering_and_expiry(platform: Platform, sd
     later = int(query["expires"][0]) + 10
     status, body = await fetch(f"{base}{parts.path}?expires={later}&signature={query['signature'][0]}")
     assert status == 403 and b"signature does not match" in body
-    expired = packets.presigned_url(base, platform.key, name, now=time.time() - 7200)
+    expired = packets.presigned_url(base, key_hash(platform.key), name, now=time.time() - 7200)
     status, body = await fetch(expired)
     assert status == 403 and b"expired" in body
-    other_env = packets.presigned_url(base, platform.keys["PRODUCTION"], name)
+    other_env = packets.presigned_url(base, key_hash(platform.keys["PRODUCTION"]), name)
     assert (await fetch(other_env))[0] == 403
-    missing = packets.presigned_url(base, platform.key, name.rsplit("/", 2)[0] + "/packet_nope/payload")
+    missing = packets.presigned_url(base, key_hash(platform.key), name.rsplit("/", 2)[0] + "/packet_nope/payload")
     assert (await fetch(missing))[0] == 404
 
 

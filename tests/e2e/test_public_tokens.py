@@ -11,6 +11,7 @@ import pytest
 import slipstream
 from slipstream import auth, batch, runs
 from slipstream.errors import AuthenticationError, PermissionDeniedError, TokenScopeError, UnprocessableEntityError
+from slipstream_platform.store.environments import key_hash
 
 from tests.e2e.conftest import Platform
 from tests.e2e.tasks.sample import echo
@@ -135,17 +136,19 @@ async def test_expired_forged_and_malformed_tokens_are_refused(platform: Platfor
     handle = await echo.trigger({})
     env_id = jwt.decode(handle.public_access_token or "", options={"verify_signature": False})["sub"]
     claims = {"sub": env_id, "pub": True, "scopes": ["read:all"]}
-    expired = jwt.encode({**claims, "exp": int(time.time()) - 5}, platform.key, algorithm="HS256")
+    # The platform signs with the hash of the key behind the request (ADR 0017).
+    expired = jwt.encode({**claims, "exp": int(time.time()) - 5}, key_hash(platform.key), algorithm="HS256")
     status, body = await call(platform, "GET", f"/api/v3/runs/{handle.id}", expired)
     assert status == 401 and body == {"error": "the public access token has expired"}
     fresh = {**claims, "exp": int(time.time()) + 60}
-    for forged in (jwt.encode(fresh, platform.keys["PRODUCTION"], algorithm="HS256"),  # another env's key
+    for forged in (jwt.encode(fresh, key_hash(platform.keys["PRODUCTION"]), algorithm="HS256"),  # another env's
+                   jwt.encode(fresh, platform.key, algorithm="HS256"),  # the key itself, as before migration 0033
                    jwt.encode(fresh, "sk_dev_" + "0" * 32, algorithm="HS256"),
                    jwt.encode(fresh, None, algorithm="none"),  # type: ignore[arg-type]
                    "a.b.c"):
         status, body = await call(platform, "GET", f"/api/v3/runs/{handle.id}", forged)
         assert status == 401 and "invalid public access token" in body["error"], forged
-    good = jwt.encode(fresh, platform.key, algorithm="HS256")
+    good = jwt.encode(fresh, key_hash(platform.key), algorithm="HS256")
     assert (await call(platform, "GET", f"/api/v3/runs/{handle.id}", good))[0] == 200
     expired_ws = await watch(platform, f"/realtime/v1/runs/{handle.id}?", expired)
     assert expired_ws == [{"type": "error", "status": 401, "error": "the public access token has expired"}]

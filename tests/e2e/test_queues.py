@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from slipstream_platform.store.environments import key_hash
 
 from tests.e2e.conftest import Platform
 from tests.e2e.test_runs import finished, trigger
@@ -91,8 +92,8 @@ async def test_queues_are_registered_with_their_limits(platform: Platform) -> No
     conn = await asyncpg.connect(platform.local.database_url)
     try:
         rows = await conn.fetch(
-            "SELECT q.name, q.concurrency_limit FROM queues q JOIN environments e ON e.id = q.environment_id"
-            " WHERE e.api_key = $1", platform.key)
+            "SELECT q.name, q.concurrency_limit FROM queues q JOIN api_keys k ON k.environment_id = q.environment_id"
+            " WHERE k.key_hash = $1", key_hash(platform.key))
     finally:
         await conn.close()
     limits = {r["name"]: r["concurrency_limit"] for r in rows}

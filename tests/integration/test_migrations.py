@@ -7,7 +7,7 @@ from slipstream_platform import db
 
 EXPECTED_COLUMNS = {
     "projects": {"id", "name", "created_at"},
-    "environments": {"id", "project_id", "type", "api_key", "concurrency_limit", "created_at", "burst_factor",
+    "environments": {"id", "project_id", "type", "concurrency_limit", "created_at", "burst_factor",
                      "dispatch_queue", "dispatch_key", "current_version", "default_region"},
     "queues": {"environment_id", "name", "concurrency_limit", "paused", "updated_at", "per_key_limit", "rate_limit",
                "rate_period", "per_key_rate_limit", "per_key_rate_period"},
@@ -39,6 +39,9 @@ EXPECTED_COLUMNS = {
     "deployments": {"environment_id", "version", "task_ids", "manifest", "queues", "created_at", "registered_at",
                     "promoted_at"},
     "regions": {"environment_id", "name", "registered_at"},
+    "run_spans": {"trace_id", "span_id", "parent_span_id", "run_id", "name", "service", "started_at", "ended_at",
+                  "duration_ns", "status", "attributes", "events"},
+    "api_keys": {"key_hash", "environment_id", "display", "created_at", "expires_at"},
 }
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import pytest
 from slipstream_platform.store import attempts, claims, environments, workers
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store.attempts import AttemptEnd, StartedAttempt, StartRequest
@@ -61,15 +62,44 @@ async def status(pool: asyncpg.Pool, run_id: str) -> str:
     return str(await pool.fetchval("SELECT status FROM runs WHERE id = $1", run_id))
 
 
-async def test_bootstrap_is_idempotent_and_keys_are_per_environment(pool: asyncpg.Pool) -> None:
+async def test_bootstrap_is_idempotent_and_keys_are_per_environment_and_kept_hashed(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         first = await environments.bootstrap_project(conn, "p")
         again = await environments.bootstrap_project(conn, "p")
-    assert first == again
+    assert again == {}  # the environments exist; their keys are not kept, so not shown again
     assert set(first) == {"DEVELOPMENT", "STAGING", "PRODUCTION", "PREVIEW"}
     assert first["DEVELOPMENT"].startswith("sk_dev_") and first["PRODUCTION"].startswith("sk_prod_")
     assert len(set(first.values())) == 4
+    assert await pool.fetchval("SELECT count(*) FROM environments") == 4
     assert await environments.by_api_key(pool, "sk_dev_wrong") is None
+    # Nothing in the database is a key: only hashes, and prefix plus last four to tell them apart.
+    dump = " ".join(str(tuple(r)) for r in await pool.fetch("SELECT * FROM api_keys"))
+    dump += " ".join(str(tuple(r)) for r in await pool.fetch("SELECT * FROM environments"))
+    assert not any(key in dump or key[8:] in dump for key in first.values())
+    displays = {r["display"] for r in await pool.fetch("SELECT display FROM api_keys")}
+    assert f"sk_dev_…{first['DEVELOPMENT'][-4:]}" in displays
+
+
+async def test_a_rotated_key_keeps_working_for_its_grace_then_stops(pool: asyncpg.Pool) -> None:
+    from datetime import timedelta
+
+    async with pool.acquire() as conn:
+        keys = await environments.bootstrap_project(conn, "rotating")
+        old = keys["PRODUCTION"]
+        env = await environments.of_project(conn, "rotating", "PRODUCTION")
+        new = await environments.rotate_key(conn, env, timedelta(hours=1))
+        assert new != old and new.startswith("sk_prod_")
+        assert await environments.by_api_key(conn, old) == env == await environments.by_api_key(conn, new)
+        found = await environments.with_signers(conn, env.id)
+        assert found is not None and found[1] == [environments.key_hash(new), environments.key_hash(old)]
+        # The grace runs out (a rotation with 0s ends it at once): the old key no longer works.
+        newest = await environments.rotate_key(conn, env, timedelta(0))
+        assert await environments.by_api_key(conn, old) is None and await environments.by_api_key(conn, new) is None
+        assert await environments.by_api_key(conn, newest) == env
+        states = [(r["display"][-4:], r["expired"]) for r in await environments.keys_of(conn, env.id)]
+        assert states == [(newest[-4:], False), (new[-4:], True), (old[-4:], True)]
+        with pytest.raises(LookupError, match="no PRODUCTION environment in project 'nope'"):
+            await environments.of_project(conn, "nope", "PRODUCTION")
 
 
 async def test_claim_takes_ready_runs_in_order_up_to_free_slots(pool: asyncpg.Pool, env_id: str) -> None:

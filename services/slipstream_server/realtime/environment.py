@@ -46,6 +46,8 @@ class Watched:
     def __init__(self, environment_id: str) -> None:
         self.environment_id = environment_id
         self.sockets: dict[web.WebSocketResponse, OrderedDict[str, datetime]] = {}
+        # What each socket is sent: runs changed since it opened (Postgres' clock), or since its `since`.
+        self.opened: dict[web.WebSocketResponse, datetime] = {}
         self.events: NatsSubscription | None = None
         self.pending: set[str] = set()
         self.reading = False
@@ -99,6 +101,8 @@ class EnvironmentFeeds:
         for ws, seen in list(watched.sockets.items()):
             if (only is not None and ws is not only) or seen.get(run.id, NEVER) >= run.updated_at:
                 continue
+            if run.updated_at < watched.opened.get(ws, NEVER):
+                continue  # as it was before the socket opened (the poll's overlap reads such runs again)
             seen[run.id] = run.updated_at
             seen.move_to_end(run.id)
             if len(seen) > SEEN:
@@ -142,8 +146,15 @@ class EnvironmentFeeds:
             return await refuse(ws, 400, str(exc))
         env = access.environment
         # Register first, then read: a change between the two is not missed.
+        try:
+            opened = since - OVERLAP if since is not None else await self.service.pool.fetchval(
+                "SELECT clock_timestamp()")
+        except Exception:
+            log.exception("subscription to environment %s failed", env.id)
+            return await refuse(ws, 500, "internal error in realtime; subscribe again")
         watched = self.watched.setdefault(env.id, Watched(env.id))
         watched.sockets[ws] = OrderedDict()
+        watched.opened[ws] = opened
         try:
             if watched.events is None:
                 watched.events = await self.service.nc.subscribe(run_updated_subject(env.id, "*"),
@@ -163,6 +174,7 @@ class EnvironmentFeeds:
             return ws
         finally:
             watched.sockets.pop(ws, None)
+            watched.opened.pop(ws, None)
             if not watched.sockets and self.watched.get(env.id) is watched:
                 del self.watched[env.id]
                 if watched.events is not None:

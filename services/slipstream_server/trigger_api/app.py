@@ -230,9 +230,13 @@ async def setup(service: Service[TriggerApiSettings]) -> None:
     async def packet(request: web.Request) -> web.StreamResponse:
         """A stored payload or output, for a presigned URL (the signature is the credential)."""
         name = request.match_info["name"]
-        found = await credentials.signer(packets.environment_of(name))
-        problem = "the URL's signature does not match" if found is None else packets.check_signature(
-            found[1], name, request.query.get("expires", ""), request.query.get("signature", ""))
+        found = await credentials.signers(packets.environment_of(name))
+        problem: str | None = "the URL's signature does not match"
+        for key in found[1] if found is not None else []:  # any key of the environment still valid
+            problem = packets.check_signature(key, name, request.query.get("expires", ""),
+                                              request.query.get("signature", ""))
+            if problem is None or "signature" not in problem:
+                break
         if problem is not None:
             raise HttpError(403, problem)
         try:
