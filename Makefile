@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser dev test test-unit lint typecheck bench bench-peers fuzz openapi up down clean
+.PHONY: install browser dev test test-unit lint typecheck bench bench-peers fuzz openapi up up-cluster down clean
 
 install: $(STAMP)
 
@@ -63,6 +63,10 @@ openapi: install
 
 up:
 	docker compose up --build -d
+
+# The clustered profile: three NATS nodes and replicas of each service (docs/operations.md).
+up-cluster:
+	docker compose -f compose.yaml -f compose.cluster.yaml up --build -d
 
 down:
 	docker compose down

@@ -27,11 +27,15 @@ from slipstream_platform.store.runs import Transition
 
 log = logging.getLogger(__name__)
 
+# How long an acknowledged publish keeps trying (a stream's leader election, a reconnect).
+PUBLISH_PATIENCE = 15.0
+
 
 async def connect(url: str, name: str) -> NATS:
-    """Connect to NATS, reconnecting forever if the server goes away."""
+    """Connect to NATS (`url` may list several servers of a cluster, comma-separated),
+    reconnecting forever, to any of them, if the server goes away."""
     return await nats.connect(
-        url,
+        [server.strip() for server in url.split(",") if server.strip()],
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.25,
@@ -40,7 +44,7 @@ async def connect(url: str, name: str) -> NATS:
     )
 
 
-def _stream_config(spec: StreamSpec) -> StreamConfig:
+def _stream_config(spec: StreamSpec, replicas: int) -> StreamConfig:
     return StreamConfig(
         name=spec.name,
         subjects=list(spec.subjects),
@@ -48,18 +52,20 @@ def _stream_config(spec: StreamSpec) -> StreamConfig:
         storage=StorageType(spec.storage),
         max_age=spec.max_age_seconds,
         duplicate_window=spec.duplicate_window_seconds,
+        num_replicas=replicas,
     )
 
 
-async def ensure_streams(js: JetStreamContext) -> None:
-    """Create the platform's streams and its payload store, or bring their config up to date;
+async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
+    """Create the platform's streams and its payload store with `replicas` copies each
+    (SLIPSTREAM_NATS_REPLICAS: 3 on a cluster of three), or bring their config up to date;
     delete retired streams."""
-    await packets.ensure_bucket(js)
+    await packets.ensure_bucket(js, replicas)
     for name in RETIRED_STREAMS:
         with contextlib.suppress(NotFoundError):
             await js.delete_stream(name)
     for spec in STREAMS:
-        config = _stream_config(spec)
+        config = _stream_config(spec, replicas)
         try:
             await js.add_stream(config)
         except BadRequestError:
@@ -95,14 +101,20 @@ class Bus:
         if msg_id:
             headers["Nats-Msg-Id"] = msg_id
         data = encode_event(event)
-        for attempt in range(5):
+        # A leader election of a replicated stream takes a few seconds: keep trying for PUBLISH_PATIENCE.
+        deadline = asyncio.get_running_loop().time() + PUBLISH_PATIENCE
+        attempt = 0
+        while True:
             try:
                 await self.js.publish(subject, data, headers=headers or None, timeout=2)
                 return
-            except (TimeoutError, NoRespondersError, NatsTimeoutError):
-                if attempt == 4:
+            except (TimeoutError, NoRespondersError, NatsTimeoutError, APIError) as exc:
+                if isinstance(exc, APIError) and exc.code not in (503, None):  # a refusal, not a missing leader
                     raise
-                await asyncio.sleep(0.05 * 2**attempt)
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(min(1.0, 0.05 * 2**attempt))
+                attempt += 1
 
     async def notify(self, items: list[tuple[str, Event]]) -> None:
         """Publish events without waiting for the stream's ack; log (don't raise) failures.

@@ -102,6 +102,91 @@ class EmbeddedNats:
         _stop(self.proc, 9)
 
 
+class EmbeddedNatsCluster:
+    """`size` nats-servers on loopback forming one JetStream cluster (`n1`, `n2`, ...), each
+    storing under its own folder of `store_dir`. Streams made with replicas = 3 live on three
+    of them, with a leader elected among them; clients get every node's URL."""
+
+    def __init__(self, store_dir: Path, size: int = 3) -> None:
+        if size < 3:
+            raise EmbeddedServerError(f"a JetStream cluster needs at least 3 nodes, not {size}")
+        self.store_dir = Path(store_dir)
+        self.size = size
+        self.ports = [free_port() for _ in range(size)]
+        self.route_ports = [free_port() for _ in range(size)]
+        self.procs: list[subprocess.Popen[bytes] | None] = [None] * size
+
+    @property
+    def url(self) -> str:
+        """Every node's client URL, comma-separated (SLIPSTREAM_NATS_URL takes such a list)."""
+        return ",".join(f"nats://127.0.0.1:{port}" for port in self.ports)
+
+    @staticmethod
+    def name(node: int) -> str:
+        return f"n{node + 1}"
+
+    def node_of(self, name: str) -> int:
+        """The index of the node with this server name."""
+        return int(name.removeprefix("n")) - 1
+
+    def start_node(self, node: int, timeout: float = 20) -> None:
+        """Start (or restart) one node and wait until it accepts connections."""
+        folder = self.store_dir / self.name(node)
+        folder.mkdir(parents=True, exist_ok=True)
+        log = folder / "nats.log"
+        routes = ",".join(f"nats://127.0.0.1:{port}" for i, port in enumerate(self.route_ports) if i != node)
+        self.procs[node] = subprocess.Popen(
+            [find_nats_server(), "-js", "-sd", str(folder), "-a", "127.0.0.1", "-p", str(self.ports[node]),
+             "--server_name", self.name(node), "--cluster_name", "slipstream",
+             "--cluster", f"nats://127.0.0.1:{self.route_ports[node]}", "--routes", routes, "-l", str(log)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        proc = self.procs[node]
+        assert proc is not None
+        _wait_for_port(self.ports[node], proc, f"nats-server {self.name(node)}", log, timeout)
+
+    def start(self, timeout: float = 60) -> str:
+        """Start every node, then wait until JetStream answers (the cluster elected its meta leader)."""
+        for node in range(self.size):
+            self.start_node(node)
+        self.wait_for_jetstream(timeout)
+        return self.url
+
+    def wait_for_jetstream(self, timeout: float = 60) -> None:
+        import asyncio
+
+        import nats
+
+        async def ready() -> None:
+            deadline = time.monotonic() + timeout
+            nc = await nats.connect(self.url.split(","), connect_timeout=5, max_reconnect_attempts=-1)
+            try:
+                while True:
+                    try:
+                        await nc.jetstream().account_info()
+                        return
+                    except Exception:
+                        if time.monotonic() > deadline:
+                            raise EmbeddedServerError(
+                                f"the NATS cluster under {self.store_dir} has no JetStream leader after"
+                                f" {timeout:.0f}s; see its nats.log files") from None
+                        await asyncio.sleep(0.2)
+            finally:
+                await nc.close()
+
+        asyncio.run(ready())
+
+    def kill(self, node: int | None = None) -> None:
+        """Kill one node (or every node) at once, as a crash would."""
+        for i in range(self.size) if node is None else [node]:
+            _stop(self.procs[i], 9)
+
+    def stop(self) -> None:
+        """Stop every node (SIGTERM, then SIGKILL after a timeout)."""
+        for proc in self.procs:
+            _stop(proc, 15)
+
+
 def find_postgres_bin() -> Path:
     """The folder with initdb and postgres: PATH, Debian's layout, then the wheel."""
     on_path = shutil.which("initdb")

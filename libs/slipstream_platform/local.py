@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 
 from slipstream_platform import db
-from slipstream_platform.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from slipstream_platform.embedded import EmbeddedNats, EmbeddedNatsCluster, EmbeddedPostgres, free_port
 from slipstream_platform.errors import EmbeddedServerError
 from slipstream_platform.store import environments
 
@@ -36,14 +36,19 @@ class LocalPlatform:
         fast_unsafe: bool = False,
         service_env: dict[str, str] | None = None,
         database: str = "slipstream",
+        cluster: int = 1,
     ) -> None:
+        """`cluster` 3 (or more) runs NATS as a JetStream cluster of that many nodes, with every
+        stream replicated 3 times; 1 runs one nats-server."""
         self.data_dir = Path(data_dir).resolve()
-        self.nats = EmbeddedNats(self.data_dir / "nats")
+        self.nats: EmbeddedNats | EmbeddedNatsCluster = (
+            EmbeddedNatsCluster(self.data_dir / "nats-cluster", cluster) if cluster > 1
+            else EmbeddedNats(self.data_dir / "nats"))
         self.postgres = EmbeddedPostgres(self.data_dir / "pg", fast_unsafe=fast_unsafe)
         self.database = database
         self.api_port = api_port or free_port()
         self.realtime_port = realtime_port or free_port()
-        self.extra_env = dict(service_env or {})
+        self.extra_env = {**({"SLIPSTREAM_NATS_REPLICAS": "3"} if cluster > 1 else {}), **(service_env or {})}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.ports: dict[str, int] = {}
         self.logs = self.data_dir / "logs"

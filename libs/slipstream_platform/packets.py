@@ -65,13 +65,14 @@ class PacketNotFound(Exception):
     """No object of that name."""
 
 
-async def ensure_bucket(js: JetStreamContext) -> None:
-    """Create the Object Store bucket (file storage) if it is missing."""
+async def ensure_bucket(js: JetStreamContext, replicas: int = 1) -> None:
+    """Create the Object Store bucket (file storage, `replicas` copies) if it is missing."""
     try:
         await js.object_store(BUCKET)
     except (BucketNotFoundError, NotFoundError):
         await js.create_object_store(BUCKET, config=api.ObjectStoreConfig(
-            description="payloads and outputs over 512 KB (ADR 0012)", storage=api.StorageType.FILE))
+            description="payloads and outputs over 512 KB (ADR 0012)", storage=api.StorageType.FILE,
+            replicas=replicas))
 
 
 class PacketStore:

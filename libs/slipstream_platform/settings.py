@@ -21,7 +21,9 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     """What every service needs."""
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/slipstream"
-    nats_url: str = "nats://127.0.0.1:4222"
+    nats_url: str = "nats://127.0.0.1:4222"  # or several servers of a cluster, comma-separated
+    # Copies of each JetStream stream and of the payload store: 1 on one server, 3 on a cluster.
+    nats_replicas: int = 1
     http_host: str = "127.0.0.1"
     http_port: int = 0
     log_level: str = "INFO"
@@ -164,6 +166,8 @@ def load_settings(cls: type[S], environ: Mapping[str, str]) -> S:
         raise SettingsError(f"SLIPSTREAM_EVENT_LOOP={settings.event_loop!r}: use uvloop or asyncio")
     if settings.log_format not in ("text", "json"):
         raise SettingsError(f"SLIPSTREAM_LOG_FORMAT={settings.log_format!r}: use text or json")
+    if not 1 <= settings.nats_replicas <= 5:
+        raise SettingsError(f"SLIPSTREAM_NATS_REPLICAS={settings.nats_replicas}: 1 to 5 (3 on a cluster of three)")
     for name, least in (("http_idle_timeout", 0.1), ("http_body_timeout", 0.1), ("http_max_header_bytes", 1024),
                         ("http_max_headers", 16), ("ws_max_message_bytes", 256), ("ws_send_timeout", 0.1)):
         value = getattr(settings, name, None)

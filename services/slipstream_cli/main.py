@@ -49,7 +49,10 @@ def dev(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
     api_port = args.port if _port_free(args.port) else None
     realtime_port = args.realtime_port if _port_free(args.realtime_port) else None
-    platform = LocalPlatform(data_dir, api_port=api_port, realtime_port=realtime_port)
+    if args.cluster != 1 and args.cluster < 3:
+        print(f"--cluster {args.cluster}: a JetStream cluster has at least 3 nodes (1: one server)", file=sys.stderr)
+        return 2
+    platform = LocalPlatform(data_dir, api_port=api_port, realtime_port=realtime_port, cluster=args.cluster)
     stop = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -60,7 +63,8 @@ def dev(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        print(f"starting NATS and Postgres under {data_dir}/ ...")
+        nats_what = f"a {args.cluster}-node NATS cluster" if args.cluster > 1 else "NATS"
+        print(f"starting {nats_what} and Postgres under {data_dir}/ ...")
         platform.start_servers()
         key = platform.bootstrap("default")["DEVELOPMENT"]
         (data_dir / "dev.env").write_text(
@@ -278,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--realtime-port", type=int, default=3031, help="realtime port (default 3031)")
     p.add_argument("--concurrency", type=int, default=4, help="worker processes (default 4)")
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    p.add_argument("--cluster", type=int, default=1, metavar="N",
+                   help="run NATS as a JetStream cluster of N nodes (3 or more) with streams replicated 3 times")
     p.set_defaults(func=dev)
 
     p = commands.add_parser("worker", help="serve a task module against a running platform")
