@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser dev test test-unit lint typecheck bench bench-peers fuzz openapi up up-cluster down clean
+.PHONY: install browser dev test test-unit lint typecheck bench bench-peers fuzz chaos openapi up up-cluster down clean
 
 install: $(STAMP)
 
@@ -48,6 +48,13 @@ bench: install
 	$(BIN)/python bench/batches.py --out docs/benchmarks.md
 	$(BIN)/python bench/payloads.py --out docs/benchmarks.md
 	$(BIN)/python bench/dashboard.py --out docs/benchmarks.md
+	$(BIN)/python bench/scaleout.py --out docs/benchmarks.md
+
+# The chaos suite at full size: 10,000 runs of a mixed load over a NATS cluster and replicas of
+# every service while each is killed in turn (make test runs it with 300).
+chaos: install
+	SLIPSTREAM_CHAOS_RUNS=$${SLIPSTREAM_CHAOS_RUNS:-10000} SLIPSTREAM_CHAOS_SECONDS=$${SLIPSTREAM_CHAOS_SECONDS:-150} \
+		$(BIN)/python -m pytest -q -s tests/chaos
 
 # The HTTP API under schemathesis (tests/e2e/test_fuzzing.py, which `make test` runs on 15 examples):
 # 200 examples an operation, a new seed each time.

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 import nats
 from nats.aio.client import Client as NATS
@@ -26,6 +27,7 @@ from slipstream_platform import metrics, packets, telemetry
 from slipstream_platform.store.runs import Transition
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # How long an acknowledged publish keeps trying (a stream's leader election, a reconnect).
 PUBLISH_PATIENCE = 15.0
@@ -74,6 +76,28 @@ async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
             if exc.err_code != 10058:  # stream name already in use with another config
                 raise
             await _update_stream(js, spec, config)
+
+
+async def patiently(step: Callable[[], Awaitable[T]], what: str, patience: float = 120.0) -> T:
+    """Run a JetStream step, again while JetStream cannot answer (a cluster electing a leader, a
+    node restarting), for up to `patience` seconds: a service starting then waits, not dies."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    delay = 0.2
+    while True:
+        try:
+            return await step()
+        except (TimeoutError, NoRespondersError, NatsTimeoutError, APIError) as exc:
+            if (isinstance(exc, APIError) and exc.code not in (503, None)) or loop.time() > deadline:
+                raise
+            log.warning("%s: JetStream is not answering yet (%r); trying again", what, exc)
+            await asyncio.sleep(delay)
+            delay = min(2.0, delay * 2)
+
+
+async def ensure_streams_patiently(js: JetStreamContext, replicas: int = 1) -> None:
+    """`ensure_streams`, through a JetStream that is not answering yet (see `patiently`)."""
+    await patiently(lambda: ensure_streams(js, replicas), "creating the streams")
 
 
 async def _update_stream(js: JetStreamContext, spec: StreamSpec, config: StreamConfig) -> None:

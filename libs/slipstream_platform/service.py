@@ -118,7 +118,7 @@ async def run_service(
         stack.push_async_callback(service.pool.close)
         service.nc = await bus_module.connect(settings.nats_url, name)
         stack.push_async_callback(service.nc.drain)
-        await bus_module.ensure_streams(service.nc.jetstream(), settings.nats_replicas)
+        await bus_module.ensure_streams_patiently(service.nc.jetstream(), settings.nats_replicas)
         service.bus = Bus(service.nc)
         if telemetry.storing():
             service.spawn(telemetry.flush_spans(service.pool), "spans")

@@ -12,6 +12,7 @@ import aiohttp
 import nats
 import pytest
 from slipstream_platform.local import LocalPlatform
+from slipstream_platform.packets import BUCKET
 from slipstream_proto.events import DISPATCH_STREAM
 
 from tests.conftest import eventually
@@ -80,11 +81,23 @@ async def stream_cluster(local: LocalPlatform) -> Any:
         await nc.close()
 
 
-async def test_streams_are_replicated_on_three_nodes(cluster: tuple[LocalPlatform, str]) -> None:
+async def test_streams_and_consumers_are_replicated_on_three_nodes(cluster: tuple[LocalPlatform, str]) -> None:
     local, _ = cluster
     info = await eventually(lambda: stream_cluster(local), message="the dispatch stream's info")
     assert info.config.num_replicas == 3
     assert info.cluster is not None and info.cluster.leader is not None and len(info.cluster.replicas or []) == 2
+    nc = await nats.connect(local.nats.url.split(","), connect_timeout=5)
+    try:
+        js = nc.jetstream()
+        # Each supervisor's durable consumer of the dispatch stream has three copies too.
+        consumers = await js.consumers_info(DISPATCH_STREAM.name)
+        assert len(consumers) == 2
+        assert all(c.cluster is not None and len(c.cluster.replicas or []) == 2 for c in consumers)
+        # And so has the payload store.
+        packets = await js.stream_info(f"OBJ_{BUCKET}")
+        assert packets.config.num_replicas == 3
+    finally:
+        await nc.close()
 
 
 async def test_runs_and_cancels_go_on_while_the_stream_leader_and_a_follower_die(

@@ -91,3 +91,25 @@ async def test_another_environment_sees_nothing_and_gets_404(platform: Platform)
     for key, made in ((dev, run_id), (prod, other["id"])):
         await send(platform, key, "POST", f"/api/v2/runs/{made}/cancel")
     await send(platform, dev, "DELETE", f"/api/v1/schedules/{schedule_id}")
+
+
+@pytest.mark.parametrize("feed", ["/realtime/v1/runs", "/realtime/v1/runs?tags={tag}"],
+                         ids=["every run of the environment", "runs with a tag"])
+async def test_a_feed_of_one_environment_never_carries_a_run_of_another(platform: Platform, feed: str) -> None:
+    dev, prod = platform.keys["DEVELOPMENT"], platform.keys["PRODUCTION"]
+    tag = f"feed-{uuid.uuid4().hex[:8]}"
+    async with aiohttp.ClientSession() as session, session.ws_connect(
+            f"{platform.realtime_url}{feed.format(tag=tag)}", headers=platform.headers(prod)) as ws:
+        # The other environment's run first, then one of the feed's own: the own one arrives, the other never.
+        _, theirs = await send(platform, dev, "POST", "/api/v1/tasks/echo/trigger",
+                               {"payload": {}, "options": {"delay": "1h", "tags": [tag]}})
+        _, ours = await send(platform, prod, "POST", "/api/v1/tasks/echo/trigger",
+                             {"payload": {}, "options": {"delay": "1h", "tags": [tag]}})
+        seen: list[str] = []
+        while ours["id"] not in seen:
+            message = await ws.receive_json(timeout=15)
+            assert message["type"] == "run", message
+            seen.append(message["run"]["id"])
+        assert theirs["id"] not in seen
+    for key, made in ((dev, theirs["id"]), (prod, ours["id"])):
+        await send(platform, key, "POST", f"/api/v2/runs/{made}/cancel")

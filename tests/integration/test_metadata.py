@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from slipstream.metadata import _apply
 
 keys = st.sampled_from(["a", "b", "$.a.x", "$.n.m.k", "list"])
-texts = st.text(st.characters(blacklist_characters="\x00"), max_size=3)  # jsonb refuses NUL (so does the SDK)
+# jsonb refuses NUL (so does the SDK) and a lone surrogate (which msgspec cannot encode, nor the API decode)
+texts = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=3)
 values = st.one_of(st.none(), st.integers(-5, 5), texts, st.lists(st.integers(0, 3), max_size=3),
                    st.dictionaries(st.sampled_from(["x", "y"]), st.integers(0, 3), max_size=2))
 ops = st.one_of(

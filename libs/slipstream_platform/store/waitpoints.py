@@ -41,6 +41,11 @@ async def create(
     return waitpoint_id
 
 
+async def exists(conn: Conn, run_id: str, seq: int) -> bool:
+    """Whether the run has a waitpoint at `seq` (a wait recorded already)."""
+    return bool(await conn.fetchval("SELECT true FROM waitpoints WHERE run_id = $1 AND seq = $2", run_id, seq))
+
+
 async def journal(conn: Conn, run_id: str) -> list[asyncpg.Record]:
     """The run's completed waitpoints in order, with the child task and result of RUN ones (and
     the name and result of STEP ones)."""

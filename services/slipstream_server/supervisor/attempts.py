@@ -29,6 +29,7 @@ from slipstream_core.definitions import QueueDefinition, TaskDefinition, encode_
 from slipstream_core.versions import REGION, VERSION, code_version
 from slipstream_platform import lifecycle, logformat, metrics, packets, telemetry
 from slipstream_platform.batching import MAX_WAIT_ITEMS, BatchItem, plan_batch, trigger_batch
+from slipstream_platform.bus import patiently
 from slipstream_platform.db import UNAVAILABLE
 from slipstream_platform.errors import SettingsError
 from slipstream_platform.ids import new_id
@@ -301,7 +302,7 @@ class Supervisor:
             journal = [
                 ipc.JournalEntry(seq=w["seq"], type=w["type"], task_id=w["task_id"],
                                  result_json=await self.with_stored_outputs(w["result"]))
-                for w in await waitpoint_store.journal(self.service.pool, started.run_id)
+                for w in await self.persist(lambda pool: waitpoint_store.journal(pool, started.run_id))
             ]
         timeout = lifecycle.time_left(started)
         if started.attempt_number == 1 and not started.resuming:
@@ -367,7 +368,7 @@ class Supervisor:
 
     async def stored_payload(self, run_id: str) -> str:
         """The payload of a run whose payload is in the payload store."""
-        name = await self.service.pool.fetchval("SELECT payload_packet FROM runs WHERE id = $1", run_id)
+        name = await self.persist(lambda pool: pool.fetchval("SELECT payload_packet FROM runs WHERE id = $1", run_id))
         if name is None:
             return "null"
         return (await self.packets.get(name)).decode()
@@ -437,56 +438,71 @@ class Supervisor:
                     done.set_exception(failed)
 
     async def suspend(self, started: StartedAttempt, wait: ipc.WaitRequest) -> None:
-        """Record the waitpoint (and create the child run) and move the run to WAITING, atomically."""
-        changed: list[Transition] = []
-        try:
-            async with self.service.pool.acquire() as conn, conn.transaction():
-                child_id = batch_id = None
-                if wait.type == "BATCH":
-                    assert wait.items_json is not None
-                    items = msgspec.json.decode(wait.items_json, type=list[BatchItem])
-                    plans = plan_batch(items, environment_type=self.environment.type, now=datetime.now(UTC),
-                                       max_items=MAX_WAIT_ITEMS)
-                    plans = await offload(self.packets, plans, self.environment.id)
-                    # The children's traces hang under this attempt, as if triggered through the API.
-                    with _tracer.start_as_current_span("batch", attributes={"items": len(plans)}) as span:
-                        made = await trigger_batch(conn, plans, environment_id=self.environment.id,
-                                                   task_identifier=None,
-                                                   parent=Parent(started.run_id, started.root_run_id, started.depth),
-                                                   traceparent=telemetry.traceparent() or started.traceparent)
-                        span.set_attribute("batch", made.batch_id)
-                    batch_id = made.batch_id
-                    changed += made.transitions
-                if wait.type == "RUN":
-                    assert wait.task_id is not None
-                    options = msgspec.json.decode(wait.options_json or "{}", type=TriggerOptions)
-                    plan = plan_run(wait.task_id, msgspec.json.decode(wait.payload_json or "null"), options,
-                                    environment_type=self.environment.type, now=datetime.now(UTC))
-                    plan = (await offload(self.packets, [plan], self.environment.id))[0]
-                    served = await workers.serves_task(conn, self.environment.id, wait.task_id)
-                    # An idempotency or debounce key may make the child an existing run: wait for it.
-                    with _tracer.start_as_current_span("trigger", attributes={"task": wait.task_id}) as span:
-                        child = await trigger_run(conn, plan, environment_id=self.environment.id, served=served,
-                                                  parent=Parent(started.run_id, started.root_run_id, started.depth),
-                                                  traceparent=telemetry.traceparent() or started.traceparent)
-                        span.set_attribute("run", child.run_id)
-                    child_id = child.run_id
-                    if child.transition is not None:
-                        changed.append(child.transition)
-                await waitpoint_store.create(
-                    conn, run_id=started.run_id, seq=wait.seq, type=wait.type,
-                    resume_at=datetime.fromtimestamp(wait.resume_at, UTC) if wait.resume_at is not None else None,
-                    child_run_id=child_id, batch_id=batch_id,
-                )
-                waiting = await attempts.suspend(conn, run_id=started.run_id, attempt_number=started.attempt_number)
-                if waiting is None:
-                    raise _NotExecuting
-                changed.append(waiting)
-        except _NotExecuting:
-            return  # canceled meanwhile: nothing to wait for
-        except TriggerRejected as exc:
-            await self.finish(lifecycle.trigger_failure(started, wait.task_id, str(exc)))
-            return
+        """Record the waitpoint (and create the child run) and move the run to WAITING, atomically.
+        While Postgres is unreachable the transaction is tried again; if an earlier try committed
+        after all (its answer was lost), the waitpoint is there, and nothing is made twice."""
+        delay = 0.1
+        retried = False
+        while True:
+            changed: list[Transition] = []
+            try:
+                if retried and await waitpoint_store.exists(self.service.pool, started.run_id, wait.seq):
+                    return  # the lost try committed: the children are made, the run WAITING
+                async with self.service.pool.acquire() as conn, conn.transaction():
+                    child_id = batch_id = None
+                    if wait.type == "BATCH":
+                        assert wait.items_json is not None
+                        items = msgspec.json.decode(wait.items_json, type=list[BatchItem])
+                        plans = plan_batch(items, environment_type=self.environment.type, now=datetime.now(UTC),
+                                           max_items=MAX_WAIT_ITEMS)
+                        plans = await offload(self.packets, plans, self.environment.id)
+                        # The children's traces hang under this attempt, as if triggered through the API.
+                        with _tracer.start_as_current_span("batch", attributes={"items": len(plans)}) as span:
+                            made = await trigger_batch(
+                                conn, plans, environment_id=self.environment.id, task_identifier=None,
+                                parent=Parent(started.run_id, started.root_run_id, started.depth),
+                                traceparent=telemetry.traceparent() or started.traceparent)
+                            span.set_attribute("batch", made.batch_id)
+                        batch_id = made.batch_id
+                        changed += made.transitions
+                    if wait.type == "RUN":
+                        assert wait.task_id is not None
+                        options = msgspec.json.decode(wait.options_json or "{}", type=TriggerOptions)
+                        plan = plan_run(wait.task_id, msgspec.json.decode(wait.payload_json or "null"), options,
+                                        environment_type=self.environment.type, now=datetime.now(UTC))
+                        plan = (await offload(self.packets, [plan], self.environment.id))[0]
+                        served = await workers.serves_task(conn, self.environment.id, wait.task_id)
+                        # An idempotency or debounce key may make the child an existing run: wait for it.
+                        with _tracer.start_as_current_span("trigger", attributes={"task": wait.task_id}) as span:
+                            child = await trigger_run(conn, plan, environment_id=self.environment.id, served=served,
+                                                      parent=Parent(started.run_id, started.root_run_id, started.depth),
+                                                      traceparent=telemetry.traceparent() or started.traceparent)
+                            span.set_attribute("run", child.run_id)
+                        child_id = child.run_id
+                        if child.transition is not None:
+                            changed.append(child.transition)
+                    await waitpoint_store.create(
+                        conn, run_id=started.run_id, seq=wait.seq, type=wait.type,
+                        resume_at=datetime.fromtimestamp(wait.resume_at, UTC) if wait.resume_at is not None else None,
+                        child_run_id=child_id, batch_id=batch_id,
+                    )
+                    waiting = await attempts.suspend(conn, run_id=started.run_id, attempt_number=started.attempt_number)
+                    if waiting is None:
+                        raise _NotExecuting
+                    changed.append(waiting)
+                break
+            except _NotExecuting:
+                return  # canceled meanwhile: nothing to wait for
+            except TriggerRejected as exc:
+                await self.finish(lifecycle.trigger_failure(started, wait.task_id, str(exc)))
+                return
+            except UNAVAILABLE as exc:
+                if self.service.stop.is_set():
+                    raise
+                log.warning("recording the wait of %s failed (%r); retrying in %.1fs", started.run_id, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
+                retried = True
         await self.service.bus.announce(changed, "released", [self.environment.id])
 
     async def watch_memory(self, process: WorkerProcess, limit: int) -> int:
@@ -626,7 +642,7 @@ async def setup(service: Service[SupervisorSettings]) -> None:
     await supervisor.packets.prepare()
     await supervisor.start_processes()
     signals = await service.bus.nc.subscribe(queue_signals_of(environment.id), cb=supervisor.on_signal)
-    sub = await service.bus.js.subscribe(
+    sub = await patiently(lambda: service.bus.js.subscribe(
         dispatch_subject(supervisor.worker_id),
         durable=supervisor.worker_id,
         stream=DISPATCH_STREAM.name,
@@ -638,7 +654,7 @@ async def setup(service: Service[SupervisorSettings]) -> None:
             ack_wait=30,
             inactive_threshold=3600,
         ),
-    )
+    ), "subscribing to the dispatch stream")
     await supervisor.register()
 
     async def stop() -> None:
