@@ -96,9 +96,10 @@ completion - first function entry), {args.rounds} rounds interleaved.
 {rows}
 
 This machine has two cores: every supervisor shares them with the others and with the rest of
-the platform, so the table shows what scaling out costs here (more processes contending, takes
-racing for the same rows), not a speed-up. Supervisors take runs from Postgres themselves
-(ADR 0009); on machines of their own each adds its cores.
+the platform, so more supervisors cannot be faster here; the table shows what scaling out costs
+(more processes contending, takes racing for the same rows), within the drift between rounds
+(the machine's speed varies: compare the rounds, not one figure). Supervisors take runs from
+Postgres themselves (ADR 0009); on machines of their own each adds its cores.
 """
     write_section(path, "scaleout", section)
 
