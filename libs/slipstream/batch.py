@@ -19,12 +19,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Iterable
 from typing import Any, Unpack
 
+import msgspec
 from slipstream_proto import Batch
 
 from slipstream import _client
-from slipstream._batch import of_tasks, send, wait_for
+from slipstream._batch import Item, of_tasks, send, wait_for
 from slipstream._context import BatchResult
-from slipstream._task import BatchHandle, BatchKwargs
+from slipstream._task import BatchHandle, BatchKwargs, Task
 
 Items = Iterable[dict[str, Any]] | AsyncIterable[dict[str, Any]]
 
@@ -53,8 +54,19 @@ async def trigger_and_wait(items: Items) -> BatchResult[Any]:
 
 
 async def trigger_by_task_and_wait(items: Items) -> BatchResult[Any]:
-    """Inside a task: `trigger_by_task`, then wait until every run is final (see `trigger_and_wait`)."""
-    return await wait_for(items, of_tasks(items, by_task=True))
+    """Inside a task: `trigger_by_task`, then wait until every run is final (see `trigger_and_wait`).
+    Each run's output is decoded into its task's return type, as `Task.trigger_and_wait` does."""
+    check = of_tasks(items, by_task=True)
+    by_id: dict[str, Task[Any, Any]] = {}
+
+    def noting(index: int, raw: object) -> Item:
+        item = check(index, raw)  # raw is a mapping with a Task under "task" (else BatchItemError)
+        by_id[item.task_identifier] = raw["task"]  # type: ignore[index]
+        return item
+
+    result = await wait_for(items, noting)
+    return msgspec.structs.replace(result, runs=[
+        by_id[r.task_identifier].typed_result(r) if r.task_identifier in by_id else r for r in result.runs])
 
 
 async def retrieve(batch_id: str) -> Batch:

@@ -40,7 +40,7 @@ async def test_pydantic_models_too(sdk: None) -> None:
     run = await finished(await pay_invoice.trigger(Invoice(number="X", total=3.0)))
     assert isinstance(run.output, Paid) and run.output.paid
     parent = await finished(await invoice_parent.trigger({}))
-    assert parent.output == {"type": "Paid", "paid": True, "batch": ["Paid"]}
+    assert parent.output == {"type": "Paid", "paid": True, "batch": ["Paid"], "by_task": ["Paid", "Receipt"]}
 
 
 async def test_a_payload_that_does_not_decode_fails_without_retry(sdk: None) -> None:
