@@ -126,19 +126,8 @@ class Bus:
             headers["Nats-Msg-Id"] = msg_id
         data = encode_event(event)
         # A leader election of a replicated stream takes a few seconds: keep trying for PUBLISH_PATIENCE.
-        deadline = asyncio.get_running_loop().time() + PUBLISH_PATIENCE
-        attempt = 0
-        while True:
-            try:
-                await self.js.publish(subject, data, headers=headers or None, timeout=2)
-                return
-            except (TimeoutError, NoRespondersError, NatsTimeoutError, APIError) as exc:
-                if isinstance(exc, APIError) and exc.code not in (503, None):  # a refusal, not a missing leader
-                    raise
-                if asyncio.get_running_loop().time() > deadline:
-                    raise
-                await asyncio.sleep(min(1.0, 0.05 * 2**attempt))
-                attempt += 1
+        await patiently(lambda: self.js.publish(subject, data, headers=headers or None, timeout=2),
+                        f"publishing to {subject}", PUBLISH_PATIENCE)
 
     async def notify(self, items: list[tuple[str, Event]]) -> None:
         """Publish events without waiting for the stream's ack; log (don't raise) failures.

@@ -17,12 +17,9 @@ from slipstream_proto.events import DISPATCH_STREAM
 
 from tests.conftest import eventually
 from tests.e2e.conftest import FAST_SWEEPS
+from tests.e2e.test_crash_recovery import supervisor_env
 
 pytestmark = pytest.mark.e2e
-
-
-def supervisor_env(key: str) -> dict[str, str]:
-    return {"SLIPSTREAM_TASKS": "tests.e2e.tasks", "SLIPSTREAM_SECRET_KEY": key, "SLIPSTREAM_CONCURRENCY": "4"}
 
 
 @pytest.fixture(scope="module")
