@@ -1,6 +1,7 @@
 """Batch triggers: many runs in one request (`POST /api/v1/tasks/{id}/batch`, `/api/v1/tasks/batch`),
-and inside a task, a batch the parent waits for (a BATCH waitpoint: the supervisor creates the
-batch in the transaction that suspends the parent)."""
+and inside a task, a batch the parent waits for (a BATCH waitpoint: up to 1,000 items, the
+supervisor creates the batch in the transaction that suspends the parent; more are streamed
+into the batch over HTTP first, in chunks whose request ids the run's retries repeat)."""
 
 from __future__ import annotations
 
@@ -43,10 +44,6 @@ class Item(msgspec.Struct, frozen=True):
     payload: Any
     options: TriggerOptions
 
-
-# A batch a parent waits for is created in one transaction by its supervisor: up to this many
-# items (slipstream_platform.batching.MAX_WAIT_ITEMS).
-MAX_WAIT_ITEMS = 10_000
 
 Checker = Callable[[int, Any], Item]
 
@@ -164,21 +161,26 @@ async def send(items: Iterable[Any] | AsyncIterable[Any], check: Checker, option
     runs: list[RunHandle[Any]] = []
     async for chunk, more in _chunks(items, check, MAX_ITEMS):
         if handle is None:
-            handle = await _first(chunk, options, task_id=task_id, more=more)
+            handle = await _first(chunk, options, task_id=task_id, more=more, request_id=uuid.uuid4().hex)
             runs += handle.runs
             if handle.is_cached:
                 return handle  # a batch idempotency key: the batch made before, whole
             continue
-        body = BatchAppendRequest(items=[BatchTaskItem(task=i.task_identifier, payload=i.payload, options=i.options)
-                                         for i in chunk], seal=not more)
-        response = await _client.request("POST", f"/api/v2/batches/{handle.batch_id}/items", BatchTriggerResponse,
-                                         body, request_id=uuid.uuid4().hex)
-        runs += _handles(response)
+        runs += await _append(handle.batch_id, chunk, seal=not more, request_id=uuid.uuid4().hex)
     assert handle is not None
     return BatchHandle(handle.batch_id, runs, handle.is_cached, handle.public_access_token)
 
 
-async def _first(items: list[Item], options: BatchKwargs, *, task_id: str | None, more: bool) -> BatchHandle:
+async def _append(batch_id: str, chunk: list[Item], *, seal: bool, request_id: str) -> list[RunHandle[Any]]:
+    body = BatchAppendRequest(items=[BatchTaskItem(task=i.task_identifier, payload=i.payload, options=i.options)
+                                     for i in chunk], seal=seal)
+    response = await _client.request("POST", f"/api/v2/batches/{batch_id}/items", BatchTriggerResponse, body,
+                                     request_id=request_id)
+    return _handles(response)
+
+
+async def _first(items: list[Item], options: BatchKwargs, *, task_id: str | None, more: bool,
+                 request_id: str) -> BatchHandle:
     batch_options = _batch_options(options, open=more)
     body: BatchTriggerRequest | BatchTriggerTasksRequest
     if task_id is not None:
@@ -191,7 +193,7 @@ async def _first(items: list[Item], options: BatchKwargs, *, task_id: str | None
                                                              options=i.options) for i in items],
                                         options=batch_options)
     response, headers = await _client.request_with_headers("POST", path, BatchTriggerResponse, body,
-                                                           request_id=uuid.uuid4().hex)
+                                                           request_id=request_id)
     return BatchHandle(response.id, _handles(response), response.is_cached, headers.get(PUBLIC_TOKEN_HEADER))
 
 
@@ -201,14 +203,33 @@ def _handles(response: BatchTriggerResponse) -> list[RunHandle[Any]]:
 
 async def wait_for(items: Iterable[Any] | AsyncIterable[Any], check: Checker) -> BatchResult[Any]:
     """Inside a task: trigger the batch and suspend until every run is final (the slot is freed).
-    The supervisor creates the batch in one transaction: up to 10,000 items."""
-    from slipstream._waits import waitpoint
 
-    checked: list[Item] = []
-    async for chunk, more in _chunks(items, check, MAX_WAIT_ITEMS):
-        if more:
-            raise BatchItemError(f"a batch a task waits for holds at most {MAX_WAIT_ITEMS:,} items: wait for"
-                                 " several")
-        checked = chunk
-    entry = await waitpoint("BATCH", items_json=_json.encode(checked).decode())
+    Up to 1,000 items go with the wait: the supervisor creates the batch in the transaction
+    that suspends the run. More are streamed into one batch over HTTP first, a chunk of 1,000
+    at a time (one chunk in memory), each request id made of the run and the wait's position,
+    so a retried run that gets here again adds nothing its earlier attempt added; the wait
+    then names the sealed batch. On a replay the items are read and checked again, not sent.
+    """
+    from slipstream._task import current_run_id
+    from slipstream._waits import next_waitpoint, waitpoint
+
+    seq, journaled = next_waitpoint("BATCH")
+    chunks = _chunks(items, check, MAX_ITEMS)
+    if journaled:
+        async for _ in chunks:
+            pass
+        entry = await waitpoint("BATCH")
+    else:
+        chunk, more = await anext(chunks)
+        if not more:
+            entry = await waitpoint("BATCH", items_json=_json.encode(chunk).decode())
+        else:
+            key = f"{current_run_id.get()}:{seq}:batch"
+            handle = await _first(chunk, {}, task_id=None, more=True, request_id=f"{key}:0")
+            del chunk
+            n = 1
+            async for chunk, more in chunks:
+                await _append(handle.batch_id, chunk, seal=not more, request_id=f"{key}:{n}")
+                n += 1
+            entry = await waitpoint("BATCH", batch_id=handle.batch_id)
     return msgspec.json.decode(entry.result_json or "{}", type=BatchResult[Any])

@@ -61,8 +61,7 @@ def is_replaying() -> bool:
     return state is not None and state.replaying
 
 
-async def waitpoint(request_type: str, **fields: Any) -> ipc.JournalEntry:
-    """Pass a waitpoint: its journal entry if it completed before, else suspend the run."""
+def _running(request_type: str) -> ReplayState:
     state = current_replay.get()
     if state is None:
         instead = {"RUN": "trigger() and runs.retrieve()",
@@ -70,6 +69,19 @@ async def waitpoint(request_type: str, **fields: Any) -> ipc.JournalEntry:
             request_type, "asyncio.sleep()")
         raise TaskRunError(f"waits (wait.for_, trigger_and_wait, batch_trigger_and_wait) can only be used inside a"
                            f" running task; outside one, use {instead}")
+    return state
+
+
+def next_waitpoint(request_type: str) -> tuple[int, bool]:
+    """The position the next waitpoint will take, and whether the journal holds it already (a
+    replay): what a wait that acts before `waitpoint` (streaming a batch) needs to know first."""
+    state = _running(request_type)
+    return state.next_seq, state.next_seq in state.journal
+
+
+async def waitpoint(request_type: str, **fields: Any) -> ipc.JournalEntry:
+    """Pass a waitpoint: its journal entry if it completed before, else suspend the run."""
+    state = _running(request_type)
     seq = state.next_seq
     state.next_seq += 1
     entry = state.journal.get(seq)

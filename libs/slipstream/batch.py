@@ -48,8 +48,8 @@ async def trigger_by_task(items: Items, **options: Unpack[BatchKwargs]) -> Batch
 
 async def trigger_and_wait(items: Items) -> BatchResult[Any]:
     """Inside a task: `trigger`, then wait without holding a slot until every run is final
-    (up to 10,000 items). The result's `runs` are in the order of the items, each with `ok`,
-    `id`, `task_identifier` and `output` or `error`."""
+    (any number of items: more than 1,000 are streamed in chunks). The result's `runs` are in
+    the order of the items, each with `ok`, `id`, `task_identifier` and `output` or `error`."""
     return await wait_for(items, of_tasks(items, by_task=False))
 
 

@@ -69,7 +69,8 @@ class JournalEntry(msgspec.Struct, kw_only=True):
 class WaitRequest(msgspec.Struct, kw_only=True):
     """Where an attempt suspends: a time (DURATION), a child run to trigger and wait for (RUN),
     or a batch of child runs to trigger and wait for (BATCH: `items_json` is a JSON list of
-    `{"task", "payload", "options"}`)."""
+    `{"task", "payload", "options"}`, up to 1,000; or `batch_id`, a sealed batch of this run
+    that the worker streamed in chunks over HTTP)."""
 
     seq: int
     type: str
@@ -78,6 +79,7 @@ class WaitRequest(msgspec.Struct, kw_only=True):
     payload_json: str | None = None
     options_json: str | None = None
     items_json: str | None = None
+    batch_id: str | None = None
 
 
 class LogLine(msgspec.Struct, tag="log", kw_only=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -226,8 +227,9 @@ async def test_waiting_for_a_batch_outside_a_task_says_what_to_use(sdk: None) ->
         await echo.batch_trigger_and_wait([{"payload": 1}])
     with pytest.raises(TaskRunError, match="only be used inside a running task"):
         await batch.trigger_and_wait([{"id": "echo", "payload": 1}])
-    with pytest.raises(BatchItemError, match="at most 10,000 items"):
-        await echo.batch_trigger_and_wait([{"payload": i} for i in range(10_001)])
+    # Outside a task nothing is sent, however many items there are.
+    with pytest.raises(TaskRunError, match="only be used inside a running task"):
+        await echo.batch_trigger_and_wait({"payload": i} for i in range(2500))
 
 
 async def test_a_fan_out_of_1000_children_through_a_limited_queue(platform: Platform,
@@ -295,6 +297,44 @@ async def test_more_than_1000_items_stream_into_one_batch(http: aiohttp.ClientSe
     mixed = await batch.trigger({"id": "echo" if i % 2 else "echo-sync", "payload": i, "options": {"delay": "1h"}}
                                 for i in range(1001))
     assert [r.task_identifier for r in mixed.runs[:2]] == ["echo-sync", "echo"] and len(mixed.runs) == 1001
+
+
+async def test_a_parent_waits_for_a_streamed_batch_and_its_retry_adds_no_child_twice(
+        platform: Platform, http: aiohttp.ClientSession) -> None:
+    # 2,500 children from an async generator: three chunks over HTTP into one batch, then the
+    # wait. The first attempt fails at item 1,500, after its first chunk went; the retry sends
+    # all three (the first again, by the same request id: it adds nothing).
+    status, answer = await post(http, "/api/v1/tasks/streams-a-batch/trigger",
+                                {"payload": {"n": 2500, "fail_at": 1500}})
+    assert status == 200, answer
+    parent = await finished(http, answer["id"], timeout=180)
+    assert parent["status"] == "COMPLETED", parent
+    out = parent["output"]
+    assert out == {"batch": out["batch"], "count": 2500, "attempt": 2, "ordered": True}
+    b = await get_batch(http, out["batch"])
+    assert b["status"] == "COMPLETED" and b["runCount"] == 2500
+    conn = await asyncpg.connect(platform.local.database_url)
+    try:
+        batches = await conn.fetch("SELECT id, sealed FROM batches WHERE parent_run_id = $1", parent["id"])
+        assert [(r["id"], r["sealed"]) for r in batches] == [(out["batch"], True)]
+        children = await conn.fetch("SELECT payload, batch_id, depth FROM runs WHERE parent_run_id = $1",
+                                    parent["id"])
+        assert len(children) == 2500, "a chunk was added twice (or lost)"
+        assert sorted(json.loads(r["payload"])["i"] for r in children) == list(range(2500))
+        assert {(r["batch_id"], r["depth"]) for r in children} == {(out["batch"], 1)}
+        waits = await conn.fetch("SELECT type, batch_id, status FROM waitpoints WHERE run_id = $1", parent["id"])
+        assert [tuple(w) for w in waits] == [("BATCH", out["batch"], "COMPLETED")]
+    finally:
+        await conn.close()
+
+
+async def test_a_wait_for_a_batch_the_run_did_not_make_fails_it(http: aiohttp.ClientSession, sdk: None) -> None:
+    other = await echo.batch_trigger([{"payload": 1}])
+    for batch_id, reason in ((other.batch_id, "was not triggered by run"), ("batch_nope", "not found")):
+        status, answer = await post(http, "/api/v1/tasks/waits-for-a-foreign-batch/trigger", {"payload": batch_id})
+        assert status == 200, answer
+        run = await finished(http, answer["id"])
+        assert run["status"] == "FAILED" and reason in run["error"]["message"], run
 
 
 async def test_an_open_batch_takes_chunks_until_sealed(http: aiohttp.ClientSession) -> None:

@@ -72,6 +72,19 @@ async def for_append(conn: Conn, environment_id: str, batch_id: str) -> BatchRec
     return _record(row) if row else None
 
 
+async def waited_by(conn: Conn, environment_id: str, batch_id: str, parent_run_id: str) -> str | None:
+    """Why `parent_run_id` cannot wait for the batch (a streamed one it made), or None if it can."""
+    row = await conn.fetchrow("SELECT sealed, parent_run_id FROM batches WHERE environment_id = $1 AND id = $2",
+                              environment_id, batch_id)
+    if row is None:
+        return f"batch {batch_id} not found"
+    if row["parent_run_id"] != parent_run_id:
+        return f"batch {batch_id} was not triggered by run {parent_run_id}"
+    if not row["sealed"]:
+        return f"batch {batch_id} is still open (its last chunk was not sent)"
+    return None
+
+
 async def chunk(conn: Conn, batch_id: str, request_id: str) -> tuple[int, int] | None:
     """Where the runs of the chunk a request id added start, and how many (a retried request)."""
     row = await conn.fetchrow("SELECT first_index, item_count FROM batch_chunks WHERE batch_id = $1"

@@ -63,15 +63,18 @@ _PACKET = (" || CASE WHEN c.output_packet IS NULL THEN '{}'::jsonb"
            " ELSE jsonb_build_object('output_packet', c.output_packet) END")
 
 
-def _resume_statement(children: bool) -> str:
-    """The statement of `resume_due`; with `children`, only the waits on the runs in $2."""
-    run_filter = " AND c.id = ANY($2::text[])" if children else ""
+def _resume_statement(scope: str) -> str:
+    """The statement of `resume_due` (scope "due"); "children": only the waits on the runs in
+    $2; "run": only the waits of the run $2 (none of its DURATION ones)."""
+    children = scope == "children"
+    run_filter = {"children": " AND c.id = ANY($2::text[])", "run": " AND w.run_id = $2"}.get(scope, "")
     # The batches of the children first, by primary key (left to the planner, it probed each
     # batch's 1,000 runs for the children: 20 ms instead of 0.1).
     batches = ("theirs AS MATERIALIZED (SELECT DISTINCT f.batch_id FROM runs f WHERE f.id = ANY($2::text[])"
                " AND f.batch_id IS NOT NULL),") if children else ""
-    batch_filter = " AND w.batch_id IN (SELECT batch_id FROM theirs)" if children else ""
-    durations = "" if children else (
+    batch_filter = {"children": " AND w.batch_id IN (SELECT batch_id FROM theirs)",
+                    "run": " AND w.run_id = $2"}.get(scope, "")
+    durations = "" if scope != "due" else (
         "   (SELECT id FROM waitpoints WHERE status = 'PENDING' AND type = 'DURATION' AND resume_at <= now()"
         "    LIMIT $1)"
         "   UNION ALL")
@@ -105,8 +108,9 @@ def _resume_statement(children: bool) -> str:
     )
 
 
-_RESUME_DUE = _resume_statement(children=False)
-_RESUME_PARENTS = _resume_statement(children=True)
+_RESUME_DUE = _resume_statement("due")
+_RESUME_PARENTS = _resume_statement("children")
+_RESUME_RUN = _resume_statement("run")
 
 
 class StepRefused(Exception):
@@ -156,3 +160,10 @@ async def resume_parents(conn: Conn, children: list[str]) -> list[Transition]:
     if not children:
         return []
     return _transitions(await conn.fetch(_RESUME_PARENTS, 1000, children))
+
+
+async def resume_if_done(conn: Conn, run_id: str) -> list[Transition]:
+    """`resume_due` for the run that just suspended, if what it waits for is final already (a
+    cached child that finished, or a streamed batch whose runs all ended before the wait was
+    recorded: their ends found no waitpoint to complete)."""
+    return _transitions(await conn.fetch(_RESUME_RUN, 1000, run_id))

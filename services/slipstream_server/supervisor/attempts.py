@@ -37,6 +37,7 @@ from slipstream_platform.scheduling import sync_schedules
 from slipstream_platform.service import Service
 from slipstream_platform.settings import SupervisorSettings
 from slipstream_platform.store import attempts, claims, deployments, environments, workers
+from slipstream_platform.store import batches as batch_store
 from slipstream_platform.store import logs as log_store
 from slipstream_platform.store import runs as run_store
 from slipstream_platform.store import waitpoints as waitpoint_store
@@ -450,7 +451,13 @@ class Supervisor:
                     return  # the lost try committed: the children are made, the run WAITING
                 async with self.service.pool.acquire() as conn, conn.transaction():
                     child_id = batch_id = None
-                    if wait.type == "BATCH":
+                    if wait.type == "BATCH" and wait.batch_id is not None:
+                        refused = await batch_store.waited_by(conn, self.environment.id, wait.batch_id,
+                                                              started.run_id)
+                        if refused is not None:
+                            raise TriggerRejected(422, refused)
+                        batch_id = wait.batch_id
+                    elif wait.type == "BATCH":
                         assert wait.items_json is not None
                         items = msgspec.json.decode(wait.items_json, type=list[BatchItem])
                         plans = plan_batch(items, environment_type=self.environment.type, now=datetime.now(UTC),
@@ -504,6 +511,14 @@ class Supervisor:
                 delay = min(2.0, delay * 2)
                 retried = True
         await self.service.bus.announce(changed, "released", [self.environment.id])
+        if wait.type in ("RUN", "BATCH"):
+            # What it waits for may have ended before the wait was recorded (a cached child that
+            # finished, a streamed batch's quick runs): their ends found nothing to resume.
+            try:
+                resumed = await waitpoint_store.resume_if_done(self.service.pool, started.run_id)
+            except UNAVAILABLE:
+                return  # the scheduler's tick resumes it
+            await self.service.bus.announce(resumed, "released")
 
     async def watch_memory(self, process: WorkerProcess, limit: int) -> int:
         """Kill the process once its resident memory passes `limit`; return what it used."""

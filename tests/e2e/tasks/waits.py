@@ -82,6 +82,31 @@ async def waits_for_batch(payload: dict, ctx: TaskContext) -> dict:
     }
 
 
+@task(id="streams-a-batch", retry={"max_attempts": 2, "min_timeout_ms": 10, "max_timeout_ms": 20})
+async def streams_a_batch(payload: dict, ctx: TaskContext) -> dict:
+    """Waits for more than 1,000 children read from an async generator (streamed in chunks);
+    with `fail_at`, the first attempt's generator raises there, after a chunk was sent."""
+    from tests.e2e.tasks.sample import echo
+
+    async def items() -> Any:
+        for i in range(payload["n"]):
+            if i == payload.get("fail_at") and ctx.run.attempt.number == 1:
+                raise RuntimeError("the first attempt stops reading its items")
+            yield {"payload": {"i": i}}
+
+    result = await echo.batch_trigger_and_wait(items())
+    return {"batch": result.id, "count": len(result.runs), "attempt": ctx.run.attempt.number,
+            "ordered": [r.unwrap()["payload"]["i"] for r in result.runs] == list(range(payload["n"]))}
+
+
+@task(id="waits-for-a-foreign-batch", retry={"max_attempts": 1})
+async def waits_for_a_foreign_batch(payload: str, ctx: TaskContext) -> None:
+    """Names a batch it did not make (what only a broken or hostile worker would send)."""
+    from slipstream._waits import waitpoint
+
+    await waitpoint("BATCH", batch_id=payload)
+
+
 def charge(path: str, amount: int) -> dict:
     """A side effect that must happen once: a line in a file."""
     with open(path, "a") as f:
