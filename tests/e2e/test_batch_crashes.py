@@ -10,6 +10,7 @@ import aiohttp
 import asyncpg
 import pytest
 from slipstream_platform.local import LocalPlatform
+from slipstream_proto import FINAL_STATUSES
 
 from tests.conftest import eventually
 from tests.e2e.conftest import FAST_SWEEPS
@@ -97,5 +98,47 @@ async def test_parents_waiting_on_batches_survive_a_supervisor_kill_and_a_nats_r
                                  " FROM waitpoints WHERE run_id = ANY($1) GROUP BY 1", parents)
         assert len(waits) == PARENTS and all(w["n"] == 1 and w["done"] for w in waits)
         assert await conn.fetchval("SELECT count(*) FROM runs WHERE status NOT IN ('COMPLETED')") == 0
+    finally:
+        await conn.close()
+
+
+async def test_a_parent_streaming_a_batch_survives_a_supervisor_kill_and_adds_no_child_twice(
+    waiting: tuple[LocalPlatform, str],
+) -> None:
+    # 3,000 children read slowly (three chunks); the supervisor is killed once the first chunk
+    # is in and the batch is still open. The run is retried by another supervisor and streams
+    # again from its first item: the chunks already added come back by their request ids.
+    local, key = waiting
+    conn = await asyncpg.connect(local.database_url)
+    try:
+        async with aiohttp.ClientSession(base_url=local.api_url, headers={"Authorization": f"Bearer {key}"}) as http:
+            body = {"payload": {"n": 3000, "pause": 0.001}}
+            async with http.post("/api/v1/tasks/streams-a-batch/trigger", json=body) as response:
+                assert response.status == 200, await response.text()
+                parent = str((await response.json())["id"])
+
+        async def streaming() -> bool:
+            n = await conn.fetchval("SELECT count(*) FROM batches WHERE parent_run_id = $1 AND NOT sealed"
+                                    " AND cardinality(run_ids) >= 1000", parent)
+            return bool(n)
+
+        await eventually(streaming, timeout=60, interval=0.05, message="the parent's first chunk in an open batch")
+        for name in ("supervisor-a", "supervisor-b"):  # whichever the first test left running
+            local.stop_service(name, kill=True)
+        local.start_service("supervisor", supervisor_env(key), key="supervisor-c")
+        local.wait_healthy(["supervisor-c"])
+
+        async def done() -> str | None:
+            status = await conn.fetchval("SELECT status FROM runs WHERE id = $1", parent)
+            return str(status) if status in FINAL_STATUSES else None
+
+        assert await eventually(done, timeout=180, interval=0.25, message="the parent final") == "COMPLETED"
+        out = json.loads(await conn.fetchval("SELECT output FROM runs WHERE id = $1", parent))
+        assert out["count"] == 3000 and out["ordered"] and out["attempt"] >= 2, out
+        assert await conn.fetchval("SELECT count(*) FROM batches WHERE parent_run_id = $1", parent) == 1
+        payloads = await conn.fetch("SELECT payload FROM runs WHERE parent_run_id = $1", parent)
+        assert sorted(json.loads(r["payload"])["i"] for r in payloads) == list(range(3000))
+        assert await conn.fetchval("SELECT count(*) FROM attempts a JOIN runs r ON r.id = a.run_id"
+                                   " WHERE r.parent_run_id = $1 AND a.status = 'COMPLETED'", parent) == 3000
     finally:
         await conn.close()

@@ -92,6 +92,8 @@ async def streams_a_batch(payload: dict, ctx: TaskContext) -> dict:
         for i in range(payload["n"]):
             if i == payload.get("fail_at") and ctx.run.attempt.number == 1:
                 raise RuntimeError("the first attempt stops reading its items")
+            if payload.get("pause"):
+                await asyncio.sleep(payload["pause"])  # a slow source: time to kill its supervisor
             yield {"payload": {"i": i}}
 
     result = await echo.batch_trigger_and_wait(items())
