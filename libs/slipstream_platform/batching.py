@@ -18,7 +18,7 @@ import asyncpg
 import msgspec
 from slipstream_proto import TriggerOptions
 
-from slipstream_platform.ids import new_id
+from slipstream_platform.ids import new_id, new_ids
 from slipstream_platform.store import batches as batch_store
 from slipstream_platform.store import idempotency, workers
 from slipstream_platform.store import queues as queue_store
@@ -91,8 +91,11 @@ def plan_batch(items: list[BatchItem], *, environment_type: str, now: datetime, 
 def _check_storable(plan: RunPlan) -> None:
     """Refuse what Postgres cannot store, before the batch's one INSERT would fail as a whole."""
     for field, text in (("payload", plan.payload_json), ("options.metadata", plan.metadata_json)):
-        if text is not None and _JSON_NUL.search(text):
+        if text is not None and "\\u0000" in text and _JSON_NUL.search(text):
             raise TriggerRejected(422, f"{field} contains a NUL character (\\u0000), which cannot be stored")
+    if not any("\x00" in value for value in (plan.queue or "", plan.concurrency_key or "", plan.idempotency_key or "",
+                                               plan.debounce.key if plan.debounce else "", *plan.tags)):
+        return  # (the common case, without building the names of the fields)
     texts = {"options.queue.name": plan.queue, "options.concurrencyKey": plan.concurrency_key,
              "options.idempotencyKey": plan.idempotency_key,
              "options.debounce.key": plan.debounce.key if plan.debounce else None}
@@ -222,8 +225,8 @@ async def _create_runs(conn: asyncpg.Connection, plans: list[RunPlan], *, enviro
         created = await run_store.insert_many(conn, [
             new_run(plans[i], environment_id=environment_id,
                     status="DELAYED" if plans[i].delayed_until is not None else None,
-                    parent=parent, traceparent=traceparent, batch_id=batch_id)
-            for i in plain])
+                    parent=parent, traceparent=traceparent, batch_id=batch_id, run_id=run_id)
+            for i, run_id in zip(plain, new_ids("run", len(plain)), strict=True)])
     except (asyncpg.exceptions.UntranslatableCharacterError, asyncpg.exceptions.DataError) as exc:
         raise TriggerRejected(422, f"an item cannot be stored: {exc}") from None
     for i, transition in zip(plain, created, strict=True):

@@ -20,6 +20,7 @@ from slipstream_proto.machines import MACHINE_PRESETS
 
 from slipstream_platform import packets
 from slipstream_platform.errors import PlatformError
+from slipstream_platform.ids import new_id
 from slipstream_platform.store import deployments, idempotency, workers
 from slipstream_platform.store import queues as queue_store
 from slipstream_platform.store import runs as run_store
@@ -388,10 +389,13 @@ def new_run(
     traceparent: str | None,
     request_id: str | None = None,
     batch_id: str | None = None,
+    run_id: str | None = None,
 ) -> NewRun:
-    """The run to insert for a plan (status None: QUEUED or PENDING_VERSION, by who serves the task)."""
+    """The run to insert for a plan (status None: QUEUED or PENDING_VERSION, by who serves the
+    task); `run_id` None: a new id."""
     debounce = plan.debounce
     return NewRun(
+        id=run_id or new_id("run"),
         environment_id=environment_id,
         task_identifier=plan.task_identifier,
         status=status,

@@ -128,7 +128,11 @@ async def insert(conn: Conn, run: NewRun) -> Transition | None:
     return _transitions([row])[0] if row else None
 
 
-_tags_encoder = msgspec.json.Encoder()
+_rows_encoder = msgspec.json.Encoder()
+# The columns of NewRun as `json_to_recordset` reads them from the runs sent as one JSON array.
+_RECORD_TYPES = {"max_attempts": "int", "priority_ms": "bigint", "delayed_until": "timestamptz", "max_duration": "int",
+                 "depth": "int", "ttl_seconds": "int", "debounce_deadline": "timestamptz", "tags": "jsonb"}
+_RECORD = ", ".join(f"{c} {_RECORD_TYPES.get(c, 'text')}" for c in NewRun.__struct_fields__)
 
 
 async def insert_many(conn: Conn, runs: list[NewRun]) -> list[Transition]:
@@ -136,16 +140,14 @@ async def insert_many(conn: Conn, runs: list[NewRun]) -> list[Transition]:
     whose request id made a run already are left out. Returned in the order given."""
     if not runs:
         return []
-    columns = [f for f in NewRun.__struct_fields__ if f != "tags"]
-    types = {"max_attempts": "int", "priority_ms": "bigint", "delayed_until": "timestamptz", "max_duration": "int",
-             "depth": "int", "ttl_seconds": "int", "debounce_deadline": "timestamptz"}
-    arrays = ", ".join(f"${i + 1}::{types.get(c, 'text')}[]" for i, c in enumerate(columns))
-    tags = len(columns) + 1
     rows = await conn.fetch(
-        f"WITH v AS (SELECT * FROM unnest({arrays}, ${tags}::text[]) WITH ORDINALITY"
-        f" AS v({', '.join(columns)}, tags_json, n)),"
-        # Once per task (lock and region) of the batch, not per run: its registered queue and whether it is served.
-        " t AS (SELECT k.environment_id, k.task_identifier, k.locked_version, k.region, d.queue,"
+        # The runs go as one JSON text (msgspec encodes 1,000 in a fraction of a millisecond; as
+        # 28 arrays, asyncpg's encoding of their 28,000 elements took 8 ms).
+        f"WITH v AS (SELECT * FROM ROWS FROM (json_to_recordset($1::json) AS ({_RECORD}))"
+        f" WITH ORDINALITY AS v({', '.join(NewRun.__struct_fields__)}, n)),"
+        # Once per task (lock and region) of the batch, not per run: its registered queue and whether it is served
+        # (MATERIALIZED: inlined, the planner called slipstream_serves once per run, 18 of a batch's 50 ms).
+        " t AS MATERIALIZED (SELECT k.environment_id, k.task_identifier, k.locked_version, k.region, d.queue,"
         "   slipstream_serves(k.environment_id, k.task_identifier, k.locked_version, k.region) AS served"
         "   FROM (SELECT DISTINCT environment_id, task_identifier, locked_version, region FROM v) AS k"
         "   LEFT JOIN task_definitions d ON d.environment_id = k.environment_id"
@@ -153,8 +155,8 @@ async def insert_many(conn: Conn, runs: list[NewRun]) -> list[Transition]:
         + _INSERT +
         " SELECT v.id, v.environment_id, v.task_identifier, s.status, v.payload_json::jsonb,"
         "   coalesce(v.queue, t.queue, 'task/' || v.task_identifier), v.concurrency_key,"
-        "   CASE WHEN v.tags_json = '[]' THEN '{}'::text[]"
-        "     ELSE ARRAY(SELECT jsonb_array_elements_text(v.tags_json::jsonb)) END,"
+        "   CASE WHEN v.tags = '[]'::jsonb THEN '{}'::text[]"
+        "     ELSE ARRAY(SELECT jsonb_array_elements_text(v.tags)) END,"
         "   v.metadata_json::jsonb, v.max_attempts,"
         "   v.priority_ms, v.delayed_until, v.traceparent, v.max_duration, v.parent_run_id, v.root_run_id, v.depth,"
         "   v.machine, v.ttl_seconds,"
@@ -167,8 +169,7 @@ async def insert_many(conn: Conn, runs: list[NewRun]) -> list[Transition]:
         " CROSS JOIN LATERAL (SELECT coalesce(v.status, CASE WHEN t.served THEN 'QUEUED' ELSE 'PENDING_VERSION' END)"
         "   AS status) AS s"
         " ORDER BY v.n" + _ON_REQUEST_ID + _RETURNING,
-        *([getattr(run, c) for run in runs] for c in columns),
-        [_tags_encoder.encode(run.tags).decode() for run in runs],
+        _rows_encoder.encode(runs).decode(),
     )
     order = {run.id: i for i, run in enumerate(runs)}
     return sorted(_transitions(rows), key=lambda t: order[t.run_id])
