@@ -93,9 +93,9 @@ def _check_storable(plan: RunPlan) -> None:
     for field, text in (("payload", plan.payload_json), ("options.metadata", plan.metadata_json)):
         if text is not None and "\\u0000" in text and _JSON_NUL.search(text):
             raise TriggerRejected(422, f"{field} contains a NUL character (\\u0000), which cannot be stored")
-    if not any("\x00" in value for value in (plan.queue or "", plan.concurrency_key or "", plan.idempotency_key or "",
-                                               plan.debounce.key if plan.debounce else "", *plan.tags)):
-        return  # (the common case, without building the names of the fields)
+    if "\x00" not in "".join((plan.queue or "", plan.concurrency_key or "", plan.idempotency_key or "",
+                              plan.debounce.key if plan.debounce else "", *plan.tags)):
+        return  # (the common case, without naming every field)
     texts = {"options.queue.name": plan.queue, "options.concurrencyKey": plan.concurrency_key,
              "options.idempotencyKey": plan.idempotency_key,
              "options.debounce.key": plan.debounce.key if plan.debounce else None}
