@@ -137,8 +137,11 @@ measured through the SDK as users call it.
 {table}
 
 A batch is accepted in one transaction: one INSERT for its items, one row for the batch. A
-parent that waits holds no slot and no process; the supervisor that records a child's end
-resumes its parent in the next statement (the scheduler's tick is the safety net).
+parent that waits holds no slot and no process (a waited batch of more than 1,000 items is
+streamed into one batch first); the supervisor that records a child's end resumes its parent
+in the next statement (the scheduler's tick is the safety net). The machine's phase moves
+these figures by up to a third: the interleaved before/after of the batch of 1,000 is in
+"What each change bought".
 """
     write_section(path, "batches", section)
 
