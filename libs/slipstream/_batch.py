@@ -5,8 +5,9 @@ into the batch over HTTP first, in chunks whose request ids the run's retries re
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -27,7 +28,7 @@ from slipstream import _client
 from slipstream._codec import encoder
 from slipstream._context import BatchResult
 from slipstream._task import PUBLIC_TOKEN_HEADER, BatchHandle, BatchKwargs, RunHandle, trigger_options, with_parent
-from slipstream.errors import BatchItemError
+from slipstream.errors import ApiError, BatchItemError, TaskRunError
 
 if TYPE_CHECKING:
     from slipstream._task import Task
@@ -127,7 +128,7 @@ def of_tasks(items: object, *, by_task: bool) -> Checker:
 
 
 async def _chunks(items: Iterable[Any] | AsyncIterable[Any], check: Checker, size: int
-                  ) -> AsyncIterator[tuple[list[Item], bool]]:
+                  ) -> AsyncGenerator[tuple[list[Item], bool], None]:
     """The checked items in chunks of `size`, each with whether more follow; the iterable is
     read as the chunks go (one chunk and one item held at a time)."""
     chunk: list[Item] = []
@@ -213,23 +214,42 @@ async def wait_for(items: Iterable[Any] | AsyncIterable[Any], check: Checker) ->
     from slipstream._task import current_run_id
     from slipstream._waits import next_waitpoint, waitpoint
 
-    seq, journaled = next_waitpoint("BATCH")
-    chunks = _chunks(items, check, MAX_ITEMS)
-    if journaled:
-        async for _ in chunks:
-            pass
-        entry = await waitpoint("BATCH")
-    else:
+    next_waitpoint("BATCH")  # outside a task: raise before reading or sending anything
+    async with contextlib.aclosing(_chunks(items, check, MAX_ITEMS)) as chunks:
         chunk, more = await anext(chunks)
         if not more:
+            # (Steps or waits while the items were read took their positions before this one.)
             entry = await waitpoint("BATCH", items_json=_json.encode(chunk).decode())
+            return msgspec.json.decode(entry.result_json or "{}", type=BatchResult[Any])
+        seq, journaled = next_waitpoint("BATCH")
+        if journaled:  # a replay: the batch was made and waited for
+            async for _ in chunks:
+                pass
+            _same_position(seq)
+            entry = await waitpoint("BATCH")
         else:
             key = f"{current_run_id.get()}:{seq}:batch"
-            handle = await _first(chunk, {}, task_id=None, more=True, request_id=f"{key}:0")
-            del chunk
-            n = 1
-            async for chunk, more in chunks:
-                await _append(handle.batch_id, chunk, seal=not more, request_id=f"{key}:{n}")
-                n += 1
+            try:
+                handle = await _first(chunk, {}, task_id=None, more=True, request_id=f"{key}:0")
+                del chunk
+                n = 1
+                async for chunk, more in chunks:
+                    _same_position(seq)
+                    await _append(handle.batch_id, chunk, seal=not more, request_id=f"{key}:{n}")
+                    n += 1
+            except ApiError as exc:
+                if exc.status != 409:
+                    raise
+                raise TaskRunError(f"streaming the batch failed ({exc.message}); a retried run streams again the"
+                                   " batch its earlier attempt streamed here, so it must read the same items") from None
+            _same_position(seq)
             entry = await waitpoint("BATCH", batch_id=handle.batch_id)
     return msgspec.json.decode(entry.result_json or "{}", type=BatchResult[Any])
+
+
+def _same_position(seq: int) -> None:
+    from slipstream._waits import next_waitpoint
+
+    if next_waitpoint("BATCH")[0] != seq:
+        raise TaskRunError("a waited batch of more than 1,000 items is streamed as its items are read, so reading"
+                           " them past the first 1,000 must not run step() or a wait: read them into a list first")

@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from slipstream_proto import TriggerOptions
+from slipstream_proto import FINAL_STATUSES, TriggerOptions
 
 from slipstream_platform.ids import new_id, new_ids
 from slipstream_platform.store import batches as batch_store
@@ -129,10 +129,15 @@ async def trigger_batch(
     idempotency_key: str | None = None,
     idempotency_ttl_seconds: int = IDEMPOTENCY_KEY_TTL_SECONDS,
     open: bool = False,
+    lock_parent: bool = False,
 ) -> BatchResult:
     """Create the batch and its runs in one transaction, or return the batch this request (or
-    its idempotency key) made already. An `open` batch takes more chunks (`append_batch`)."""
+    its idempotency key) made already. An `open` batch takes more chunks (`append_batch`).
+    `lock_parent` (a request from outside the parent's own supervisor): refuse the batch if the
+    parent is final, holding it so that a cancel of it waits for these children to exist."""
     async with conn.transaction():
+        if lock_parent and parent is not None:
+            await _open_parent(conn, parent.id)
         if request_id is not None:
             # Two copies of one request at once (a client retrying a slow one) wait for each other.
             await idempotency.lock(conn, environment_id, "batch-request", request_id)
@@ -183,6 +188,11 @@ async def append_batch(
             done = await batch_store.chunk(conn, batch_id, request_id)
             if done is not None:
                 first, count = done
+                if count != len(plans) or (seal and not batch.sealed):
+                    raise TriggerRejected(409, f"request id {request_id} added {count} items to batch {batch_id}"
+                                               f"{'' if batch.sealed else ' without sealing it'}; this request"
+                                               f" has {len(plans)}{' and seals it' if seal else ''}: a repeated"
+                                               " request must be the same")
                 cached = await _cached(conn, batch)
                 return BatchResult(batch_id, True, cached.runs[first:first + count],
                                    cached.task_identifiers[first:first + count])
@@ -194,6 +204,7 @@ async def append_batch(
                                            f" {batch.task_identifier!r} only, not {plan.task_identifier!r}")
         parent = None
         if batch.parent_run_id is not None:
+            await _open_parent(conn, batch.parent_run_id)
             row = await run_store.get(conn, environment_id, batch.parent_run_id)
             parent = Parent.of(row) if row is not None else None
         first = len(batch.run_ids)
@@ -204,6 +215,15 @@ async def append_batch(
         if request_id is not None:
             await batch_store.add_chunk(conn, batch_id, request_id, first, len(runs))
     return BatchResult(batch_id, False, runs, [plan.task_identifier for plan in plans])
+
+
+async def _open_parent(conn: asyncpg.Connection, parent_id: str) -> None:
+    """Lock the parent of a batch's runs until the transaction ends (`runs.cancel` locks it
+    first, so the two take turns: a cancel after this sees the new children, one before makes
+    this refuse them), and refuse children of a finished (or canceled) run."""
+    status = await conn.fetchval("SELECT status FROM runs WHERE id = $1 FOR SHARE", parent_id)
+    if status in FINAL_STATUSES:
+        raise TriggerRejected(409, f"run {parent_id} is {status}: a finished run triggers no more children")
 
 
 async def _create_runs(conn: asyncpg.Connection, plans: list[RunPlan], *, environment_id: str, parent: Parent | None,

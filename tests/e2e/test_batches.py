@@ -337,6 +337,42 @@ async def test_a_wait_for_a_batch_the_run_did_not_make_fails_it(http: aiohttp.Cl
         assert run["status"] == "FAILED" and reason in run["error"]["message"], run
 
 
+async def test_a_step_while_a_waited_batch_streams_fails_the_run_clearly(http: aiohttp.ClientSession) -> None:
+    status, answer = await post(http, "/api/v1/tasks/streams-a-batch/trigger",
+                                {"payload": {"n": 1500, "step_at": 1200}})
+    assert status == 200, answer
+    run = await finished(http, answer["id"], timeout=60)
+    assert run["status"] == "FAILED" and "must not run step() or a wait" in run["error"]["message"], run
+    assert run["attemptCount"] == 2  # the retry streams its first chunk again (by its request id), and fails the same
+
+
+async def test_a_finished_parent_gets_no_more_children_and_a_repeated_chunk_must_be_the_same(
+        http: aiohttp.ClientSession) -> None:
+    status, answer = await post(http, "/api/v1/tasks/sleepy/trigger", {"payload": {"seconds": 30}})
+    assert status == 200, answer
+    parent = answer["id"]
+    item = {"payload": 1, "options": {"parentRunId": parent, "delay": "1h"}}
+    status, opened = await post(http, "/api/v1/tasks/echo/batch", {"items": [item], "options": {"open": True}})
+    assert status == 202, opened
+    chunk = {"items": [{"task": "echo", **item}], "seal": False}
+    status, answer = await post(http, f"/api/v2/batches/{opened['id']}/items", chunk,
+                                **{"x-slipstream-request-id": "chunk-1"})
+    assert status == 202, answer
+    status, answer = await post(http, f"/api/v2/batches/{opened['id']}/items", {**chunk, "seal": True},
+                                **{"x-slipstream-request-id": "chunk-1"})
+    assert status == 409 and "a repeated request must be the same" in answer["error"], answer
+    async with http.post(f"/api/v2/runs/{parent}/cancel") as response:
+        assert response.status == 200, await response.text()
+    status, answer = await post(http, f"/api/v2/batches/{opened['id']}/items", chunk,
+                                **{"x-slipstream-request-id": "chunk-2"})
+    assert status == 409 and "is CANCELED" in answer["error"], answer
+    status, answer = await post(http, "/api/v1/tasks/echo/batch", {"items": [item]})
+    assert status == 409 and "a finished run triggers no more children" in answer["error"], answer
+    # The cancel reached the children made before it.
+    for run_id in opened["runs"]:
+        assert (await get_run(http, run_id["id"]))["status"] == "CANCELED"
+
+
 async def test_an_open_batch_takes_chunks_until_sealed(http: aiohttp.ClientSession) -> None:
     body = {"items": [{"payload": 0, "options": {"delay": "1h"}}], "options": {"open": True}}
     opening = {"x-slipstream-request-id": uuid.uuid4().hex}

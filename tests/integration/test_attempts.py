@@ -216,3 +216,40 @@ async def test_the_ends_of_children_resume_their_parents_at_once(pool: asyncpg.P
     assert all(r["ok"] and r["task_identifier"] == "t" for r in result["runs"])
     # Said once: the scheduler's pass finds nothing left to resume.
     assert await waitpoints.resume_due(pool) == []
+
+
+async def test_a_wait_recorded_after_its_children_ended_resumes_at_once(pool: asyncpg.Pool, env_id: str) -> None:
+    # The children end before the waits are recorded (a cached finished child; a streamed
+    # batch whose runs all ran while the rest was sent): their ends found no wait to complete.
+    from slipstream_platform.store import waitpoints
+
+    await add_worker(pool, env_id, "w1", ["t"], 8)
+    defaults = lifecycle.task_defaults([TASK])
+    parent_run, batch_parent, other = [await add_run(pool, env_id) for _ in range(3)]
+    await claims.take(pool, worker_id="w1", environment_id=env_id, tasks=defaults, capacity=8)
+    child = await add_run(pool, env_id, parent_run_id=parent_run)
+    batch_id = "batch_ended"
+    kids = [await add_run(pool, env_id, parent_run_id=batch_parent, batch_id=batch_id) for _ in range(2)]
+    await pool.execute("INSERT INTO batches (id, environment_id, run_ids) VALUES ($1, $2, $3)", batch_id, env_id,
+                       kids)
+    running = await add_run(pool, env_id, parent_run_id=other)
+    taken = await claims.take(pool, worker_id="w1", environment_id=env_id, tasks=defaults, capacity=8)
+    assert {a.run_id for a in taken.started} == {child, running, *kids}
+    ends = [AttemptEnd(run_id=r, attempt_number=1, status="COMPLETED", attempt_status="COMPLETED",
+                       output_json=json.dumps(r)) for r in (child, *kids)]
+    await attempts.finish_each(pool, ends, unavailable=(OSError,))
+    for run_id, wait in ((parent_run, {"type": "RUN", "child_run_id": child}),
+                         (batch_parent, {"type": "BATCH", "batch_id": batch_id}),
+                         (other, {"type": "RUN", "child_run_id": running})):
+        await waitpoints.create(pool, run_id=run_id, seq=0, **wait)  # type: ignore[arg-type]
+        assert await attempts.suspend(pool, run_id=run_id, attempt_number=1) is not None
+    # Each resumes when its own wait is checked; the one whose child still runs does not.
+    [resumed] = await waitpoints.resume_if_done(pool, parent_run)
+    assert (resumed.run_id, resumed.status) == (parent_run, "QUEUED")
+    assert await waitpoints.resume_if_done(pool, other) == []
+    [resumed] = await waitpoints.resume_if_done(pool, batch_parent)
+    assert resumed.run_id == batch_parent
+    result = json.loads(await pool.fetchval("SELECT result FROM waitpoints WHERE run_id = $1", batch_parent))
+    assert [r["output"] for r in result["runs"]] == kids
+    assert await waitpoints.resume_if_done(pool, batch_parent) == []  # once
+    assert await pool.fetchval("SELECT status FROM runs WHERE id = $1", other) == "WAITING"

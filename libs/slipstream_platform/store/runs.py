@@ -453,6 +453,9 @@ async def cancel(conn: asyncpg.Connection, environment_id: str, run_id: str) -> 
 
     Must run in a transaction. Returns what changed (empty when the run had already finished).
     """
+    # The run first, in a statement of its own: a batch being added to it holds it, and the
+    # tree below is read once that batch's children are committed (`batching._open_parent`).
+    await conn.execute("SELECT 1 FROM runs WHERE id = $1 AND environment_id = $2 FOR UPDATE", run_id, environment_id)
     rows = await conn.fetch(
         "WITH RECURSIVE tree AS ("
         "   SELECT id FROM runs WHERE id = $1 AND environment_id = $2 AND status = ANY($3::text[])"

@@ -448,7 +448,7 @@ class Supervisor:
             changed: list[Transition] = []
             try:
                 if retried and await waitpoint_store.exists(self.service.pool, started.run_id, wait.seq):
-                    return  # the lost try committed: the children are made, the run WAITING
+                    break  # the lost try committed: the children are made, the run WAITING
                 async with self.service.pool.acquire() as conn, conn.transaction():
                     child_id = batch_id = None
                     if wait.type == "BATCH" and wait.batch_id is not None:
@@ -458,7 +458,9 @@ class Supervisor:
                             raise TriggerRejected(422, refused)
                         batch_id = wait.batch_id
                     elif wait.type == "BATCH":
-                        assert wait.items_json is not None
+                        if wait.items_json is None:
+                            raise TriggerRejected(422, "a BATCH wait names its items or its batch, and this one"
+                                                       " names neither")
                         items = msgspec.json.decode(wait.items_json, type=list[BatchItem])
                         plans = plan_batch(items, environment_type=self.environment.type, now=datetime.now(UTC),
                                            max_items=MAX_WAIT_ITEMS)
@@ -516,9 +518,9 @@ class Supervisor:
             # finished, a streamed batch's quick runs): their ends found nothing to resume.
             try:
                 resumed = await waitpoint_store.resume_if_done(self.service.pool, started.run_id)
-            except UNAVAILABLE:
-                return  # the scheduler's tick resumes it
-            await self.service.bus.announce(resumed, "released")
+                await self.service.bus.announce(resumed, "released")
+            except Exception:
+                log.exception("resuming %s at once failed; the scheduler's tick will", started.run_id)
 
     async def watch_memory(self, process: WorkerProcess, limit: int) -> int:
         """Kill the process once its resident memory passes `limit`; return what it used."""

@@ -86,7 +86,8 @@ def add_routes(service: Service[TriggerApiSettings], authenticate: Authenticate,
                             conn, plans, environment_id=env.id, task_identifier=task_identifier, parent=parent,
                             traceparent=telemetry.traceparent(),
                             request_id=request.headers.get("x-slipstream-request-id"),
-                            idempotency_key=key, idempotency_ttl_seconds=ttl, open=options.open)
+                            idempotency_key=key, idempotency_ttl_seconds=ttl, open=options.open,
+                            lock_parent=True)
                 except BaseException:
                     await forget_unused(store, plans)
                     raise

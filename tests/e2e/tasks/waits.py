@@ -94,6 +94,10 @@ async def streams_a_batch(payload: dict, ctx: TaskContext) -> dict:
                 raise RuntimeError("the first attempt stops reading its items")
             if payload.get("pause"):
                 await asyncio.sleep(payload["pause"])  # a slow source: time to kill its supervisor
+            if i == payload.get("step_at"):
+                from slipstream import step
+
+                await step("page", int, i)  # a step while the items stream: refused
             yield {"payload": {"i": i}}
 
     result = await echo.batch_trigger_and_wait(items())
