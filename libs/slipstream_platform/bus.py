@@ -115,9 +115,14 @@ async def _update_stream(js: JetStreamContext, spec: StreamSpec, config: StreamC
 class Bus:
     """Publishes events with retries; trace context goes in the headers."""
 
-    def __init__(self, nc: NATS) -> None:
+    def __init__(self, nc: NATS, *, status_delay: float = 0.0) -> None:
         self.nc = nc
         self.js = nc.jetstream()
+        # Status changes announced alone wait this long to go out together (see `announce`).
+        self.status_delay = status_delay
+        self._held: list[tuple[str, Event, dict[str, str] | None]] = []
+        self._release: asyncio.TimerHandle | None = None
+        self._releasing: set[asyncio.Task[None]] = set()
 
     async def publish(self, subject: str, event: Event, *, msg_id: str | None = None) -> None:
         """Publish and wait for the stream's ack, retrying through leader elections."""
@@ -137,7 +142,10 @@ class Bus:
         not pay a round trip per message.
         """
         headers = telemetry.inject_headers() or None
-        for subject, event in items:
+        await self._send([(subject, event, headers) for subject, event in items])
+
+    async def _send(self, items: list[tuple[str, Event, dict[str, str] | None]]) -> None:
+        for subject, event, headers in items:
             try:
                 await self.nc.publish(subject, encode_event(event), headers=headers)
             except Exception as exc:
@@ -149,7 +157,14 @@ class Bus:
     ) -> None:
         """Publish committed status changes as `RunUpdated`; with a `reason`, also wake the
         supervisors (and the queue-manager) of every environment where a run became QUEUED, and
-        of `environments` (where slots were freed or workers came)."""
+        of `environments` (where slots were freed or workers came).
+
+        With a `status_delay`, status changes that wake nobody are held that long and go out
+        with the others held meanwhile, in order: one write to NATS (and one wake-up of
+        nats-server) for several runs, where a supervisor starting and ending runs one at a
+        time would write twice a run. Realtime reads the run from Postgres on each change, so a
+        change is late by the delay at most, never wrong; a wake-up goes out at once, after
+        whatever was held."""
         items: list[tuple[str, Event]] = []
         wake = set(environments)
         for t in transitions:
@@ -161,4 +176,36 @@ class Bus:
         if reason is not None:
             items += [(queue_signal_subject(env, reason), QueueSignal(environment_id=env, reason=reason))
                       for env in sorted(wake)]
-        await self.notify(items)
+        if not items:
+            return
+        if self.status_delay <= 0 or (reason is not None and wake):
+            held = self._take_held()
+            if held:
+                await self._send(held)
+            await self.notify(items)
+            return
+        headers = telemetry.inject_headers() or None
+        self._held += [(subject, event, headers) for subject, event in items]
+        if self._release is None:
+            self._release = asyncio.get_running_loop().call_later(self.status_delay, self._release_held)
+
+    def _take_held(self) -> list[tuple[str, Event, dict[str, str] | None]]:
+        held, self._held = self._held, []
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
+        return held
+
+    def _release_held(self) -> None:
+        self._release = None
+        task = asyncio.ensure_future(self._send(self._take_held()))
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+
+    async def settle(self) -> None:
+        """Publish what is held now (before the connection closes)."""
+        held = self._take_held()
+        if held:
+            await self._send(held)
+        if self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)

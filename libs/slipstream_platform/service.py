@@ -120,6 +120,7 @@ async def run_service(
         stack.push_async_callback(service.nc.drain)
         await bus_module.ensure_streams_patiently(service.nc.jetstream(), settings.nats_replicas)
         service.bus = Bus(service.nc)
+        stack.push_async_callback(service.bus.settle)
         if telemetry.storing():
             service.spawn(telemetry.flush_spans(service.pool), "spans")
         await setup(service)

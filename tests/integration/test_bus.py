@@ -9,6 +9,7 @@ from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 from slipstream_platform import bus
 from slipstream_platform.embedded import EmbeddedNats
+from slipstream_platform.store.runs import Transition
 from slipstream_proto import STREAMS, CancelRun, QueueSignal, RunUpdated, decode_event
 from slipstream_proto.events import (
     dispatch_subject,
@@ -94,5 +95,50 @@ async def test_retired_streams_are_deleted(nats_server: EmbeddedNats) -> None:
                 raise AssertionError(f"{name} still exists")
             except NotFoundError:
                 pass
+    finally:
+        await nc.close()
+
+
+async def test_held_status_changes_go_out_in_order_before_a_wake_and_at_settle(nats_server: EmbeddedNats) -> None:
+    nc = await bus.connect(nats_server.url, "test")
+    try:
+        heard: asyncio.Queue[object] = asyncio.Queue()
+
+        async def on_message(msg) -> None:  # type: ignore[no-untyped-def]
+            heard.put_nowait(decode_event(msg.data))
+
+        subs = [await nc.subscribe(run_updated_subject("env_held", "*"), cb=on_message),
+                await nc.subscribe(queue_signals_of("env_held"), cb=on_message)]
+        await nc.flush()
+        at = datetime(2026, 1, 1, tzinfo=UTC)
+
+        def moved(run_id: str, status: str) -> Transition:
+            return Transition(run_id=run_id, environment_id="env_held", status=status, updated_at=at)
+
+        def update(t: Transition) -> RunUpdated:
+            return RunUpdated(run_id=t.run_id, environment_id=t.environment_id, status=t.status, updated_at=at)
+
+        # Held for a minute: only a wake, or settle, sends them sooner.
+        b = bus.Bus(nc, status_delay=60)
+        started, ended = moved("run_a", "EXECUTING"), moved("run_a", "COMPLETED")
+        await b.announce([started])
+        await b.announce([ended], "released")  # a reason that wakes nobody: held too
+        retried = moved("run_b", "QUEUED")
+        await b.announce([retried], "released")  # a run became QUEUED: its supervisors wake now
+        await nc.flush()
+        expected = [update(started), update(ended), update(retried),
+                    QueueSignal(environment_id="env_held", reason="released")]
+        assert [await asyncio.wait_for(heard.get(), 10) for _ in expected] == expected
+        last = moved("run_c", "EXECUTING")
+        await b.announce([last])
+        await b.settle()
+        await nc.flush()
+        assert await asyncio.wait_for(heard.get(), 10) == update(last)
+        # A short delay sends what is held by itself.
+        quick = bus.Bus(nc, status_delay=0.01)
+        await quick.announce([ended])
+        assert await asyncio.wait_for(heard.get(), 10) == update(ended)
+        for sub in subs:
+            await sub.unsubscribe()
     finally:
         await nc.close()

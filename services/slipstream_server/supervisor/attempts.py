@@ -53,6 +53,9 @@ from slipstream_server.supervisor.processes import WorkerProcess, child_environm
 log = logging.getLogger(__name__)
 _tracer = telemetry.tracer(__name__)
 T = TypeVar("T")
+# How long a status change that wakes nobody may wait to go out with others (Bus.announce): a
+# supervisor starting and ending runs one at a time otherwise writes to NATS twice a run.
+STATUS_DELAY = 0.005
 
 
 class _NotExecuting(Exception):
@@ -656,6 +659,8 @@ async def setup(service: Service[SupervisorSettings]) -> None:
     if environment is None:
         raise SettingsError("SLIPSTREAM_SECRET_KEY does not belong to any environment")
     supervisor = Supervisor(service, environment)
+    # Starts and ends that wake nobody go to NATS together, up to 5 ms late (Bus.announce).
+    service.bus.status_delay = STATUS_DELAY
     await supervisor.packets.prepare()
     await supervisor.start_processes()
     signals = await service.bus.nc.subscribe(queue_signals_of(environment.id), cb=supervisor.on_signal)
