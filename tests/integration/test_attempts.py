@@ -134,6 +134,44 @@ async def test_a_take_claims_and_starts_in_one_statement(pool: asyncpg.Pool, env
     assert [a.run_id for a in again.started] == [ids[2]]
 
 
+async def runs_rows_updated(conn: asyncpg.Connection) -> int:
+    """Row versions of `runs` written by UPDATEs so far (this session's counts flushed first)."""
+    await conn.execute("SELECT pg_stat_force_next_flush()")
+    await conn.execute("SELECT pg_stat_clear_snapshot()")
+    updated: int = await conn.fetchval("SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'runs'")
+    return updated
+
+
+async def test_a_plain_take_writes_each_run_once_and_starts_it_as_a_limited_take_does(
+    pool: asyncpg.Pool, env_id: str
+) -> None:
+    plain, limited = await add_run(pool, env_id), await add_run(pool, env_id, queue="task/limited")
+    await add_worker(pool, env_id, "w1", ["t"], 1)
+    defaults = lifecycle.task_defaults([TASK])
+    async with pool.acquire() as conn:
+        before = await runs_rows_updated(conn)
+        [a] = (await claims.take(conn, worker_id="w1", environment_id=env_id, tasks=defaults, capacity=1)).started
+        # No queue is limited and the base is out of reach: QUEUED -> EXECUTING in one write.
+        assert a.run_id == plain and await runs_rows_updated(conn) - before == 1
+        await attempts.finish(conn, [AttemptEnd(run_id=plain, attempt_number=1, status="COMPLETED",
+                                                attempt_status="COMPLETED", output_json="1")])
+        # A limited queue in the environment: the claim's walk, then the start (two writes).
+        await conn.execute("INSERT INTO queues (environment_id, name, concurrency_limit)"
+                           " VALUES ($1, 'task/limited', 1)", env_id)
+        before = await runs_rows_updated(conn)
+        [b] = (await claims.take(conn, worker_id="w1", environment_id=env_id, tasks=defaults, capacity=1)).started
+        assert b.run_id == limited and await runs_rows_updated(conn) - before == 2
+    # Both paths start a run the same way.
+    fields = ("status", "attempt_number", "max_attempts", "max_duration", "machine", "resuming", "payload_json")
+    assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields] == [
+        "EXECUTING", 1, 2, 90, "medium-1x", False, '{"a": 1}']
+    rows = await pool.fetch("SELECT r.id, r.worker_id, r.dequeued_at IS NOT NULL AS dequeued,"
+                            " r.started_at = t.started_at AS same_start, t.id AS attempt_id, t.status"
+                            " FROM runs r JOIN attempts t ON t.run_id = r.id WHERE r.id = ANY($1)", [plain, limited])
+    assert {r["id"]: (r["worker_id"], r["dequeued"], r["same_start"], r["attempt_id"]) for r in rows} == {
+        plain: ("w1", True, True, a.attempt_id), limited: ("w1", True, True, b.attempt_id)}
+
+
 async def test_a_take_resumes_a_waiting_run_with_its_attempt(pool: asyncpg.Pool, env_id: str) -> None:
     run_id = await add_run(pool, env_id)
     await add_worker(pool, env_id, "w1", ["t"], 1)
