@@ -220,7 +220,28 @@ class Supervisor:
             self.wanted.set()
 
     def _run(self, slot: int, started: StartedAttempt) -> None:
-        self._spawn(self.attempt(slot, started))
+        # An attempt that needs nothing from Postgres first (its payload is at hand, no journal
+        # to replay) and no span to parent its worker's (tracing off) is written to its process
+        # now, before the loop turns: the task that follows waits for its outcome. This saves
+        # the take's caller and one turn of the loop, about 0.3 ms from take to task entry.
+        sent: bool | None = None
+        if started.payload_json is not None and not lifecycle.needs_journal(started) and not telemetry.enabled():
+            try:
+                sent = self._send(slot, started, [])
+            except Exception:
+                log.exception("handing %s to its process failed; the attempt tries again", started.run_id)
+        self._spawn(self.attempt(slot, started, sent))
+
+    def _send(self, slot: int, started: StartedAttempt, journal: list[ipc.JournalEntry]) -> bool:
+        """Write the attempt to the slot's process, then count the run as executing here (in
+        that order, so a cancel always reaches the process after it); False if it is gone."""
+        if started.attempt_number == 1 and not started.resuming:
+            metrics.child(metrics.trigger_to_start, started.task_identifier).observe(
+                max(0.0, (datetime.now(UTC) - started.created_at).total_seconds()))
+        sent = self.processes[slot].send(lifecycle.execute_message(started, self.environment.type, journal,
+                                                                   telemetry.traceparent()))
+        self.executing[started.run_id] = slot
+        return sent
 
     async def taker(self) -> None:
         """Take ready runs for the free slots whenever some may wait: on a queue signal, when a
@@ -273,15 +294,16 @@ class Supervisor:
             else:
                 self.pending.append(attempt)
 
-    async def attempt(self, slot: int, started: StartedAttempt) -> None:
-        """Run one started attempt in its slot's process, then free the slot."""
+    async def attempt(self, slot: int, started: StartedAttempt, sent: bool | None = None) -> None:
+        """Run one started attempt in its slot's process (`sent`: written to it already, or
+        not: None), then free the slot."""
         logformat.current_run.set(started.run_id)  # this task's own context: its log lines name the run
         trace = {"traceparent": started.traceparent} if started.traceparent else None
         try:
             with _tracer.start_as_current_span(
                 "attempt", context=telemetry.extract(trace), attributes={"run": started.run_id}
             ):
-                await self.run_attempt(slot, started)
+                await self.run_attempt(slot, started, sent)
         except Exception as exc:
             # A fault of the platform, not of the task: the run must still end.
             log.exception("attempt %d of %s failed in the supervisor", started.attempt_number, started.run_id)
@@ -294,31 +316,27 @@ class Supervisor:
                 del self.owned[started.run_id]
             self._release(slot)
 
-    async def run_attempt(self, slot: int, started: StartedAttempt) -> None:
-        """Run a started attempt in the slot's process and record how it ended."""
+    async def run_attempt(self, slot: int, started: StartedAttempt, sent: bool | None = None) -> None:
+        """Run a started attempt in the slot's process (unless `_run` wrote it there already)
+        and record how it ended."""
         task = self.tasks.get(started.task_identifier)
         process = self.processes[slot]
         logs: list[dict[str, Any]] = []
-        journal: list[ipc.JournalEntry] = []
-        if started.payload_json is None:  # over 512 KB: in the payload store (ADR 0012)
-            started = msgspec.structs.replace(started, payload_json=await self.stored_payload(started.run_id))
-        if lifecycle.needs_journal(started):
-            journal = [
-                ipc.JournalEntry(seq=w["seq"], type=w["type"], task_id=w["task_id"],
-                                 result_json=await self.with_stored_outputs(w["result"]))
-                for w in await self.persist(lambda pool: waitpoint_store.journal(pool, started.run_id))
-            ]
-        timeout = lifecycle.time_left(started)
-        if started.attempt_number == 1 and not started.resuming:
-            metrics.child(metrics.trigger_to_start, started.task_identifier).observe(
-                max(0.0, (datetime.now(UTC) - started.created_at).total_seconds()))
         began = time.monotonic()
-        # The attempt is written to the process before the run counts as executing here, so a
-        # cancel always reaches the process after it.
-        sent = process.send(lifecycle.execute_message(started, self.environment.type, journal,
-                                                      telemetry.traceparent()))
+        if sent is None:
+            journal: list[ipc.JournalEntry] = []
+            if started.payload_json is None:  # over 512 KB: in the payload store (ADR 0012)
+                started = msgspec.structs.replace(started, payload_json=await self.stored_payload(started.run_id))
+            if lifecycle.needs_journal(started):
+                journal = [
+                    ipc.JournalEntry(seq=w["seq"], type=w["type"], task_id=w["task_id"],
+                                     result_json=await self.with_stored_outputs(w["result"]))
+                    for w in await self.persist(lambda pool: waitpoint_store.journal(pool, started.run_id))
+                ]
+            began = time.monotonic()
+            sent = self._send(slot, started, journal)
+        timeout = lifecycle.time_left(started)
         run_id = started.run_id
-        self.executing[run_id] = slot
         if self.early_cancels.pop(run_id, None) is not None:
             # Canceled between its start and now: the run and attempt are CANCELED already.
             await self.cancel(run_id)
