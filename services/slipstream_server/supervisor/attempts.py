@@ -247,8 +247,10 @@ class Supervisor:
         """Take ready runs for the free slots whenever some may wait: on a queue signal, when a
         slot frees after a take that left runs, and every sweep interval (a lost signal)."""
         while True:
+            # (asyncio.timeout, not wait_for: no task to start and finish at every signal)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wanted.wait(), self.settings.sweep_interval)
+                async with asyncio.timeout(self.settings.sweep_interval):
+                    await self.wanted.wait()
             self.wanted.clear()
             while not self.draining and self.free:  # (no attempt is pending while a slot is free)
                 seen = self.signals
@@ -347,9 +349,10 @@ class Supervisor:
         try:
             # The worker stops an async task itself at the deadline; a task that does not
             # yield (sync code) is stopped by killing its process a little later.
-            outcome = await asyncio.wait_for(
-                process.outcome(logs), None if timeout is None else timeout + self.settings.watchdog_grace
-            ) if sent else None
+            outcome = None
+            if sent:
+                async with asyncio.timeout(None if timeout is None else timeout + self.settings.watchdog_grace):
+                    outcome = await process.outcome(logs)
         except TimeoutError:
             watchdog_fired = True
             process.kill()
