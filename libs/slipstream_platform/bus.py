@@ -178,14 +178,12 @@ class Bus:
                       for env in sorted(wake)]
         if not items:
             return
-        if self.status_delay <= 0 or (reason is not None and wake):
-            held = self._take_held()
-            if held:
-                await self._send(held)
-            await self.notify(items)
-            return
         headers = telemetry.inject_headers() or None
-        self._held += [(subject, event, headers) for subject, event in items]
+        stamped = [(subject, event, headers) for subject, event in items]
+        if self.status_delay <= 0 or (reason is not None and wake):
+            await self._send(self._take_held() + stamped)
+            return
+        self._held += stamped
         if self._release is None:
             self._release = asyncio.get_running_loop().call_later(self.status_delay, self._release_held)
 
@@ -204,8 +202,6 @@ class Bus:
 
     async def settle(self) -> None:
         """Publish what is held now (before the connection closes)."""
-        held = self._take_held()
-        if held:
-            await self._send(held)
+        await self._send(self._take_held())
         if self._releasing:
             await asyncio.gather(*self._releasing, return_exceptions=True)
