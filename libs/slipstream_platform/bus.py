@@ -21,7 +21,14 @@ from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, BadRequestError, NotFoundError
 from slipstream_proto import STREAMS, QueueSignal, RunUpdated, StreamSpec, encode_event
-from slipstream_proto.events import RETIRED_STREAMS, Event, QueueReason, queue_signal_subject, run_updated_subject
+from slipstream_proto.events import (
+    RETIRED_STREAMS,
+    SIGNAL_RUNS,
+    Event,
+    QueueReason,
+    queue_signal_subject,
+    run_updated_subject,
+)
 
 from slipstream_platform import metrics, packets, telemetry
 from slipstream_platform.store.runs import Transition
@@ -120,6 +127,8 @@ class Bus:
         self.js = nc.jetstream()
         # Status changes announced alone wait this long to go out together (see `announce`).
         self.status_delay = status_delay
+        # Named in the queue signals `announce` sends (`QueueSignal.sender`): a supervisor's worker id.
+        self.sender = ""
         self._held: list[tuple[str, Event, dict[str, str] | None]] = []
         self._release: asyncio.TimerHandle | None = None
         self._releasing: set[asyncio.Task[None]] = set()
@@ -157,7 +166,8 @@ class Bus:
     ) -> None:
         """Publish committed status changes as `RunUpdated`; with a `reason`, also wake the
         supervisors (and the queue-manager) of every environment where a run became QUEUED, and
-        of `environments` (where slots were freed or workers came).
+        of `environments` (where slots were freed or workers came). A signal names the runs
+        that became QUEUED when a few did and nothing else woke it (`QueueSignal.runs`).
 
         With a `status_delay`, status changes that wake nobody are held that long and go out
         with the others held meanwhile, in order: one write to NATS (and one wake-up of
@@ -166,16 +176,23 @@ class Bus:
         change is late by the delay at most, never wrong; a wake-up goes out at once, after
         whatever was held."""
         items: list[tuple[str, Event]] = []
-        wake = set(environments)
+        freed = set(environments)
+        wake = set(freed)
+        queued: dict[str, list[str]] = {}
         for t in transitions:
             items.append((run_updated_subject(t.environment_id, t.run_id),
                           RunUpdated(run_id=t.run_id, environment_id=t.environment_id, status=t.status,
                                      updated_at=t.updated_at)))
             if t.status == "QUEUED":
                 wake.add(t.environment_id)
+                queued.setdefault(t.environment_id, []).append(t.run_id)
         if reason is not None:
-            items += [(queue_signal_subject(env, reason), QueueSignal(environment_id=env, reason=reason))
-                      for env in sorted(wake)]
+            for env in sorted(wake):
+                # Named only when they are all that woke it: a signal that also frees capacity names none.
+                runs = queued.get(env, [])
+                named = tuple(runs) if env not in freed and len(runs) <= SIGNAL_RUNS else ()
+                items.append((queue_signal_subject(env, reason),
+                              QueueSignal(environment_id=env, reason=reason, runs=named, sender=self.sender)))
         if not items:
             return
         headers = telemetry.inject_headers() or None

@@ -31,6 +31,8 @@ attempt_duration = Histogram("slipstream_attempt_duration_seconds",
                              buckets=_DURATION, registry=REGISTRY)
 runs_finished = Counter("slipstream_runs_finished", "Runs that reached a final status in this supervisor",
                         ["task", "status"], registry=REGISTRY)
+takes = Counter("slipstream_takes", "A supervisor's takes, by whether they started runs (found: yes or no)",
+                ["found"], registry=REGISTRY)
 publish_failures = Counter("slipstream_publish_failures", "NATS publishes that failed (repaired by the sweepers)",
                            registry=REGISTRY)
 

@@ -37,6 +37,16 @@ class QueueSignal(Event, tag="queue.signal", frozen=True, kw_only=True):
 
     environment_id: str
     reason: QueueReason
+    # The runs that became QUEUED, when a few did (at most `SIGNAL_RUNS`); empty when more did,
+    # or when capacity was freed. A supervisor that has taken them all already needs no take.
+    runs: tuple[str, ...] = ()
+    # The worker whose supervisor sent it ("" from other services): a supervisor wakes itself
+    # for what it announces, so it skips its own signals when they come back.
+    sender: str = ""
+
+
+# The most run ids one queue signal names (a batch's signal names none).
+SIGNAL_RUNS = 8
 
 
 class CancelRun(Event, tag="run.cancel", frozen=True, kw_only=True):

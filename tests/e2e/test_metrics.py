@@ -61,3 +61,21 @@ async def test_every_service_serves_its_metrics(platform: Platform, sdk: None) -
 
 async def _done(run_id: str) -> bool:
     return (await runs.retrieve(run_id)).is_completed
+
+
+async def test_takes_are_counted_by_whether_they_found_runs(platform: Platform, sdk: None) -> None:
+    # The rules that keep takes from finding nothing are unit tests (tests/unit/test_takes.py);
+    # here the supervisor counts its takes, and runs triggered one at a time waste few.
+    before = await scrape(platform, "supervisor")
+    handles = [await tasks.trigger("echo", {"i": i}) for i in range(40)]
+    for handle in handles:
+        await eventually(lambda h=handle: _done(h.id), timeout=30)
+    after = await scrape(platform, "supervisor")
+
+    def delta(found: str) -> float:
+        return (value(after, "slipstream_takes_total", found=found)
+                - value(before, "slipstream_takes_total", found=found))
+
+    assert 1 <= delta("yes") <= 40
+    # What may still find nothing: a sweep (every second) and a signal from another service.
+    assert delta("no") <= 10, delta("no")

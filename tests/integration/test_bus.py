@@ -12,6 +12,7 @@ from slipstream_platform.embedded import EmbeddedNats
 from slipstream_platform.store.runs import Transition
 from slipstream_proto import STREAMS, CancelRun, QueueSignal, RunUpdated, decode_event
 from slipstream_proto.events import (
+    SIGNAL_RUNS,
     dispatch_subject,
     queue_signal_subject,
     queue_signals_for,
@@ -127,7 +128,7 @@ async def test_held_status_changes_go_out_in_order_before_a_wake_and_at_settle(n
         await b.announce([retried], "released")  # a run became QUEUED: its supervisors wake now
         await nc.flush()
         expected = [update(started), update(ended), update(retried),
-                    QueueSignal(environment_id="env_held", reason="released")]
+                    QueueSignal(environment_id="env_held", reason="released", runs=("run_b",))]
         assert [await asyncio.wait_for(heard.get(), 10) for _ in expected] == expected
         last = moved("run_c", "EXECUTING")
         await b.announce([last])
@@ -140,5 +141,36 @@ async def test_held_status_changes_go_out_in_order_before_a_wake_and_at_settle(n
         assert await asyncio.wait_for(heard.get(), 10) == update(ended)
         for sub in subs:
             await sub.unsubscribe()
+    finally:
+        await nc.close()
+
+
+async def test_a_signal_names_the_few_runs_that_woke_it_and_its_sender(nats_server: EmbeddedNats) -> None:
+    nc = await bus.connect(nats_server.url, "test")
+    try:
+        heard: asyncio.Queue[QueueSignal] = asyncio.Queue()
+
+        async def on_signal(msg) -> None:  # type: ignore[no-untyped-def]
+            heard.put_nowait(decode_event(msg.data))
+
+        sub = await nc.subscribe(queue_signals_of("env_named"), cb=on_signal)
+        await nc.flush()
+        at = datetime(2026, 1, 1, tzinfo=UTC)
+
+        def queued(n: int) -> list[Transition]:
+            return [Transition(run_id=f"run_{i}", environment_id="env_named", status="QUEUED", updated_at=at)
+                    for i in range(n)]
+
+        b = bus.Bus(nc)
+        b.sender = "worker_me"
+        await b.announce(queued(2), "triggered")
+        await b.announce(queued(SIGNAL_RUNS + 1), "triggered")  # a batch: too many to name
+        await b.announce(queued(1), "released", ["env_named"])  # capacity freed too: any run may go
+        await b.announce([], "worker", ["env_named"])
+        await nc.flush()
+        got = [await asyncio.wait_for(heard.get(), 10) for _ in range(4)]
+        assert [s.runs for s in got] == [("run_0", "run_1"), (), (), ()]
+        assert {s.sender for s in got} == {"worker_me"}
+        await sub.unsubscribe()
     finally:
         await nc.close()

@@ -32,7 +32,7 @@ T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 T1 = datetime(2024, 5, 1, 12, 0, 1, 500000, tzinfo=UTC)
 T2 = datetime(2024, 5, 1, 12, 0, 3, tzinfo=UTC)
 
-QUEUE_SIGNAL = QueueSignal(environment_id="env_1", reason="triggered")
+QUEUE_SIGNAL = QueueSignal(environment_id="env_1", reason="triggered", runs=("run_1",), sender="worker_1")
 CANCEL_RUN = CancelRun(run_id="run_1", worker_id="wrk_1")
 RUN_UPDATED = RunUpdated(run_id="run_1", environment_id="env_1", status="EXECUTING", updated_at=T1)
 EVENTS = [QUEUE_SIGNAL, CANCEL_RUN, RUN_UPDATED]
@@ -138,6 +138,12 @@ def test_decode_event_round_trips(event: Any) -> None:
 )
 def test_events_carry_their_type_tag(event: Any, tag: str) -> None:
     assert json.loads(encode_event(event))["type"] == tag
+
+
+def test_a_queue_signal_without_runs_or_sender_still_decodes() -> None:
+    # As sent before signals named their runs and sender: it names none, from no supervisor.
+    event = decode_event(b'{"type":"queue.signal","environmentId":"env_1","reason":"released"}')
+    assert event == QueueSignal(environment_id="env_1", reason="released", runs=(), sender="")
 
 
 def test_decode_event_rejects_an_unknown_tag() -> None:

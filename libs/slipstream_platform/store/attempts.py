@@ -119,11 +119,15 @@ async def finish(conn: Conn, ends: list[AttemptEnd]) -> list[Transition]:
     return changed
 
 
-async def _finish(conn: Conn, ends: list[AttemptEnd]) -> tuple[list[Transition], bool, list[str]]:
-    """`finish`; whether any run of those environments was QUEUED and ready when it ran; and
-    the runs that ended for good and have a parent (whose wait may be over)."""
+# How many of the runs that wait `finish_each` names (the oldest ready ones of each environment).
+WAITING_NAMED = 9
+
+
+async def _finish(conn: Conn, ends: list[AttemptEnd]) -> tuple[list[Transition], list[str], list[str]]:
+    """`finish`; runs of those environments that were QUEUED and ready when it ran (the oldest
+    few of each); and the runs that ended for good and have a parent (whose wait may be over)."""
     if not ends:
-        return [], False, []
+        return [], [], []
     rows = await conn.fetch(
         "WITH e AS (SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],"
         "   $7::timestamptz[], $8::text[], $9::text[]) AS e(run_id, attempt_number, status, attempt_status, output,"
@@ -141,8 +145,8 @@ async def _finish(conn: Conn, ends: list[AttemptEnd]) -> tuple[list[Transition],
         " a AS (UPDATE attempts t SET status = e.attempt_status, error = e.error::jsonb, completed_at = now()"
         "   FROM e WHERE t.run_id = e.run_id AND t.run_id = ANY($1::text[]) AND t.number = e.attempt_number"
         "   AND e.run_id IN (SELECT id FROM r))"
-        " SELECT r.*, EXISTS (SELECT 1 FROM runs q WHERE q.environment_id = r.environment_id"
-        "   AND q.status = 'QUEUED' AND q.available_at <= now()) AS waiting FROM r",
+        " SELECT r.*, ARRAY(SELECT q.id FROM runs q WHERE q.environment_id = r.environment_id"
+        f"   AND q.status = 'QUEUED' AND q.available_at <= now() LIMIT {WAITING_NAMED}) AS waiting FROM r",
         [e.run_id for e in ends],
         [e.attempt_number for e in ends],
         [e.status for e in ends],
@@ -154,16 +158,17 @@ async def _finish(conn: Conn, ends: list[AttemptEnd]) -> tuple[list[Transition],
         [e.output_packet for e in ends],
     )
     children = [r["id"] for r in rows if r["parent_run_id"] is not None and r["status"] != "QUEUED"]
-    return _transitions(rows), any(r["waiting"] for r in rows), children
+    return _transitions(rows), list(dict.fromkeys(w for r in rows for w in r["waiting"])), children
 
 
 class Finished(msgspec.Struct, frozen=True):
     """What `finish_each` recorded, and the ends it could not record, by run id; `waiting`:
-    some run was QUEUED and ready in those environments (the freed slots have work)."""
+    runs that were QUEUED and ready in those environments (the freed slots have work), at most
+    `WAITING_NAMED` of each environment (more may wait when that many are named)."""
 
     changed: list[Transition]
     failed: dict[str, Exception]
-    waiting: bool = False
+    waiting: list[str] = []
     # Runs that ended for good and have a parent: `waitpoints.resume_parents` may resume it.
     children: list[str] = []
 
@@ -183,7 +188,7 @@ async def finish_each(pool: asyncpg.Pool, ends: list[AttemptEnd], unavailable: t
             raise
     changed = []
     failed: dict[str, Exception] = {}
-    waiting = False
+    waiting = []
     children = []
     for end in ends:
         try:
@@ -194,7 +199,7 @@ async def finish_each(pool: asyncpg.Pool, ends: list[AttemptEnd], unavailable: t
             failed[end.run_id] = exc
             continue
         changed += one
-        waiting = waiting or more
+        waiting += [w for w in more if w not in waiting]
         children += ended
     return Finished(changed, failed, waiting, children)
 

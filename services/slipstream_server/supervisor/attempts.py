@@ -16,7 +16,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -27,7 +27,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from slipstream_core import ipc
 from slipstream_core.definitions import QueueDefinition, TaskDefinition, encode_tasks
 from slipstream_core.versions import REGION, VERSION, code_version
-from slipstream_platform import lifecycle, logformat, metrics, packets, telemetry
+from slipstream_platform import lifecycle, logformat, metrics, packets, takes, telemetry
 from slipstream_platform.batching import MAX_WAIT_ITEMS, BatchItem, plan_batch, trigger_batch
 from slipstream_platform.bus import patiently
 from slipstream_platform.db import UNAVAILABLE
@@ -45,7 +45,7 @@ from slipstream_platform.store.attempts import AttemptEnd, StartedAttempt
 from slipstream_platform.store.runs import Transition
 from slipstream_platform.triggering import Parent, TriggerRejected, offload, plan_run, trigger_run
 from slipstream_proto import FINAL_STATUSES, CancelRun, QueueSignal, TriggerOptions, decode_event
-from slipstream_proto.events import DISPATCH_STREAM, dispatch_subject, queue_signals_of
+from slipstream_proto.events import DISPATCH_STREAM, QueueReason, dispatch_subject, queue_signals_of
 from slipstream_proto.machines import MACHINE_PRESETS
 
 from slipstream_server.supervisor.processes import WorkerProcess, child_environment
@@ -86,13 +86,7 @@ class Supervisor:
         self.processes: list[WorkerProcess] = []
         self.tasks: dict[str, TaskDefinition] = {}
         self.defaults = lifecycle.task_defaults([])
-        # Takes: `wanted` wakes the taker; `signals` counts queue signals, so that a take that
-        # found the queue empty knows whether a run arrived while it ran; `backlog`: runs may be
-        # waiting, so a freed slot takes at once.
-        self.wanted = asyncio.Event()
-        self.wanted.set()
-        self.signals = 0
-        self.backlog = True
+        self.wakes = takes.Wakes(self.worker_id, environment.id)  # when to take
         self.declared_queues: list[QueueDefinition] = []
         self.busy = 0  # slots taken
         self.executing: dict[str, int] = {}  # run id -> slot
@@ -150,7 +144,7 @@ class Supervisor:
             if current:
                 await sync_schedules(conn, self.environment, list(self.tasks.values()), self.declared_queues)
             promoted = await run_store.promote_pending_version(conn, self.environment.id)
-        await self.service.bus.announce(promoted, "worker", [self.environment.id])
+        await self.announce(promoted, "worker", [self.environment.id])
         log.info("worker %s (version %s%s, region %s) serves %d task(s) in %s with %d process(es)", self.worker_id,
                  self.version, "" if current else ", not current: it drains", self.region or "default",
                  len(self.tasks), self.environment.type, len(self.processes))
@@ -172,9 +166,19 @@ class Supervisor:
             log.exception("bad message on %s", msg.subject)
             return
         if isinstance(event, QueueSignal):
-            self.signals += 1
-            self.backlog = True
-            self.wanted.set()
+            self.wakes.signal(event)
+
+    async def announce(self, transitions: list[Transition], reason: QueueReason | None = None,
+                       environments: Iterable[str] = (), *, waiting: list[str] | None = None) -> None:
+        """Publish as `Bus.announce`, and wake the taker here for what wakes this environment's
+        supervisors (it skips its own signals). `waiting`: the runs that wait, when they are all
+        known: then a take that got them all need not take again."""
+        environments = list(environments)
+        await self.service.bus.announce(transitions, reason, environments)
+        if reason is not None:
+            mine = self.environment.id
+            self.wakes.announced([t.run_id for t in transitions if t.status == "QUEUED" and t.environment_id == mine],
+                                 mine in environments, waiting)
 
     async def cancel(self, run_id: str) -> None:
         """Signal a canceled run's process; kill it if the run is still going after the grace."""
@@ -216,8 +220,7 @@ class Supervisor:
         self.free.append(slot)
         if self.busy == 0:
             self.idle.set()
-        if self.backlog:
-            self.wanted.set()
+        self.wakes.slot_freed()
 
     def _run(self, slot: int, started: StartedAttempt) -> None:
         # An attempt that needs nothing from Postgres first (its payload is at hand, no journal
@@ -246,37 +249,35 @@ class Supervisor:
     async def taker(self) -> None:
         """Take ready runs for the free slots whenever some may wait: on a queue signal, when a
         slot frees after a take that left runs, and every sweep interval (a lost signal)."""
+        wakes = self.wakes
         while True:
             # (asyncio.timeout, not wait_for: no task to start and finish at every signal)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.sweep_interval):
-                    await self.wanted.wait()
-            self.wanted.clear()
+                    await wakes.wanted.wait()
+            wakes.wanted.clear()  # (no free slot: a slot that frees wakes it again while runs wait)
             while not self.draining and self.free:  # (no attempt is pending while a slot is free)
-                seen = self.signals
                 asked = len(self.free)
+                wakes.begin()
                 try:
                     took = await self.persist(partial(claims.take, worker_id=self.worker_id,
                                                       environment_id=self.environment.id, tasks=self.defaults,
                                                       capacity=self.settings.concurrency))
                 except Exception:
+                    wakes.failed()
                     log.exception("taking runs failed; trying again at the next signal or sweep")
                     break
+                again = wakes.took([a.run_id for a in took.started],
+                                   full=took.more or len(took.started) >= asked)
+                metrics.child(metrics.takes, "yes" if took.started else "no").inc()
                 self.hand_out(took.started)
                 if took.rated:
                     # A rate window may be full now: the queue-manager learns when it frees.
-                    await self.service.bus.announce([a.transition for a in took.started], "rated",
-                                                    [self.environment.id])
+                    await self.announce([a.transition for a in took.started], "rated", [self.environment.id])
                 else:
-                    await self.service.bus.announce([a.transition for a in took.started])
-                if took.more or len(took.started) >= asked:
-                    self.backlog = True  # there may be more: the next free slot takes again
-                    continue
-                # Fewer than there was room for: nothing else is ready, unless a signal came meanwhile.
-                self.backlog = self.signals != seen
-                if self.backlog:
-                    continue
-                break
+                    await self.announce([a.transition for a in took.started])
+                if not again:
+                    break
 
     def hand_out(self, started: list[StartedAttempt]) -> None:
         """Run what a take started: in free slots, the rest as slots free."""
@@ -450,10 +451,10 @@ class Supervisor:
                                   len(finished.children))
             # Freed slots matter only if runs wait: then every supervisor of the environment may
             # take (a retry that is ready at once, or a resumed parent, is QUEUED: that signals by itself).
-            await self.service.bus.announce(finished.changed + resumed, "released",
-                                            [self.environment.id] if finished.waiting else [])
-            if finished.waiting:
-                self.backlog = True
+            # (Named, unless as many as are named wait: then more may.)
+            await self.announce(finished.changed + resumed, "released",
+                                [self.environment.id] if finished.waiting else [],
+                                waiting=finished.waiting if len(finished.waiting) < attempts.WAITING_NAMED else None)
             for end, done in batch:
                 failed = finished.failed.get(end.run_id)
                 if failed is None:
@@ -535,13 +536,13 @@ class Supervisor:
                 await asyncio.sleep(delay)
                 delay = min(2.0, delay * 2)
                 retried = True
-        await self.service.bus.announce(changed, "released", [self.environment.id])
+        await self.announce(changed, "released", [self.environment.id])
         if wait.type in ("RUN", "BATCH"):
             # What it waits for may have ended before the wait was recorded (a cached child that
             # finished, a streamed batch's quick runs): their ends found nothing to resume.
             try:
                 resumed = await waitpoint_store.resume_if_done(self.service.pool, started.run_id)
-                await self.service.bus.announce(resumed, "released")
+                await self.announce(resumed, "released")
             except Exception:
                 log.exception("resuming %s at once failed; the scheduler's tick will", started.run_id)
 
@@ -642,7 +643,7 @@ class Supervisor:
             return
         if recovered:
             log.warning("retrying %d run(s) whose end could not be recorded", len(recovered))
-            await self.service.bus.announce(recovered, "requeued", [self.environment.id])
+            await self.announce(recovered, "requeued", [self.environment.id])
 
     async def shutdown(self) -> None:
         """Stop taking work, let running attempts finish (up to the grace), hand back the rest."""
@@ -659,7 +660,7 @@ class Supervisor:
         try:
             released = await deployments.unlock_orphaned(self.service.pool, self.environment.id)
             if released:
-                await self.service.bus.announce([], "worker", released)
+                await self.announce([], "worker", released)
         except Exception:
             log.warning("could not release the runs locked to version %s; the sweep will", self.version,
                         exc_info=True)
@@ -681,6 +682,7 @@ async def setup(service: Service[SupervisorSettings]) -> None:
     supervisor = Supervisor(service, environment)
     # Starts and ends that wake nobody go to NATS together, up to 5 ms late (Bus.announce).
     service.bus.status_delay = STATUS_DELAY
+    service.bus.sender = supervisor.worker_id
     await supervisor.packets.prepare()
     await supervisor.start_processes()
     signals = await service.bus.nc.subscribe(queue_signals_of(environment.id), cb=supervisor.on_signal)
