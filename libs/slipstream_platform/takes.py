@@ -9,7 +9,8 @@ triggering back to back, 0.7 of its takes a run found nothing before them):
 - A trigger's signal names its runs (`QueueSignal.runs`): a signal whose runs a take here
   started already (a take for an earlier signal found them) needs no take.
 - A supervisor does not act on its own signals (`QueueSignal.sender`): it wakes itself when
-  it sends them (`announced`), with the runs that wait when it knows them all.
+  it sends them (`announced`), with the runs that wait when it knows them all. A run it
+  announces QUEUED again (a retry, a resumed parent) is no longer one it took.
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ from slipstream_proto import QueueSignal
 # How many of the runs its takes started a supervisor remembers, to tell a trigger's signal
 # for a run it has started already from one for a new run.
 TAKEN_KEPT = 256
+# How many run names the wake-ups during one take keep; past that, any run may be ready.
+HEARD_KEPT = 64
 
 
 class Wakes:
     """The taker's wake-ups of one supervisor (worker `worker_id`, environment `environment_id`).
 
     `wanted` is set when the taker should take; `backlog` while runs may be waiting (a slot
-    that frees then takes at once); `heard` keeps, since the last take began, the runs each
-    wake-up named (() for one that names none: capacity freed, a retry, a batch)."""
+    that frees then takes at once). Since the last take began: `heard`, the runs the wake-ups
+    named, and `unnamed`, whether one named none (capacity freed, a retry, a batch)."""
 
     def __init__(self, worker_id: str, environment_id: str) -> None:
         self.worker_id = worker_id
@@ -38,7 +41,8 @@ class Wakes:
         self.wanted.set()
         self.backlog = True
         self.taking = False
-        self.heard: list[tuple[str, ...]] = []
+        self.heard: set[str] = set()
+        self.unnamed = False
         self.taken: dict[str, None] = {}
 
     def signal(self, signal: QueueSignal) -> None:
@@ -46,7 +50,7 @@ class Wakes:
         if signal.sender == self.worker_id:
             return  # its own: `announced` woke the taker when it was sent
         named = signal.runs if signal.reason == "triggered" else ()
-        if not self._all_taken(named):
+        if not (named and all(run_id in self.taken for run_id in named)):
             self.wake(named)
 
     def announced(self, queued: Iterable[str], freed: bool, waiting: list[str] | None = None) -> None:
@@ -55,12 +59,18 @@ class Wakes:
         queued = tuple(queued)
         if not (queued or freed):
             return
-        self.wake(() if freed and waiting is None else tuple(waiting or ()) + queued)
+        named = () if freed and waiting is None else tuple(waiting or ()) + queued
+        for run_id in named:
+            self.taken.pop(run_id, None)  # QUEUED (again: a retry, a resumed parent): not taken now
+        self.wake(named)
 
     def wake(self, named: tuple[str, ...] = ()) -> None:
         """Runs may be ready (only those `named`, if any are): take once the take going on,
         if any, is done (then `heard` tells whether to take again)."""
-        self.heard.append(named)
+        if named and len(self.heard) + len(named) <= HEARD_KEPT:
+            self.heard.update(named)
+        else:
+            self.unnamed = True
         self.backlog = True
         if not self.taking:
             self.wanted.set()
@@ -74,12 +84,13 @@ class Wakes:
         """A take begins: it answers every wake-up so far."""
         self.wanted.clear()
         self.heard.clear()
+        self.unnamed = False
         self.taking = True
 
     def failed(self) -> None:
         """The take failed: take at once if a wake-up came meanwhile, else at the next one."""
         self.taking = False
-        if self.heard:
+        if self.heard or self.unnamed:
             self.wanted.set()
 
     def took(self, run_ids: Iterable[str], *, full: bool) -> bool:
@@ -87,6 +98,7 @@ class Wakes:
         Whether to take again now."""
         self.taking = False
         for run_id in run_ids:
+            self.taken.pop(run_id, None)  # (taken again: the newest)
             self.taken[run_id] = None
             if len(self.taken) > TAKEN_KEPT:
                 del self.taken[next(iter(self.taken))]
@@ -95,8 +107,5 @@ class Wakes:
             return True
         # Fewer than there was room for: nothing else is ready, unless a wake-up came
         # meanwhile for runs this take did not get.
-        self.backlog = not all(self._all_taken(named) for named in self.heard)
+        self.backlog = self.unnamed or not all(run_id in self.taken for run_id in self.heard)
         return self.backlog
-
-    def _all_taken(self, named: tuple[str, ...]) -> bool:
-        return bool(named) and all(run_id in self.taken for run_id in named)

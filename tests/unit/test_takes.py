@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slipstream_platform.takes import TAKEN_KEPT, Wakes
+from slipstream_platform.takes import HEARD_KEPT, TAKEN_KEPT, Wakes
 from slipstream_proto import QueueSignal
 
 
@@ -121,3 +121,35 @@ def test_it_remembers_the_newest_runs_it_took() -> None:
     wakes.took([f"run_{i}" for i in range(TAKEN_KEPT + 10)], full=False)
     wakes.signal(triggered(f"run_{TAKEN_KEPT + 9}"))
     assert not wakes.wanted.is_set()
+
+
+def test_a_run_it_took_that_is_queued_again_is_taken_again() -> None:
+    # A retry ready at once, or a parent resumed, is a run taken here before: QUEUED again
+    # while a take that cannot have seen it runs, it makes the supervisor take again.
+    for freed, waiting in ((False, None), (True, ["run_1"])):
+        wakes = idle()
+        wakes.begin()
+        wakes.took(["run_1"], full=False)
+        wakes.begin()
+        wakes.announced([] if freed else ["run_1"], freed=freed, waiting=waiting)
+        assert wakes.took([], full=False), (freed, waiting)
+        # A trigger's late signal for it no longer counts as answered either.
+        assert "run_1" not in wakes.taken
+
+
+def test_what_one_take_hears_is_bounded() -> None:
+    wakes = idle()
+    wakes.begin()
+    for i in range(HEARD_KEPT * 4):
+        wakes.signal(triggered(f"run_{i}"))
+    assert len(wakes.heard) <= HEARD_KEPT and wakes.unnamed
+    assert wakes.took([f"run_{i}" for i in range(HEARD_KEPT * 4)], full=False)  # past the bound: take again
+
+
+def test_a_run_taken_again_is_remembered_as_the_newest() -> None:
+    wakes = idle()
+    wakes.begin()
+    wakes.took(["run_old"] + [f"run_{i}" for i in range(TAKEN_KEPT - 1)], full=False)
+    wakes.begin()
+    wakes.took(["run_old", "run_new"], full=False)  # run_0 is forgotten, not run_old
+    assert "run_old" in wakes.taken and "run_0" not in wakes.taken

@@ -119,13 +119,13 @@ async def finish(conn: Conn, ends: list[AttemptEnd]) -> list[Transition]:
     return changed
 
 
-# How many of the runs that wait `finish_each` names (the oldest ready ones of each environment).
+# How many of the runs that wait `finish_each` names (any ready ones of each environment).
 WAITING_NAMED = 9
 
 
 async def _finish(conn: Conn, ends: list[AttemptEnd]) -> tuple[list[Transition], list[str], list[str]]:
-    """`finish`; runs of those environments that were QUEUED and ready when it ran (the oldest
-    few of each); and the runs that ended for good and have a parent (whose wait may be over)."""
+    """`finish`; runs of those environments that were QUEUED and ready when it ran (a few of
+    each); and the runs that ended for good and have a parent (whose wait may be over)."""
     if not ends:
         return [], [], []
     rows = await conn.fetch(
